@@ -1,0 +1,75 @@
+"""moto's server mode on 127.0.0.1, as the emulated AWS for tests and the demo.
+
+    python -m testing.moto_server   # prints MOTO_URL=http://127.0.0.1:PORT; runs until stdin closes
+
+In Python: ``with MotoServer() as moto: ...`` then ``moto.env()`` gives the environment a real SDK
+client (boto3, AWS SDK v3, the AWS CLI, the CDK CLI) needs to reach it; ``moto.reset()`` empties
+every emulated service between tests. From Node (jest), spawn the command above and read the line.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import urllib.request
+
+from moto.server import ThreadedMotoServer
+
+REGION = "us-east-1"
+# moto accepts any credentials; these are obviously fake so nothing ever reaches a real account.
+DUMMY_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+}
+
+
+class MotoServer:
+    def __init__(self, port: int = 0) -> None:
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        self.url = ""
+
+    def start(self) -> MotoServer:
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
+        self._server.start()
+        host, port = self._server.get_host_and_port()
+        self.url = f"http://{host}:{port}"
+        return self
+
+    def stop(self) -> None:
+        self._server.stop()
+
+    def reset(self) -> None:
+        """Forget every emulated resource (moto's /moto-api/reset)."""
+        request = urllib.request.Request(f"{self.url}/moto-api/reset", method="POST")
+        urllib.request.urlopen(request, timeout=10).close()
+
+    def env(self, region: str = REGION) -> dict[str, str]:
+        """Environment variables that point AWS clients at this server with dummy credentials."""
+        return {
+            **DUMMY_CREDENTIALS,
+            "AWS_ENDPOINT_URL": self.url,
+            "AWS_DEFAULT_REGION": region,
+            "AWS_REGION": region,
+            # No profile or shared config on the machine may leak into a test.
+            "AWS_CONFIG_FILE": os.devnull,
+            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+            "AWS_EC2_METADATA_DISABLED": "true",
+        }
+
+    def __enter__(self) -> MotoServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def main() -> None:
+    with MotoServer() as moto:
+        print(f"MOTO_URL={moto.url}", flush=True)
+        sys.stdin.read()  # the parent closes stdin (or exits) to stop the server
+
+
+if __name__ == "__main__":
+    main()
