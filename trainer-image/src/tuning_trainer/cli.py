@@ -15,6 +15,7 @@ import argparse
 import logging
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -92,6 +93,8 @@ def _configure_logging() -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # transformers 5 renames (gradient -> activation checkpointing) warn from inside the library
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\.")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -199,6 +199,14 @@ class Store:
         base = Path(self.uri(prefix))
         return sorted(p.name for p in base.iterdir() if p.is_dir()) if base.is_dir() else []
 
+    def delete(self, relative: str) -> None:
+        """Remove one file (no error when it is already gone)."""
+        if is_s3(self.root):
+            bucket, key = self._key(relative)
+            s3_client().delete_object(Bucket=bucket, Key=key)
+            return
+        Path(self.uri(relative)).unlink(missing_ok=True)
+
     def delete_prefix(self, prefix: str) -> None:
         if is_s3(self.root):
             bucket, _ = self._key(prefix)

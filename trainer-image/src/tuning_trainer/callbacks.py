@@ -1,0 +1,232 @@
+"""Trainer callbacks: what transformers' Trainer lacks for unattended cloud runs.
+
+    TUNING_PROGRESS_FILE=/run/tuning/progress.json tuning-trainer train --config run.yaml
+
+- :class:`ProgressCallback`: the progress file after every optimizer step (the host supervisor's
+  idle watchdog reads it), a readable line every logging_steps, and CloudWatch Embedded Metric
+  Format JSON lines on stdout (the instance's log group turns them into metrics).
+- :class:`InterruptCallback`: on SIGTERM or a spot notice, save after the current step and stop.
+- :class:`PublishCallback`: every checkpoint the Trainer saves locally is published to the run
+  folder (manifest last), then old ones are pruned and the TensorBoard logs copied.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+
+from tuning_trainer import checkpoint
+from tuning_trainer.collator import RowCollator
+from tuning_trainer.signals import Interruption
+from tuning_trainer.storage import Store
+
+log = logging.getLogger(__name__)
+
+PROGRESS_FILE_ENV = "TUNING_PROGRESS_FILE"
+EMF_NAMESPACE = "TuningLab"
+
+
+def _now_iso() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def write_progress(path: str, step: int, max_steps: int, loss: float | None) -> None:
+    """Atomically replace the progress file: readers see the old or the new JSON, never half."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    payload = {"step": step, "max_steps": max_steps, "loss": loss, "updated_at": _now_iso()}
+    tmp.write_text(json.dumps(payload))
+    os.replace(tmp, target)
+
+
+def _memory_text() -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        return f"gpu mem {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB"
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return f"peak rss {peak_kib / 2**20:.1f} GiB"
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+class ProgressCallback(TrainerCallback):
+    def __init__(self, collator: RowCollator, run_id: str, progress_file: str | None) -> None:
+        self.collator = collator
+        self.run_id = run_id
+        self.progress_file = progress_file
+        self.last_loss: float | None = None
+        self._started = time.monotonic()
+        self._first_step = 0
+        self._last_log_time = self._started
+        self._last_log_tokens = 0
+
+    def on_train_begin(self, args: TrainingArguments, state: TrainerState, control, **kw) -> None:
+        self._started = self._last_log_time = time.monotonic()
+        self._first_step = state.global_step
+        self._last_log_tokens = self.collator.real_tokens
+
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control, **kw) -> None:
+        if self.progress_file:
+            write_progress(self.progress_file, state.global_step, state.max_steps, self.last_loss)
+
+    def on_log(
+        self, args: TrainingArguments, state: TrainerState, control, logs=None, **kw
+    ) -> None:
+        logs = logs or {}
+        now = time.monotonic()
+        if "loss" in logs:
+            self.last_loss = float(logs["loss"])
+            tokens = self.collator.real_tokens - self._last_log_tokens
+            tokens_per_second = tokens / max(now - self._last_log_time, 1e-9)
+            self._last_log_time, self._last_log_tokens = now, self.collator.real_tokens
+            done = state.global_step - self._first_step
+            per_step = (now - self._started) / max(done, 1)
+            eta = per_step * (state.max_steps - state.global_step)
+            log.info(
+                "step %d/%d loss %.4f lr %.2e tok/s %.0f %s eta %s",
+                state.global_step,
+                state.max_steps,
+                self.last_loss,
+                float(logs.get("learning_rate", 0.0)),
+                tokens_per_second,
+                _memory_text(),
+                _duration(eta),
+            )
+            self._emit_metrics(
+                state.global_step,
+                loss=self.last_loss,
+                tokens_per_second=tokens_per_second,
+                learning_rate=float(logs.get("learning_rate", 0.0)),
+            )
+        if "eval_loss" in logs:
+            log.info("step %d eval loss %.4f", state.global_step, logs["eval_loss"])
+            self._emit_metrics(state.global_step, eval_loss=float(logs["eval_loss"]))
+
+    def _emit_metrics(self, step: int, **metrics: float) -> None:
+        units = {"tokens_per_second": "Count/Second"}
+        document = {
+            "_aws": {
+                "Timestamp": int(time.time() * 1000),
+                "CloudWatchMetrics": [
+                    {
+                        "Namespace": EMF_NAMESPACE,
+                        "Dimensions": [["RunId"]],
+                        "Metrics": [
+                            {"Name": name, "Unit": units.get(name, "None")} for name in metrics
+                        ],
+                    }
+                ],
+            },
+            "RunId": self.run_id,
+            "step": step,
+            **metrics,
+        }
+        sys.stdout.write(json.dumps(document) + "\n")
+        sys.stdout.flush()
+
+
+class InterruptCallback(TrainerCallback):
+    """Turn an interruption request into "save now, then stop" at the end of the current step."""
+
+    def __init__(self, interruption: Interruption) -> None:
+        self.interruption = interruption
+        self.step_seconds = 0.0
+        self._step_started = time.monotonic()
+
+    def on_step_begin(self, args, state, control: TrainerControl, **kw) -> None:
+        self._step_started = time.monotonic()
+
+    def on_step_end(self, args, state, control: TrainerControl, **kw) -> None:
+        self.step_seconds = time.monotonic() - self._step_started
+        if self.interruption.requested.is_set() and not control.should_training_stop:
+            control.should_save = True
+            control.should_training_stop = True
+            control.should_evaluate = False  # no time for it inside the spot window
+            log.warning(
+                "stopping at step %d to checkpoint; %.0f s left of the %.0f s deadline",
+                state.global_step,
+                self.interruption.seconds_left(),
+                self.interruption.deadline_seconds,
+            )
+
+
+class PublishCallback(TrainerCallback):
+    """Publish each local checkpoint (``<staging>/checkpoint-N``) as ``checkpoints/step-N``."""
+
+    def __init__(
+        self,
+        store: Store,
+        config_yaml: str,
+        keep: int | None,
+        logs_dir: Path,
+        interruption: Interruption,
+    ) -> None:
+        self.store = store
+        self.config_yaml = config_yaml
+        self.keep = keep
+        self.logs_dir = logs_dir
+        self.interruption = interruption
+        self.published_step: int | None = None
+        self.last_publish_seconds = 0.0
+
+    def on_save(self, args: TrainingArguments, state: TrainerState, control, **kw) -> None:
+        local = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        (local / "config.yaml").write_text(self.config_yaml)
+        if self.interruption.requested.is_set():
+            self._warn_if_late()
+        result = checkpoint.publish(
+            self.store,
+            local,
+            checkpoint.step_prefix(state.global_step),
+            "checkpoint",
+            state.global_step,
+        )
+        self.published_step = state.global_step
+        self.last_publish_seconds = result.seconds
+        checkpoint.prune(self.store, self.keep)
+        if not self.interruption.requested.is_set():
+            publish_logs(self.store, self.logs_dir)
+
+    def _warn_if_late(self) -> None:
+        left = self.interruption.seconds_left()
+        if self.last_publish_seconds > left:
+            log.error(
+                "the last publish took %.0f s but only %.0f s are left before the deadline: the "
+                "checkpoint may not complete in time (raise interruption.deadline_seconds or "
+                "save_steps less data)",
+                self.last_publish_seconds,
+                left,
+            )
+
+
+def publish_logs(store: Store, logs_dir: Path) -> None:
+    """Copy the TensorBoard event files to ``logs/`` of the run folder (best effort)."""
+    if not logs_dir.is_dir():
+        return
+    for path in sorted(logs_dir.rglob("*")):
+        if path.is_file():
+            try:
+                store.upload(path, f"logs/{path.relative_to(logs_dir).as_posix()}")
+            except Exception as err:  # logs must never fail a run
+                log.warning("could not publish %s: %s", path, err)
+
+
+def make_tensorboard_callback(logs_dir: Path) -> Any:
+    from torch.utils.tensorboard import SummaryWriter
+    from transformers.integrations import TensorBoardCallback
+
+    return TensorBoardCallback(tb_writer=SummaryWriter(log_dir=str(logs_dir)))

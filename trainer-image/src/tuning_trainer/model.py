@@ -1,0 +1,338 @@
+"""Base model and tokenizer loading, hardware decisions, and the LoRA/QLoRA/full wrapping.
+
+    python -c "from tuning_trainer.model import builtin_tokenizer; print(builtin_tokenizer())"
+
+``builtin:tiny-llama`` (2 layers, hidden 64) and ``builtin:small-llama`` (4 layers, hidden 256,
+for the benchmark) are random Llama models built from a config, with a byte-level tokenizer made
+in-process: they exist so tests and the demo run offline on a CPU. They learn the patterns of
+their training data and nothing else.
+
+Decisions that depend on the GPU (DESIGN.md section 6) are made once, in :func:`plan_hardware`:
+precision ``auto`` is bf16 at compute capability >= 8.0, fp16 (fp32 adapters, loss scaling)
+below it (V100, T4), fp32 on CPU; attention ``auto`` is FlashAttention 2 when the package is
+installed and the GPU is Ampere or newer, else sdpa.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tuning_trainer import storage
+from tuning_trainer.config import RunConfig
+from tuning_trainer.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+BUILTIN_PREFIX = "builtin:"
+BUILTIN_MODELS: dict[str, dict[str, int]] = {
+    "tiny-llama": {"layers": 2, "hidden": 64, "heads": 4, "kv_heads": 2, "intermediate": 128},
+    "small-llama": {"layers": 4, "hidden": 256, "heads": 8, "kv_heads": 4, "intermediate": 704},
+}
+BUILTIN_INIT_SEED = 1234  # the "pretrained" weights must be identical in every run and resume
+BUILTIN_SPECIAL_TOKENS = ["<pad>", "<s>", "</s>"]
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".h5", ".msgpack")
+
+# Used when a tokenizer has no chat template of its own. Every assistant turn ends with the EOS
+# token so the model learns to stop.
+DEFAULT_CHAT_TEMPLATE = (
+    "{%- for message in messages -%}"
+    "{%- if message['role'] == 'system' -%}{{ message['content'] + '\\n\\n' }}"
+    "{%- elif message['role'] == 'user' -%}{{ '### User:\\n' + message['content'] + '\\n\\n' }}"
+    "{%- elif message['role'] == 'assistant' -%}"
+    "{{ '### Assistant:\\n' + message['content'] + eos_token + '\\n\\n' }}"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ '### Assistant:\\n' }}{%- endif -%}"
+)
+
+
+@dataclass(frozen=True)
+class HardwarePlan:
+    device: str  # "cuda" or "cpu"
+    precision: str  # "bf16", "fp16" or "fp32"
+    attn_implementation: str
+    compute_capability: tuple[int, int] | None
+
+    @property
+    def torch_dtype(self) -> Any:
+        import torch
+
+        return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[
+            self.precision
+        ]
+
+
+def plan_hardware(config: RunConfig, cuda: bool | None = None) -> HardwarePlan:
+    """Resolve precision and attention for this machine, or refuse an impossible combination."""
+    import torch
+
+    cuda = torch.cuda.is_available() if cuda is None else cuda
+    capability = torch.cuda.get_device_capability() if cuda else None
+    method, precision = config.model.method, config.training.precision
+    if method == "qlora":
+        if not cuda:
+            raise ConfigError(
+                "model.method = 'qlora' needs a CUDA GPU (bitsandbytes 4-bit); this machine has "
+                "none: use method 'lora' here, or validate with `tuning-trainer validate`"
+            )
+        if importlib.util.find_spec("bitsandbytes") is None:
+            raise ConfigError("model.method = 'qlora' needs the bitsandbytes package installed")
+    if config.training.optim.endswith("8bit") and importlib.util.find_spec("bitsandbytes") is None:
+        raise ConfigError(
+            f"training.optim = '{config.training.optim}' needs bitsandbytes; "
+            "use adamw_torch or adamw_torch_fused"
+        )
+    if not cuda:
+        if precision == "fp16":
+            raise ConfigError(
+                "training.precision = 'fp16' needs a CUDA GPU (loss scaling); on CPU use "
+                "'auto' or 'fp32'"
+            )
+        resolved = "fp32" if precision == "auto" else precision
+    else:
+        ampere = capability is not None and capability >= (8, 0)
+        if precision == "bf16" and not ampere:
+            raise ConfigError(
+                f"training.precision = 'bf16' needs compute capability >= 8.0; this GPU has "
+                f"{capability[0]}.{capability[1]} (V100/T4): use 'auto' or 'fp16'"
+            )
+        resolved = precision if precision != "auto" else ("bf16" if ampere else "fp16")
+    attention = _plan_attention(config.model.attn_implementation, cuda, capability)
+    return HardwarePlan("cuda" if cuda else "cpu", resolved, attention, capability)
+
+
+def _plan_attention(requested: str, cuda: bool, capability: tuple[int, int] | None) -> str:
+    flash_ok = (
+        cuda
+        and capability is not None
+        and capability >= (8, 0)
+        and importlib.util.find_spec("flash_attn") is not None
+    )
+    if requested == "flash_attention_2" and not flash_ok:
+        raise ConfigError(
+            "model.attn_implementation = 'flash_attention_2' needs the flash-attn package and a "
+            "GPU with compute capability >= 8.0: use 'auto' or 'sdpa'"
+        )
+    if requested == "auto":
+        return "flash_attention_2" if flash_ok else "sdpa"
+    return requested
+
+
+# --- where the base model comes from ---------------------------------------------------------
+
+
+def builtin_name(base_model: str) -> str | None:
+    if not base_model.startswith(BUILTIN_PREFIX):
+        return None
+    name = base_model[len(BUILTIN_PREFIX) :]
+    if name not in BUILTIN_MODELS:
+        allowed = ", ".join(BUILTIN_PREFIX + n for n in BUILTIN_MODELS)
+        raise ConfigError(f"model.base_model = {base_model!r}: unknown builtin; allowed: {allowed}")
+    return name
+
+
+def check_base_model(config: RunConfig) -> None:
+    """Fail early when the base model cannot exist: bad builtin, missing path or S3 prefix."""
+    base = config.model.base_model
+    if builtin_name(base) is not None:
+        return
+    if storage.is_s3(base):
+        prefix = base.rstrip("/") + "/"
+        if not storage.exists(prefix + "config.json"):
+            raise ConfigError(f"model.base_model = {base!r}: no config.json under that S3 prefix")
+        return
+    if os.path.isabs(base):
+        if not os.path.isfile(os.path.join(base, "config.json")):
+            raise ConfigError(f"model.base_model = {base!r}: no such model folder (config.json)")
+        return
+    if not HUB_ID.match(base):
+        raise ConfigError(
+            f"model.base_model = {base!r}: expected a Hugging Face id (org/name), an s3:// "
+            f"prefix, a local folder, or one of "
+            + ", ".join(BUILTIN_PREFIX + n for n in BUILTIN_MODELS)
+        )
+
+
+def local_model_dir(config: RunConfig, include_weights: bool = True) -> str:
+    """A path or hub id ``from_pretrained`` can read; s3:// prefixes are synced once to a cache."""
+    base = config.model.base_model
+    if not storage.is_s3(base):
+        return base
+    bucket, key = storage.split_s3(base.rstrip("/"))
+    cache_root = config.model.cache_dir or os.path.expanduser("~/.cache/tuning-lab/models")
+    target = Path(cache_root) / bucket / key
+    marker = target / (".complete" if include_weights else ".complete-tokenizer")
+    if marker.exists() or (target / ".complete").exists():
+        return str(target)
+    log.info("syncing base model %s to %s", base, target)
+    store = storage.Store(base.rstrip("/"))
+    for relative in store.list(""):
+        if not include_weights and relative.endswith(WEIGHT_SUFFIXES):
+            continue
+        store.download(relative, target / relative)
+    marker.touch()
+    return str(target)
+
+
+# --- tokenizer -------------------------------------------------------------------------------
+
+
+def builtin_tokenizer() -> Any:
+    """A byte-level tokenizer (one token per UTF-8 byte) plus <pad>, <s> and </s>."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    vocab = {token: index for index, token in enumerate(BUILTIN_SPECIAL_TOKENS + alphabet)}
+    core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    core.decoder = decoders.ByteLevel()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=core, pad_token="<pad>", bos_token="<s>", eos_token="</s>"
+    )
+    tokenizer.chat_template = DEFAULT_CHAT_TEMPLATE
+    return tokenizer
+
+
+def load_tokenizer(config: RunConfig) -> Any:
+    if builtin_name(config.model.base_model) is not None:
+        tokenizer = builtin_tokenizer()
+    else:
+        from transformers import AutoTokenizer
+
+        source = local_model_dir(config, include_weights=False)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(
+                source,
+                revision=config.model.revision,
+                trust_remote_code=config.model.trust_remote_code,
+            )
+        except OSError as err:
+            raise ConfigError(f"model.base_model = {config.model.base_model!r}: {err}") from None
+    if config.data.chat_template:
+        tokenizer.chat_template = config.data.chat_template
+    elif not getattr(tokenizer, "chat_template", None):
+        tokenizer.chat_template = DEFAULT_CHAT_TEMPLATE
+    if tokenizer.pad_token_id is None:
+        # Labels are masked by position, never by pad id, so pad == eos cannot hide the EOS label.
+        tokenizer.pad_token = tokenizer.eos_token
+    if tokenizer.eos_token_id is None:
+        raise ConfigError(f"the tokenizer of {config.model.base_model!r} has no EOS token")
+    return tokenizer
+
+
+# --- model -----------------------------------------------------------------------------------
+
+
+def build_builtin_model(name: str, vocab_size: int, attn_implementation: str) -> Any:
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    shape = BUILTIN_MODELS[name]
+    model_config = LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=shape["hidden"],
+        intermediate_size=shape["intermediate"],
+        num_hidden_layers=shape["layers"],
+        num_attention_heads=shape["heads"],
+        num_key_value_heads=shape["kv_heads"],
+        max_position_embeddings=8192,
+        tie_word_embeddings=False,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+        attn_implementation=attn_implementation,
+        # wider than Llama's 0.02 so LoRA on a random base can still sharpen the predictions
+        initializer_range=0.1,
+    )
+    state = torch.random.get_rng_state()
+    torch.manual_seed(BUILTIN_INIT_SEED)
+    try:
+        model = LlamaForCausalLM(model_config)
+    finally:
+        torch.random.set_rng_state(state)
+    return model
+
+
+def load_model(config: RunConfig, plan: HardwarePlan, vocab_size: int) -> Any:
+    """The base model, wrapped for the configured method (peft LoRA/QLoRA, or full)."""
+    name = builtin_name(config.model.base_model)
+    if name is not None:
+        model = build_builtin_model(name, vocab_size, plan.attn_implementation)
+        if plan.precision != "fp32" and config.model.method != "full":
+            model = model.to(plan.torch_dtype)
+    else:
+        model = _load_pretrained(config, plan)
+    if config.training.gradient_checkpointing:
+        model.config.use_cache = False
+    if config.model.method == "full":
+        return model
+    return _wrap_lora(model, config)
+
+
+def _load_pretrained(config: RunConfig, plan: HardwarePlan) -> Any:
+    from transformers import AutoModelForCausalLM
+
+    kwargs: dict[str, Any] = {
+        "revision": config.model.revision,
+        "trust_remote_code": config.model.trust_remote_code,
+        "attn_implementation": plan.attn_implementation,
+    }
+    if config.model.method == "full":
+        # fp16 full fine-tuning keeps fp32 master weights (autocast + loss scaling).
+        kwargs["dtype"] = plan.torch_dtype if plan.precision == "bf16" else None
+    else:
+        kwargs["dtype"] = plan.torch_dtype
+    if config.model.method == "qlora":
+        import torch
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=plan.torch_dtype,
+            bnb_4bit_quant_storage=torch.uint8,
+        )
+    if plan.device == "cuda":
+        kwargs["device_map"] = {"": 0}
+    source = local_model_dir(config)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+    except OSError as err:
+        raise ConfigError(f"model.base_model = {config.model.base_model!r}: {err}") from None
+    if config.model.method == "qlora":
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=config.training.gradient_checkpointing
+        )
+    return model
+
+
+def _wrap_lora(model: Any, config: RunConfig) -> Any:
+    from peft import LoraConfig, get_peft_model
+
+    lora = config.lora
+    if config.training.gradient_checkpointing:
+        model.enable_input_require_grads()
+    peft_config = LoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=lora.target_modules,
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+    try:
+        # autocast_adapter_dtype keeps adapters in fp32 under an fp16/bf16 base (V100 stability).
+        return get_peft_model(model, peft_config, autocast_adapter_dtype=True)
+    except ValueError as err:
+        raise ConfigError(f"lora.target_modules = {lora.target_modules!r}: {err}") from None
