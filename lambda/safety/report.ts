@@ -1,0 +1,161 @@
+/**
+ * Pure builders for what the safety Lambda writes when it stops a run: the ledger update
+ * (contract section 4) and the SNS message (contract section 5). No AWS imports.
+ */
+import {
+  SCHEMA_VERSION,
+  runPrefix,
+  type Ledger,
+  type Market,
+  type MessageStatus,
+} from '../../lib/contract';
+import type { Decision } from './decide';
+
+export interface StoppedInstance {
+  readonly decision: Decision;
+  readonly instanceType: string;
+  readonly availabilityZone?: string;
+  readonly market: Market;
+  readonly launchTime: Date;
+}
+
+/**
+ * The ledger after the Lambda stopped `stopped`'s instance: status `stopped-by-safety` with the
+ * reason, end time, billable seconds and cost added to what earlier instances used. Every field
+ * the supervisor wrote is kept.
+ */
+export function ledgerAfterSafetyStop(
+  existing: Ledger | undefined,
+  stopped: StoppedInstance,
+  runId: string,
+  now: Date,
+): Ledger {
+  const { decision } = stopped;
+  const endedAt = now.toISOString();
+  const base: Ledger = existing ?? {
+    schemaVersion: SCHEMA_VERSION,
+    runId,
+    status: 'running',
+    instanceId: decision.instanceId,
+    instanceType: stopped.instanceType,
+    availabilityZone: stopped.availabilityZone,
+    market: stopped.market,
+    startedAt: stopped.launchTime.toISOString(),
+    attempts: [],
+  };
+  const attempts = [...(base.attempts ?? [])];
+  const index = attempts.findIndex((a) => a.instanceId === decision.instanceId);
+  const attempt = {
+    instanceId: decision.instanceId,
+    instanceType: stopped.instanceType,
+    market: stopped.market,
+    startedAt: stopped.launchTime.toISOString(),
+    exitCode: null,
+    ...(index >= 0 ? attempts[index] : {}),
+    endedAt,
+  };
+  if (index >= 0) attempts[index] = attempt;
+  else attempts.push(attempt);
+
+  const billable = (base.billableSeconds ?? 0) + Math.round(decision.runtimeSeconds);
+  const cost =
+    decision.runCostUsd ?? (base.estimatedCostUsd ?? 0) + (decision.instanceCostUsd ?? 0);
+  return {
+    ...base,
+    schemaVersion: base.schemaVersion ?? SCHEMA_VERSION,
+    runId: base.runId ?? runId,
+    status: 'stopped-by-safety',
+    reason: decision.reason,
+    endedAt,
+    billableSeconds: billable,
+    estimatedCostUsd: round2(cost),
+    attempts,
+  };
+}
+
+export interface RunMessage {
+  readonly subject: string;
+  readonly body: string;
+  readonly attributes: { readonly runId: string; readonly status: MessageStatus };
+}
+
+export interface RunMessageFields {
+  readonly runId: string;
+  readonly status: MessageStatus;
+  readonly reason: string;
+  readonly instance: string;
+  readonly durationSeconds: number;
+  readonly estimatedCostUsd?: number;
+  readonly modelUri?: string | null;
+  readonly logsUri?: string | null;
+  readonly nextStep: string;
+}
+
+/** The one message format every sender uses (contract section 5). */
+export function formatRunMessage(fields: RunMessageFields): RunMessage {
+  const subject = `tuning-lab ${fields.runId}: ${fields.status}`.slice(0, 100);
+  const lines = [
+    `Run: ${fields.runId}`,
+    `Status: ${fields.status}`,
+    `Reason: ${fields.reason}`,
+    `Instance: ${fields.instance}`,
+    `Duration: ${formatDuration(fields.durationSeconds)}`,
+    `Estimated cost: ${
+      fields.estimatedCostUsd === undefined ? 'unknown' : `${fields.estimatedCostUsd.toFixed(2)} USD`
+    }`,
+    `Model: ${fields.modelUri ?? 'none (no final model was published)'}`,
+    `Logs: ${fields.logsUri ?? 'see the stack output LogGroupName'}`,
+    '',
+    `Next step: ${fields.nextStep}`,
+  ];
+  return {
+    subject,
+    body: `${lines.join('\n')}\n`,
+    attributes: { runId: fields.runId, status: fields.status },
+  };
+}
+
+/** The message for a run the Lambda stopped. */
+export function safetyStopMessage(
+  stopped: StoppedInstance,
+  ledger: Ledger,
+  outputsBucket: string,
+  stackName: string,
+): RunMessage {
+  const { decision } = stopped;
+  const runId = ledger.runId;
+  const limit =
+    decision.reason === 'max-cost'
+      ? 'the per-run cost cap (maxRunCostUsd)'
+      : 'the runtime limit (maxRuntimeHours)';
+  return formatRunMessage({
+    runId,
+    status: 'stopped-by-safety',
+    reason: `${decision.reason}: ${decision.detail}`,
+    instance: [decision.instanceId, stopped.instanceType, stopped.market, stopped.availabilityZone]
+      .filter(Boolean)
+      .join(' '),
+    durationSeconds: ledger.billableSeconds ?? decision.runtimeSeconds,
+    estimatedCostUsd: ledger.estimatedCostUsd,
+    modelUri: ledger.finalModelUri ?? null,
+    logsUri: ledger.logsUri ?? null,
+    nextStep:
+      `the run reached ${limit}; its capacity is now 0 and the instance was terminated. ` +
+      `Checkpoints are under s3://${outputsBucket}/${runPrefix(runId)}/checkpoints/. To continue, ` +
+      `raise the limit and deploy again with the same runConfig (cdk deploy ${stackName} ` +
+      '-c createInstance=true -c runConfig=...): the run resumes from its last checkpoint. ' +
+      'See docs/runbook.md.',
+  });
+}
+
+function formatDuration(seconds: number): string {
+  const total = Math.max(0, Math.round(seconds));
+  const h = Math.floor(total / 3600);
+  const m = Math.floor((total % 3600) / 60);
+  const s = total % 60;
+  return h > 0 ? `${h} h ${m} min` : m > 0 ? `${m} min ${s} s` : `${s} s`;
+}
+
+function round2(value: number): number {
+  return Math.round(value * 100) / 100;
+}

@@ -1,0 +1,444 @@
+import { Annotations, ArnFormat, type CfnElement, RemovalPolicy, Stack, Tags } from 'aws-cdk-lib';
+import * as autoscaling from 'aws-cdk-lib/aws-autoscaling';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as ecr from 'aws-cdk-lib/aws-ecr';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as s3 from 'aws-cdk-lib/aws-s3';
+import * as sns from 'aws-cdk-lib/aws-sns';
+import { Construct, type IConstruct } from 'constructs';
+import { runPrefix, runSettingsParameterName, TAG_KEYS } from './contract';
+import { UserInputError } from './errors';
+import { loadUserData, runtimeArchive } from './instance-runtime';
+import { acknowledgeFinding, nagArnPrefix } from './nag';
+
+/** The Deep Learning AMI a set of instance types boots, resolved at deploy time from SSM. */
+export interface AmiChoice {
+  readonly description: string;
+  /** Public SSM parameter holding the latest AMI id of that DLAMI. */
+  readonly parameterName: string;
+  readonly rootDeviceName: string;
+}
+
+/**
+ * Turing and newer GPUs (g4dn, g5, g6, g6e, p4d, p5) use the Base OSS NVIDIA driver DLAMI on
+ * Ubuntu 22.04. Volta (p3) is not supported by the open-source kernel modules of the driver, and
+ * the current DLAMIs no longer list P3: it gets the Base Proprietary NVIDIA driver DLAMI on
+ * Amazon Linux 2, the one AWS still publishes for P3.
+ */
+export function amiFor(instanceTypes: readonly string[]): AmiChoice {
+  if (instanceTypes.every((t) => t.startsWith('p3.'))) {
+    return {
+      description: 'Deep Learning Base Proprietary Nvidia Driver AMI (Amazon Linux 2), for P3',
+      parameterName:
+        '/aws/service/deeplearning/ami/x86_64/base-proprietary-nvidia-driver-amazon-linux-2/latest/ami-id',
+      rootDeviceName: '/dev/xvda',
+    };
+  }
+  if (instanceTypes.some((t) => t.startsWith('p3.'))) {
+    throw new UserInputError(
+      `instanceTypes ${instanceTypes.join(',')} mixes p3 with newer GPUs; they need different AMIs.`,
+    );
+  }
+  return {
+    description: 'Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 22.04)',
+    parameterName:
+      '/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id',
+    rootDeviceName: '/dev/sda1',
+  };
+}
+
+/** The run the GPU capacity is for, as the safety tags and the instance's S3 grant need it. */
+export interface ComputeRun {
+  readonly runId: string;
+  readonly maxRuntimeHours: number;
+  /** @default - no per-run cost cap */
+  readonly maxRunCostUsd?: number;
+}
+
+/** An existing network to launch into instead of a dedicated VPC. */
+export interface ExistingNetwork {
+  readonly vpcId: string;
+  /** Subnets with a route to the internet (or to S3, ECR, SSM, Logs and SNS endpoints). */
+  readonly subnetIds: readonly string[];
+}
+
+export interface TrainingComputeProps {
+  /** Datasets: the instance may read all of it. */
+  readonly dataBucket: s3.IBucket;
+  /** Runs: the instance may read and write `runs/<run-id>/` only. */
+  readonly outputsBucket: s3.IBucket;
+  /** The trainer image repository: the instance may pull. */
+  readonly repository: ecr.IRepository;
+  /** Where the instance reports (the supervisor publishes) and where launch errors go. */
+  readonly alertsTopic: sns.ITopic;
+  /** GPU instance types, the first preferred (capacity ladder). */
+  readonly instanceTypes: readonly string[];
+  /**
+   * Run on spot capacity (capacity-optimized across types and AZs), else on-demand.
+   * @default true
+   */
+  readonly useSpot?: boolean;
+  /**
+   * Desired GPU capacity 1 (a run) instead of 0.
+   * @default false
+   */
+  readonly createInstance?: boolean;
+  /**
+   * The configured run; without it the instance role gets no outputs-bucket access.
+   * @default - no run
+   */
+  readonly run?: ComputeRun;
+  /**
+   * Size of the encrypted gp3 root volume.
+   * @default 200
+   */
+  readonly rootVolumeGiB?: number;
+  /**
+   * Launch into this network.
+   * @default - a dedicated VPC: public subnets in 2 AZs, no NAT gateway, an S3 gateway endpoint
+   */
+  readonly network?: ExistingNetwork;
+  /**
+   * Keep the instance log group when the stack is deleted.
+   * @default true
+   */
+  readonly retainLogs?: boolean;
+}
+
+/**
+ * The compute layer: network, instance role, launch template and the GPU capacity.
+ *
+ * The capacity is an Auto Scaling group (min 0, max 1) with a mixed-instances policy rather than
+ * a bare instance: it gives a capacity ladder across instance types and AZs, and when a spot
+ * instance is reclaimed the group launches a replacement that resumes the run from its last
+ * checkpoint. Capacity 0 means no instance and no GPU cost.
+ */
+export class TrainingCompute extends Construct {
+  public readonly vpc: ec2.IVpc;
+  public readonly securityGroup: ec2.ISecurityGroup;
+  public readonly instanceRole: iam.Role;
+  public readonly launchTemplate: ec2.LaunchTemplate;
+  public readonly group: autoscaling.AutoScalingGroup;
+  /** The instance's log group (setup, supervisor and trainer logs). */
+  public readonly logGroup: logs.LogGroup;
+  public readonly ami: AmiChoice;
+
+  constructor(scope: Construct, id: string, props: TrainingComputeProps) {
+    super(scope, id);
+    const stack = Stack.of(this);
+    const useSpot = props.useSpot ?? true;
+    const createInstance = props.createInstance ?? false;
+    const rootVolumeGiB = props.rootVolumeGiB ?? 200;
+    const retainLogs = props.retainLogs ?? true;
+    if (props.instanceTypes.length === 0) {
+      throw new UserInputError('instanceTypes must list at least one GPU type, e.g. g5.xlarge.');
+    }
+    if (createInstance && props.run === undefined) {
+      throw new UserInputError('createInstance=true needs a run (runConfig).');
+    }
+
+    const { vpc, subnets, dedicated } = this.network(props.network);
+    this.vpc = vpc;
+
+    this.securityGroup = new ec2.SecurityGroup(this, 'InstanceSecurityGroup', {
+      vpc,
+      description: 'GPU training instance: no inbound access (SSM Session Manager only)',
+      allowAllOutbound: true,
+    });
+
+    this.logGroup = new logs.LogGroup(this, 'InstanceLogGroup', {
+      retention: logs.RetentionDays.ONE_MONTH,
+      removalPolicy: retainLogs ? RemovalPolicy.RETAIN : RemovalPolicy.DESTROY,
+    });
+    acknowledgeFinding(
+      this.logGroup,
+      'NIST.800.53.R5::NIST.800.53.R5-CloudWatchLogGroupEncrypted',
+      'Training logs hold no secrets; CloudWatch Logs encrypts them at rest with its own keys, ' +
+        'and a customer key would add cost and key-policy coupling.',
+    );
+
+    this.instanceRole = new iam.Role(this, 'InstanceRole', {
+      description: 'GPU training instance: read data, write its run, pull the image, SSM, logs',
+      assumedBy: new iam.ServicePrincipal('ec2.amazonaws.com'),
+      managedPolicies: [
+        iam.ManagedPolicy.fromAwsManagedPolicyName('AmazonSSMManagedInstanceCore'),
+      ],
+    });
+    props.dataBucket.grantRead(this.instanceRole);
+    if (props.run) this.grantRunAccess(props.outputsBucket, props.run.runId);
+    props.repository.grantPull(this.instanceRole);
+    this.logGroup.grantWrite(this.instanceRole);
+    props.alertsTopic.grantPublish(this.instanceRole);
+    // The supervisor finds its own group by its instance id; this call has no resource scope.
+    this.instanceRole.addToPolicy(
+      new iam.PolicyStatement({
+        actions: ['autoscaling:DescribeAutoScalingInstances'],
+        resources: ['*'],
+      }),
+    );
+
+    const archive = runtimeArchive(this, 'RuntimeArchive');
+    // The archive object only, not the whole CDK assets bucket (Asset.grantRead grants bucket/*).
+    this.instanceRole.addToPolicy(
+      new iam.PolicyStatement({
+        actions: ['s3:GetObject'],
+        resources: [archive.bucket.arnForObjects(archive.s3ObjectKey)],
+      }),
+    );
+    const userData = ec2.UserData.custom(
+      loadUserData({
+        runSettingsParameter: runSettingsParameterName(stack.stackName),
+        region: stack.region,
+        runtimeArchiveUri: archive.s3ObjectUrl,
+        stackName: stack.stackName,
+      }),
+    );
+
+    this.ami = amiFor(props.instanceTypes);
+    Annotations.of(this).addInfo(
+      `GPU instances (${props.instanceTypes.join(', ')}) boot the ${this.ami.description}, ` +
+        `resolved at deploy time from ${this.ami.parameterName}.`,
+    );
+
+    this.launchTemplate = new ec2.LaunchTemplate(this, 'LaunchTemplate', {
+      machineImage: ec2.MachineImage.fromSsmParameter(this.ami.parameterName),
+      userData,
+      role: this.instanceRole,
+      securityGroup: this.securityGroup,
+      // A public address instead of a NAT gateway (no inbound rule lets anything in).
+      associatePublicIpAddress: props.network === undefined,
+      requireImdsv2: true,
+      // The trainer container reaches IMDS through the docker bridge: one extra hop.
+      httpPutResponseHopLimit: 2,
+      detailedMonitoring: true,
+      // `shutdown -h now` from the supervisor ends the instance and its billing.
+      instanceInitiatedShutdownBehavior: ec2.InstanceInitiatedShutdownBehavior.TERMINATE,
+      blockDevices: [
+        {
+          deviceName: this.ami.rootDeviceName,
+          volume: ec2.BlockDeviceVolume.ebs(rootVolumeGiB, {
+            volumeType: ec2.EbsDeviceVolumeType.GP3,
+            encrypted: true,
+            deleteOnTermination: true,
+          }),
+        },
+      ],
+    });
+
+    this.group = new autoscaling.AutoScalingGroup(this, 'GpuGroup', {
+      vpc,
+      vpcSubnets: { subnets },
+      minCapacity: 0,
+      maxCapacity: 1,
+      desiredCapacity: createInstance ? 1 : 0,
+      mixedInstancesPolicy: {
+        launchTemplate: this.launchTemplate,
+        launchTemplateOverrides: props.instanceTypes.map((t) => ({
+          instanceType: new ec2.InstanceType(t),
+        })),
+        instancesDistribution: {
+          onDemandBaseCapacity: 0,
+          onDemandPercentageAboveBaseCapacity: useSpot ? 0 : 100,
+          onDemandAllocationStrategy: autoscaling.OnDemandAllocationStrategy.PRIORITIZED,
+          spotAllocationStrategy: autoscaling.SpotAllocationStrategy.CAPACITY_OPTIMIZED_PRIORITIZED,
+        },
+      },
+      // On a rebalance recommendation the group starts the replacement before the reclaim.
+      capacityRebalance: useSpot,
+      notifications: [
+        // Launch errors are how a user learns of a 0 vCPU quota or no spot capacity.
+        { topic: props.alertsTopic, scalingEvents: autoscaling.ScalingEvents.ALL },
+      ],
+      groupMetrics: [autoscaling.GroupMetrics.all()],
+    });
+    Annotations.of(this.group).acknowledgeWarning(
+      '@aws-cdk/aws-autoscaling:desiredCapacitySet',
+      'Intended: every deploy sets the GPU capacity from createInstance (1 for a run, 0 for none).',
+    );
+
+    const tags: Record<string, string> = { [TAG_KEYS.stack]: stack.stackName };
+    if (props.run) {
+      tags[TAG_KEYS.runId] = props.run.runId;
+      tags[TAG_KEYS.maxRuntimeHours] = String(props.run.maxRuntimeHours);
+      if (props.run.maxRunCostUsd !== undefined) {
+        tags[TAG_KEYS.maxRunCostUsd] = String(props.run.maxRunCostUsd);
+      }
+    }
+    for (const [key, value] of Object.entries(tags)) {
+      Tags.of(this.group).add(key, value, {
+        applyToLaunchedInstances: true,
+        includeResourceTypes: ['AWS::AutoScaling::AutoScalingGroup'],
+      });
+    }
+
+    // The instance may set the capacity of its own group and of no other. A separate policy,
+    // because it names the group and the group's launch template names the role.
+    const capacityPolicy = new iam.ManagedPolicy(this, 'OwnGroupCapacityPolicy', {
+      description: 'The training instance may set the capacity of its own group to 0',
+      roles: [this.instanceRole],
+      statements: [
+        new iam.PolicyStatement({
+          actions: ['autoscaling:SetDesiredCapacity'],
+          resources: [
+            stack.formatArn({
+              service: 'autoscaling',
+              resource: 'autoScalingGroup',
+              resourceName: `*:autoScalingGroupName/${this.group.autoScalingGroupName}`,
+              arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+            }),
+          ],
+        }),
+      ],
+    });
+    this.acknowledgeFindings(capacityPolicy, props.dataBucket, dedicated);
+  }
+
+  private acknowledgeFindings(
+    capacityPolicy: iam.ManagedPolicy,
+    dataBucket: s3.IBucket,
+    dedicatedVpc?: ec2.Vpc,
+  ): void {
+    const policy = this.instanceRole.node.findChild('DefaultPolicy');
+    acknowledgeFinding(
+      this.group,
+      'AwsSolutions::AwsSolutions-EC26',
+      'The root volume is encrypted in the launch template, which this rule does not follow ' +
+        'through a mixed-instances policy (test/compute.test.ts asserts it).',
+    );
+    acknowledgeFinding(
+      this.group,
+      'NIST.800.53.R5::NIST.800.53.R5-EC2IMDSv2Enabled',
+      'IMDSv2 is required in the launch template, which this rule does not follow through a ' +
+        'mixed-instances policy (test/compute.test.ts asserts it).',
+    );
+    acknowledgeFinding(
+      this.instanceRole,
+      'AwsSolutions::AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/AmazonSSMManagedInstanceCore]',
+      'The AWS-maintained SSM core policy is the supported way to reach the instance through ' +
+        'Session Manager without any inbound port.',
+    );
+    acknowledgeFinding(
+      policy,
+      'AwsSolutions::AwsSolutions-IAM5[Resource::*]',
+      'ecr:GetAuthorizationToken and autoscaling:DescribeAutoScalingInstances have no ' +
+        'resource-level permissions; everything else in this policy names its resource.',
+    );
+    for (const action of ['s3:GetBucket*', 's3:GetObject*', 's3:List*']) {
+      acknowledgeFinding(
+        policy,
+        `AwsSolutions::AwsSolutions-IAM5[Action::${action}]`,
+        'bucket.grantRead on the data bucket: the instance reads datasets anywhere in it, nothing else.',
+      );
+    }
+    acknowledgeFinding(
+      policy,
+      `AwsSolutions::AwsSolutions-IAM5[Resource::<${this.logicalIdOf(dataBucket)}.Arn>/*]`,
+      'Datasets may live under any key of the data bucket, which holds nothing but datasets.',
+    );
+    acknowledgeFinding(
+      policy,
+      'AwsSolutions::AwsSolutions-IAM5[Action::kms:GenerateDataKey*]',
+      'Publishing to the KMS-encrypted alerts topic needs data keys of that one key.',
+    );
+    acknowledgeFinding(
+      policy,
+      'NIST.800.53.R5::NIST.800.53.R5-IAMNoInlinePolicy',
+      'CDK grants write one policy owned by this role only; it lives and dies with the role.',
+    );
+    acknowledgeFinding(
+      capacityPolicy,
+      `AwsSolutions::AwsSolutions-IAM5[Resource::${nagArnPrefix(Stack.of(this), 'autoscaling')}:autoScalingGroup:*:autoScalingGroupName/<${this.logicalIdOf(this.group)}>]`,
+      "The group's ARN holds a UUID known only after creation; the group name pins this one group.",
+    );
+    if (dedicatedVpc) {
+      for (const subnet of dedicatedVpc.publicSubnets) {
+        acknowledgeFinding(
+          subnet.node.findChild('DefaultRoute'),
+          'NIST.800.53.R5::NIST.800.53.R5-VPCNoUnrestrictedRouteToIGW',
+          'No NAT gateway (~33 USD/month): the instance reaches S3, ECR and SSM through the ' +
+            'internet gateway while its security group admits no inbound traffic.',
+        );
+      }
+      acknowledgeFinding(
+        dedicatedVpc,
+        'NIST.800.53.R5::NIST.800.53.R5-VPCDefaultSecurityGroupClosed',
+        'Nothing uses the default security group; closing it needs a custom resource, which ' +
+          'the emulated deploy test cannot run.',
+      );
+    }
+  }
+
+  private logicalIdOf(construct: IConstruct): string {
+    return Stack.of(this).getLogicalId(construct.node.defaultChild as CfnElement);
+  }
+
+  /** Read and write `runs/<run-id>/` of the outputs bucket, list only that prefix. */
+  private grantRunAccess(outputsBucket: s3.IBucket, runId: string): void {
+    const prefix = runPrefix(runId);
+    acknowledgeFinding(
+      this.instanceRole.node.findChild('DefaultPolicy'),
+      `AwsSolutions::AwsSolutions-IAM5[Resource::<${this.logicalIdOf(outputsBucket)}.Arn>/${prefix}/*]`,
+      'Checkpoints, the final model and the ledger are many objects under the one run prefix.',
+    );
+    this.instanceRole.addToPolicy(
+      new iam.PolicyStatement({
+        actions: ['s3:GetObject', 's3:PutObject', 's3:DeleteObject', 's3:AbortMultipartUpload'],
+        resources: [outputsBucket.arnForObjects(`${prefix}/*`)],
+      }),
+    );
+    this.instanceRole.addToPolicy(
+      new iam.PolicyStatement({
+        actions: ['s3:ListBucket'],
+        resources: [outputsBucket.bucketArn],
+        conditions: { StringLike: { 's3:prefix': [`${prefix}/*`, prefix] } },
+      }),
+    );
+  }
+
+  private network(existing?: ExistingNetwork): {
+    vpc: ec2.IVpc;
+    subnets: ec2.ISubnet[];
+    dedicated?: ec2.Vpc;
+  } {
+    if (existing) {
+      const vpc = ec2.Vpc.fromVpcAttributes(this, 'Vpc', {
+        vpcId: existing.vpcId,
+        availabilityZones: Stack.of(this).availabilityZones,
+      });
+      const subnets = existing.subnetIds.map((subnetId, i) =>
+        ec2.Subnet.fromSubnetId(this, `Subnet${i}`, subnetId),
+      );
+      return { vpc, subnets };
+    }
+    const vpc = new ec2.Vpc(this, 'Vpc', {
+      ipAddresses: ec2.IpAddresses.cidr('10.42.0.0/16'),
+      natGateways: 0,
+      subnetConfiguration: [
+        { name: 'public', subnetType: ec2.SubnetType.PUBLIC, cidrMask: 20, mapPublicIpOnLaunch: false },
+      ],
+      gatewayEndpoints: { S3: { service: ec2.GatewayVpcEndpointAwsService.S3 } },
+      restrictDefaultSecurityGroup: false,
+    });
+    const flowLogs = new logs.LogGroup(this, 'VpcFlowLogs', {
+      retention: logs.RetentionDays.ONE_MONTH,
+      removalPolicy: RemovalPolicy.DESTROY,
+    });
+    const flowLog = vpc.addFlowLog('FlowLog', {
+      destination: ec2.FlowLogDestination.toCloudWatchLogs(flowLogs),
+      trafficType: ec2.FlowLogTrafficType.REJECT,
+    });
+    acknowledgeFinding(
+      flowLogs,
+      'NIST.800.53.R5::NIST.800.53.R5-CloudWatchLogGroupEncrypted',
+      'Rejected-traffic flow records hold no secrets; CloudWatch Logs encrypts them at rest with ' +
+        'its own keys, and a customer key would add cost and key-policy coupling.',
+    );
+    acknowledgeFinding(
+      flowLog.node.findChild('IAMRole').node.findChild('DefaultPolicy'),
+      'NIST.800.53.R5::NIST.800.53.R5-IAMNoInlinePolicy',
+      "The flow log's CDK-generated role owns this one policy; it lives and dies with the role.",
+    );
+    return { vpc, subnets: vpc.publicSubnets, dedicated: vpc };
+  }
+}

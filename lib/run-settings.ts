@@ -1,0 +1,54 @@
+import { Annotations, Stack } from 'aws-cdk-lib';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as ssm from 'aws-cdk-lib/aws-ssm';
+import { Construct } from 'constructs';
+import { runSettingsParameterName, type RunSettingsDocument } from './contract';
+
+/** SSM String parameters of the Standard tier hold at most 4 KB. */
+export const STANDARD_PARAMETER_LIMIT_BYTES = 4096;
+
+export interface RunSettingsParameterProps {
+  /** The document of contract section 1; may contain tokens (bucket names, ARNs). */
+  readonly document: RunSettingsDocument;
+  /** Principals that read it (the instance role). */
+  readonly readers: readonly iam.IGrantable[];
+}
+
+/**
+ * The run settings (docs/contracts.md section 1) as the SSM parameter
+ * `/tuning-lab/<stackName>/run-settings`, which the instance reads at boot.
+ */
+export class RunSettingsParameter extends Construct {
+  public readonly parameter: ssm.IStringParameter;
+
+  constructor(scope: Construct, id: string, props: RunSettingsParameterProps) {
+    super(scope, id);
+    const stack = Stack.of(this);
+    // Tokens are JSON-encoded into an Fn::Join; the size check measures the resolved-at-synth
+    // part, with each token counted at a generous 100 bytes (ARNs and bucket names are shorter).
+    const value = stack.toJsonString(props.document);
+    const size = estimateBytes(value);
+    const advanced = size > STANDARD_PARAMETER_LIMIT_BYTES;
+    if (advanced) {
+      Annotations.of(this).addWarningV2(
+        'tuning-lab:run-settings-advanced-tier',
+        `The run settings are ~${size} bytes, over the 4 KB of a Standard SSM parameter: using ` +
+          'the Advanced tier (about 0.05 USD per month). A shorter run config avoids it.',
+      );
+    }
+    this.parameter = new ssm.StringParameter(this, 'Parameter', {
+      parameterName: runSettingsParameterName(stack.stackName),
+      description: 'tuning-lab run settings (docs/contracts.md section 1)',
+      stringValue: value,
+      tier: advanced ? ssm.ParameterTier.ADVANCED : ssm.ParameterTier.STANDARD,
+    });
+    for (const reader of props.readers) this.parameter.grantRead(reader);
+  }
+}
+
+function estimateBytes(value: string): number {
+  const tokens = value.match(/\$\{Token\[[^\]]+\]\}/g) ?? [];
+  const literal = value.replace(/\$\{Token\[[^\]]+\]\}/g, '');
+  return Buffer.byteLength(literal, 'utf8') + tokens.length * 100;
+}
+

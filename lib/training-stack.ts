@@ -1,0 +1,142 @@
+import { Annotations, CfnOutput, Stack, Token, type StackProps } from 'aws-cdk-lib';
+import { Construct } from 'constructs';
+import { TrainingCompute } from './compute';
+import type { Settings } from './config';
+import { runPrefix, SCHEMA_VERSION } from './contract';
+import { onDemandPrice, PRICE_TABLE_DATE } from './pricing';
+import { TrainingRegistry } from './registry';
+import { RunSettingsParameter } from './run-settings';
+import { TrainingSafety } from './safety';
+import { TrainingStorage } from './storage';
+
+export interface TrainingStackProps extends StackProps {
+  /** The validated deploy-time settings (lib/config.ts). */
+  readonly settings: Settings;
+}
+
+/**
+ * tuning-lab: one GPU training run at a time, safely and cheaply (docs/design.md section 2).
+ *
+ * Layers in order, each handed the objects it needs: storage (buckets), registry (image, GitHub
+ * role), safety (topic, safety Lambda, alarm, budget: the instances report to its topic), compute
+ * (network, role, launch template, GPU capacity), and the run settings the instance reads.
+ */
+export class TrainingStack extends Stack {
+  public readonly storage: TrainingStorage;
+  public readonly registry: TrainingRegistry;
+  public readonly safety: TrainingSafety;
+  public readonly compute: TrainingCompute;
+  public readonly runSettings?: RunSettingsParameter;
+
+  constructor(scope: Construct, id: string, props: TrainingStackProps) {
+    super(scope, id, props);
+    const s = props.settings;
+
+    this.storage = new TrainingStorage(this, 'Storage', { retainData: s.retainData });
+
+    this.registry = new TrainingRegistry(this, 'Registry', {
+      githubRepo: s.githubRepo,
+      githubBranch: s.githubBranch,
+      githubOidcProviderArn: s.githubOidcProviderArn,
+      retainImages: s.retainData,
+    });
+
+    this.safety = new TrainingSafety(this, 'Safety', {
+      outputsBucket: this.storage.outputsBucket,
+      defaultMaxRuntimeHours: s.maxRuntimeHours,
+      monthlyBudgetUsd: s.monthlyBudgetUsd,
+      alertEmail: s.alertEmail,
+      retainLogs: s.retainData,
+    });
+
+    this.compute = new TrainingCompute(this, 'Compute', {
+      dataBucket: this.storage.dataBucket,
+      outputsBucket: this.storage.outputsBucket,
+      repository: this.registry.repository,
+      alertsTopic: this.safety.topic,
+      instanceTypes: s.instanceTypes,
+      useSpot: s.useSpot,
+      createInstance: s.createInstance,
+      run: s.run && {
+        runId: s.run.runId,
+        maxRuntimeHours: s.maxRuntimeHours,
+        maxRunCostUsd: s.maxRunCostUsd,
+      },
+      rootVolumeGiB: s.rootVolumeGiB,
+      network: s.vpcId && s.subnetIds ? { vpcId: s.vpcId, subnetIds: s.subnetIds } : undefined,
+      retainLogs: s.retainData,
+    });
+
+    if (s.run) {
+      this.runSettings = new RunSettingsParameter(this, 'RunSettings', {
+        readers: [this.compute.instanceRole],
+        document: {
+          schemaVersion: SCHEMA_VERSION,
+          stackName: this.stackName,
+          region: this.region,
+          runId: s.run.runId,
+          imageUri: this.registry.repository.repositoryUriForTag(s.imageTag),
+          runConfig: s.run.config,
+          dataRootUri: `s3://${this.storage.dataBucket.bucketName}/`,
+          outputUri: `s3://${this.storage.outputsBucket.bucketName}/${runPrefix(s.run.runId)}`,
+          logGroupName: this.compute.logGroup.logGroupName,
+          topicArn: this.safety.topic.topicArn,
+          maxRuntimeHours: s.maxRuntimeHours,
+          maxRunCostUsd: s.maxRunCostUsd ?? null,
+          idleMinutes: s.idleMinutes,
+          maxRetries: s.maxRetries,
+          debugHoldMinutes: s.debugHoldMinutes,
+          onDemandUsdPerHour: this.onDemandPrices(s.instanceTypes),
+        },
+      });
+      // An instance must not boot before it may read its settings and use its grants.
+      this.compute.group.node.addDependency(this.runSettings);
+    }
+    this.compute.group.node.addDependency(this.compute.instanceRole);
+
+    this.outputs(s);
+  }
+
+  private onDemandPrices(instanceTypes: readonly string[]): Record<string, number> {
+    const region = Token.isUnresolved(this.region) ? 'unknown' : this.region;
+    const prices: Record<string, number> = {};
+    let estimated = false;
+    for (const type of instanceTypes) {
+      const price = onDemandPrice(type, region);
+      if (!price) continue;
+      prices[type] = price.usdPerHour;
+      estimated ||= price.estimated;
+    }
+    if (estimated) {
+      Annotations.of(this).addWarningV2(
+        'tuning-lab:estimated-prices',
+        `No on-demand price table for region ${region} (table of ${PRICE_TABLE_DATE} covers ` +
+          'us-east-1, us-east-2, us-west-2): cost estimates use the us-east-1 price with an ' +
+          'upper-end regional markup. Pass -c region=<region> to make the region explicit.',
+      );
+    }
+    return prices;
+  }
+
+  private outputs(s: Settings): void {
+    const group = this.compute.group.autoScalingGroupName;
+    new CfnOutput(this, 'DataBucketName', { value: this.storage.dataBucket.bucketName });
+    new CfnOutput(this, 'OutputsBucketName', { value: this.storage.outputsBucket.bucketName });
+    new CfnOutput(this, 'RepositoryUri', { value: this.registry.repository.repositoryUri });
+    new CfnOutput(this, 'GitHubRoleArn', {
+      value: this.registry.githubRole?.roleArn ?? 'none: deploy with -c githubRepo=owner/name',
+    });
+    new CfnOutput(this, 'GpuGroupName', { value: group });
+    new CfnOutput(this, 'SsmSessionCommand', {
+      description: "Opens a shell on the run's instance (then: tmux attach -t training)",
+      value:
+        `aws ssm start-session --region ${this.region} --target $(aws autoscaling ` +
+        `describe-auto-scaling-groups --region ${this.region} --auto-scaling-group-names ${group} ` +
+        "--query 'AutoScalingGroups[0].Instances[0].InstanceId' --output text)",
+    });
+    new CfnOutput(this, 'LogGroupName', { value: this.compute.logGroup.logGroupName });
+    new CfnOutput(this, 'AlertsTopicArn', { value: this.safety.topic.topicArn });
+    new CfnOutput(this, 'SafetyFunctionName', { value: this.safety.function.functionName });
+    if (s.run) new CfnOutput(this, 'RunId', { value: s.run.runId });
+  }
+}
