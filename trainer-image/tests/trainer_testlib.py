@@ -2,12 +2,65 @@
 
 from __future__ import annotations
 
+import copy
+import json
 from pathlib import Path
+from typing import Any
+
+import yaml
+from tuning_trainer.synthetic import alpaca_examples
 
 REPO = Path(__file__).resolve().parents[2]
+
+# A fast run on the builtin 2-layer model: constant LR, one log line per step, no dropout.
+BASE_CONFIG: dict[str, Any] = {
+    "model": {"base_model": "builtin:tiny-llama", "method": "lora"},
+    "lora": {"r": 8, "alpha": 16, "dropout": 0.0},
+    "data": {"train": "train.jsonl", "format": "auto", "max_seq_length": 128, "packing": True},
+    "training": {
+        "max_steps": 8,
+        "per_device_train_batch_size": 4,
+        "gradient_accumulation_steps": 1,
+        "learning_rate": 1.0e-2,
+        "warmup_ratio": 0.0,
+        "lr_scheduler_type": "constant",
+        "logging_steps": 1,
+        "save_steps": 4,
+        "save_total_limit": 2,
+        "seed": 0,
+        "report_to": "none",
+    },
+    "output": {"uri": "out"},
+    "interruption": {"spot_polling": "off"},
+}
 
 
 def write_yaml(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     return path
+
+
+def write_jsonl(path: Path, records: list[Any]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
+
+
+def deep_update(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    result = copy.deepcopy(base)
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(result.get(key), dict):
+            result[key] = deep_update(result[key], value)
+        else:
+            result[key] = value
+    return result
+
+
+def make_run(
+    folder: Path, changes: dict[str, Any] | None = None, records: list[Any] | None = None
+) -> Path:
+    """A config (``run.yaml``) and its data (``train.jsonl``) in ``folder``; returns the config."""
+    write_jsonl(folder / "train.jsonl", alpaca_examples(48, seed=3) if records is None else records)
+    config = deep_update(BASE_CONFIG, changes or {})
+    return write_yaml(folder / "run.yaml", yaml.safe_dump(config, sort_keys=False))

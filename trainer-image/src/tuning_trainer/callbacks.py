@@ -71,13 +71,12 @@ class ProgressCallback(TrainerCallback):
         self.last_loss: float | None = None
         self._started = time.monotonic()
         self._first_step = 0
-        self._last_log_time = self._started
-        self._last_log_tokens = 0
+        self._start_tokens = 0
 
     def on_train_begin(self, args: TrainingArguments, state: TrainerState, control, **kw) -> None:
-        self._started = self._last_log_time = time.monotonic()
+        self._started = time.monotonic()
         self._first_step = state.global_step
-        self._last_log_tokens = self.collator.real_tokens
+        self._start_tokens = self.collator.real_tokens
 
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control, **kw) -> None:
         if self.progress_file:
@@ -90,9 +89,14 @@ class ProgressCallback(TrainerCallback):
         now = time.monotonic()
         if "loss" in logs:
             self.last_loss = float(logs["loss"])
-            tokens = self.collator.real_tokens - self._last_log_tokens
-            tokens_per_second = tokens / max(now - self._last_log_time, 1e-9)
-            self._last_log_time, self._last_log_tokens = now, self.collator.real_tokens
+            if self.progress_file:  # the step's own loss, now that it is known
+                write_progress(
+                    self.progress_file, state.global_step, state.max_steps, self.last_loss
+                )
+            # Averaged over this attempt: the DataLoader collates one batch ahead, so counts
+            # between two log lines jitter by a batch while the running total stays exact.
+            tokens = self.collator.real_tokens - self._start_tokens
+            tokens_per_second = tokens / max(now - self._started, 1e-9)
             done = state.global_step - self._first_step
             per_step = (now - self._started) / max(done, 1)
             eta = per_step * (state.max_steps - state.global_step)

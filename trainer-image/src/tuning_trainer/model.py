@@ -69,12 +69,18 @@ class HardwarePlan:
         ]
 
 
-def plan_hardware(config: RunConfig, cuda: bool | None = None) -> HardwarePlan:
-    """Resolve precision and attention for this machine, or refuse an impossible combination."""
+def plan_hardware(
+    config: RunConfig, cuda: bool | None = None, capability: tuple[int, int] | None = None
+) -> HardwarePlan:
+    """Resolve precision and attention for this machine, or refuse an impossible combination.
+
+    ``cuda`` and ``capability`` default to what torch sees; tests pass them in.
+    """
     import torch
 
     cuda = torch.cuda.is_available() if cuda is None else cuda
-    capability = torch.cuda.get_device_capability() if cuda else None
+    if cuda and capability is None:
+        capability = torch.cuda.get_device_capability()
     method, precision = config.model.method, config.training.precision
     if method == "qlora":
         if not cuda:
@@ -181,6 +187,25 @@ def local_model_dir(config: RunConfig, include_weights: bool = True) -> str:
     return str(target)
 
 
+def _classify_load_error(config: RunConfig, err: OSError) -> Exception:
+    """A model that does not exist is bad input (exit 2); a network hiccup may be retried (1)."""
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    chain, cause = [], err
+    while cause is not None:
+        chain.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    not_found = (GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError)
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+    if offline or any(isinstance(link, not_found) for link in chain):
+        return ConfigError(f"model.base_model = {config.model.base_model!r}: {err}")
+    return err
+
+
 # --- tokenizer -------------------------------------------------------------------------------
 
 
@@ -215,7 +240,7 @@ def load_tokenizer(config: RunConfig) -> Any:
                 trust_remote_code=config.model.trust_remote_code,
             )
         except OSError as err:
-            raise ConfigError(f"model.base_model = {config.model.base_model!r}: {err}") from None
+            raise _classify_load_error(config, err) from None
     if config.data.chat_template:
         tokenizer.chat_template = config.data.chat_template
     elif not getattr(tokenizer, "chat_template", None):
@@ -307,7 +332,7 @@ def _load_pretrained(config: RunConfig, plan: HardwarePlan) -> Any:
     try:
         model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
     except OSError as err:
-        raise ConfigError(f"model.base_model = {config.model.base_model!r}: {err}") from None
+        raise _classify_load_error(config, err) from None
     if config.model.method == "qlora":
         from peft import prepare_model_for_kbit_training
 

@@ -60,8 +60,13 @@ class Interruption:
         def handler(signum: int, _frame: FrameType | None) -> None:
             self.request(signal.Signals(signum).name)
 
-        signal.signal(signal.SIGTERM, handler)
-        signal.signal(signal.SIGINT, handler)
+        self._previous = {
+            signum: signal.signal(signum, handler) for signum in (signal.SIGTERM, signal.SIGINT)
+        }
+
+    def restore_signal_handlers(self) -> None:
+        for signum, previous in getattr(self, "_previous", {}).items():
+            signal.signal(signum, previous)
 
 
 class SpotNoticePoller:

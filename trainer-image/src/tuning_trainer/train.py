@@ -98,6 +98,7 @@ def run_train(
         return _train(config, config_yaml, store, resume, interruption, env)
     finally:
         poller.stop()
+        interruption.restore_signal_handlers()
 
 
 def _train(
