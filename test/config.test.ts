@@ -1,0 +1,178 @@
+import { parseSettings, SETTING_KEYS } from '../lib/config';
+import { UserInputError } from '../lib/errors';
+import { ROOT, TINY_RUN_CONFIG } from './support/synth';
+
+const parse = (context: Record<string, unknown>) => parseSettings(context, { cwd: ROOT });
+
+function errorOf(context: Record<string, unknown>): string {
+  try {
+    parse(context);
+  } catch (error) {
+    expect(error).toBeInstanceOf(UserInputError);
+    return (error as Error).message;
+  }
+  throw new Error('expected a UserInputError');
+}
+
+describe('defaults', () => {
+  test('no context gives the documented defaults and no run', () => {
+    const s = parse({});
+    expect(s).toMatchObject({
+      createInstance: false,
+      instanceTypes: ['g5.xlarge'],
+      useSpot: true,
+      maxRuntimeHours: 12,
+      idleMinutes: 30,
+      monthlyBudgetUsd: 50,
+      githubBranch: 'main',
+      rootVolumeGiB: 200,
+      imageTag: 'latest',
+      retainData: true,
+      debugHoldMinutes: 0,
+      maxRetries: 2,
+    });
+    expect(s.run).toBeUndefined();
+    expect(s.maxRunCostUsd).toBeUndefined();
+  });
+
+  test('every documented setting is a key of the schema', () => {
+    expect([...SETTING_KEYS].sort()).toEqual(
+      [
+        'alertEmail', 'createInstance', 'debugHoldMinutes', 'githubBranch', 'githubOidcProviderArn',
+        'githubRepo', 'idleMinutes', 'imageTag', 'instanceTypes', 'maxRetries', 'maxRunCostUsd',
+        'maxRuntimeHours', 'monthlyBudgetUsd', 'region', 'retainData', 'rootVolumeGiB', 'runConfig',
+        'runId', 'subnetIds', 'useSpot', 'vpcId',
+      ].sort(),
+    );
+  });
+});
+
+describe('coercion of -c strings', () => {
+  test('booleans, numbers and comma lists arrive as strings and are coerced', () => {
+    const s = parse({
+      useSpot: 'false',
+      retainData: 'false',
+      maxRuntimeHours: '2.5',
+      maxRunCostUsd: '40',
+      instanceTypes: 'g6.xlarge, g5.xlarge',
+      rootVolumeGiB: '300',
+    });
+    expect(s).toMatchObject({
+      useSpot: false,
+      retainData: false,
+      maxRuntimeHours: 2.5,
+      maxRunCostUsd: 40,
+      instanceTypes: ['g6.xlarge', 'g5.xlarge'],
+      rootVolumeGiB: 300,
+    });
+  });
+
+  test('cdk.json values keep their JSON types', () => {
+    const s = parse({ useSpot: false, instanceTypes: ['g4dn.xlarge'], idleMinutes: 10 });
+    expect(s).toMatchObject({ useSpot: false, instanceTypes: ['g4dn.xlarge'], idleMinutes: 10 });
+  });
+
+  test("CDK's own context keys are not settings and pass through", () => {
+    expect(() =>
+      parse({
+        '@aws-cdk/core:validateAgainstDefaultRules': true,
+        'aws:cdk:bundling-stacks': ['**'],
+        'availability-zones:account=123456789012:region=us-east-1': ['us-east-1a'],
+        'acknowledged-issue-numbers': [1234],
+        'cdk-migrate': true,
+      }),
+    ).not.toThrow();
+  });
+});
+
+describe('bad values name the key, the value and what is allowed', () => {
+  test.each([
+    [{ instanceTypes: 'm5.large' }, "Invalid setting instanceTypes=m5.large: 'm5.large' is not a GPU type"],
+    [{ instanceTypes: 'g5.superlarge' }, "'g5.superlarge' is not a g5 size tuning-lab supports; use one of g5.xlarge"],
+    [{ instanceTypes: 'g5.xlarge,p3.2xlarge' }, 'p3 (V100) needs a different Deep Learning AMI'],
+    [{ maxRuntimeHours: '0' }, 'Invalid setting maxRuntimeHours=0: must be a number of hours > 0 and <= 168'],
+    [{ maxRuntimeHours: '169' }, 'Invalid setting maxRuntimeHours=169: must be a number of hours > 0 and <= 168'],
+    [{ maxRuntimeHours: 'soon' }, 'Invalid setting maxRuntimeHours=soon: must be a number of hours'],
+    [{ monthlyBudgetUsd: '0' }, 'Invalid setting monthlyBudgetUsd=0: must be a number of USD > 0'],
+    [{ monthlyBudgetUsd: '-5' }, 'Invalid setting monthlyBudgetUsd=-5: must be a number of USD > 0'],
+    [{ maxRunCostUsd: '0' }, 'Invalid setting maxRunCostUsd=0: must be a number of USD > 0'],
+    [{ alertEmail: 'me-at-acme' }, 'Invalid setting alertEmail=me-at-acme: must be an email address'],
+    [{ githubRepo: 'acme' }, 'Invalid setting githubRepo=acme: must be owner/name'],
+    [{ githubRepo: 'acme/*' }, 'Invalid setting githubRepo=acme/*: must be owner/name'],
+    [{ githubRepo: 'acme/llm', githubBranch: 'release/*' }, 'Invalid setting githubBranch=release/*: must be a branch name'],
+    [{ createInstance: 'yes' }, 'Invalid setting createInstance=yes: must be true or false'],
+    [{ rootVolumeGiB: '50' }, 'Invalid setting rootVolumeGiB=50: must be a whole number of GiB from 100 to 16384'],
+    [{ idleMinutes: '4' }, 'Invalid setting idleMinutes=4: must be a whole number of minutes from 5 to 1440'],
+    [{ debugHoldMinutes: '241' }, 'Invalid setting debugHoldMinutes=241: must be a whole number of minutes from 0 to 240'],
+    [{ maxRetries: '6' }, 'Invalid setting maxRetries=6: must be a whole number of retries from 0 to 5'],
+    [{ region: 'Europe' }, 'Invalid setting region=Europe: must be an AWS region name'],
+    [{ imageTag: 'my tag' }, 'Invalid setting imageTag=my tag: must be a container image tag'],
+    [{ vpcId: 'vpc-0123456789abcdef0' }, 'an existing network needs both vpcId and subnetIds; subnetIds is missing'],
+    [{ vpcId: 'vpc-0123456789abcdef0', subnetIds: 'subnet-x' }, 'Invalid setting subnetIds=subnet-x: must be subnet ids'],
+    [
+      { githubOidcProviderArn: 'arn:aws:iam::123456789012:oidc-provider/token.actions.githubusercontent.com' },
+      'it is only used for the GitHub role, which needs githubRepo',
+    ],
+    [{ githubRepo: 'a/b', githubOidcProviderArn: 'arn:aws:iam::1:oidc-provider/x' }, 'must be the ARN of the account GitHub OIDC provider'],
+  ])('%j', (context, message) => {
+    expect(errorOf(context)).toContain(message);
+  });
+
+  test('the message is one line', () => {
+    expect(errorOf({ instanceTypes: 'm5.large' })).not.toContain('\n');
+  });
+});
+
+describe('unknown keys', () => {
+  test('a typo fails and suggests the setting', () => {
+    expect(errorOf({ maxRuntimeHour: '2' })).toMatch(
+      /^Unknown setting maxRuntimeHour=2: did you mean maxRuntimeHours\? Settings: region, /,
+    );
+  });
+
+  test('an unrelated key fails and lists the settings', () => {
+    const message = errorOf({ colour: 'blue' });
+    expect(message).toContain('Unknown setting colour=blue');
+    expect(message).not.toContain('did you mean');
+    expect(message).toContain('maxRuntimeHours');
+  });
+});
+
+describe('runs', () => {
+  test('createInstance=true needs runConfig', () => {
+    expect(errorOf({ createInstance: 'true' })).toContain(
+      'Invalid setting createInstance=true: a run needs runConfig=',
+    );
+  });
+
+  test('runId needs runConfig', () => {
+    expect(errorOf({ runId: 'my-run' })).toContain('runId names a run, so it needs runConfig');
+  });
+
+  test('an explicit runId must match the pattern', () => {
+    expect(errorOf({ runConfig: TINY_RUN_CONFIG, runId: 'My_Run' })).toContain(
+      'Invalid setting runId=My_Run: must match ^[a-z0-9][a-z0-9-]{2,62}$',
+    );
+  });
+
+  test('an explicit runId is kept', () => {
+    expect(parse({ runConfig: TINY_RUN_CONFIG, runId: 'qwen-7b-support-1' }).run?.runId).toBe(
+      'qwen-7b-support-1',
+    );
+  });
+
+  test('the default runId is run- and 8 hex digits', () => {
+    expect(parse({ runConfig: TINY_RUN_CONFIG }).run?.runId).toMatch(/^run-[0-9a-f]{8}$/);
+  });
+
+  test('the default runId changes with the image tag', () => {
+    const latest = parse({ runConfig: TINY_RUN_CONFIG }).run?.runId;
+    const pinned = parse({ runConfig: TINY_RUN_CONFIG, imageTag: 'abc1234' }).run?.runId;
+    expect(pinned).not.toBe(latest);
+  });
+
+  test('the run carries the parsed config', () => {
+    const run = parse({ runConfig: TINY_RUN_CONFIG }).run;
+    expect(run?.config).toMatchObject({ model: { base_model: 'builtin:tiny-llama', method: 'lora' } });
+  });
+});
