@@ -16,7 +16,7 @@ from tuning_trainer import checkpoint, model, storage
 from tuning_trainer.config import load_config
 from tuning_trainer.signals import Interruption
 from tuning_trainer.synthetic import alpaca_examples
-from tuning_trainer.train import build_trainer, prepare_data, run_train
+from tuning_trainer.train import build_trainer, load_seeded_model, prepare_data, run_train
 
 STEPS = 16
 
@@ -132,7 +132,7 @@ def build(config_path: Path, **plan_overrides: Any):
     config = load_config(str(config_path), env={}).config
     plan = model.plan_hardware(config, cuda=False)
     prepared = prepare_data(config)
-    lm = model.load_model(config, plan, len(prepared.tokenizer))
+    lm = load_seeded_model(config, plan, len(prepared.tokenizer))
     store = storage.Store(config.output.uri)
     staging = config_path.parent / "staging"
     trainer, _ = build_trainer(

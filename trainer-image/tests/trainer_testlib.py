@@ -31,7 +31,7 @@ BASE_CONFIG: dict[str, Any] = {
         "report_to": "none",
     },
     "output": {"uri": "out"},
-    "interruption": {"spot_polling": "off"},
+    "interruption": {"spot_polling": "never"},
 }
 
 

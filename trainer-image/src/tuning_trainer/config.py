@@ -152,10 +152,10 @@ class InterruptionSection(_Section):
     deadline_seconds: float = Field(
         100, gt=0, le=3600, description="Time from SIGTERM or spot notice to exit 75."
     )
-    spot_polling: Literal["auto", "on", "off"] = Field(
+    spot_polling: Literal["auto", "always", "never"] = Field(
         "auto",
         description="Poll IMDSv2 spot/instance-action; auto = when the metadata token request "
-        "succeeds (on EC2).",
+        "succeeds (on EC2); always; never.",
     )
     poll_interval_seconds: float = Field(5, gt=0, le=60)
 

@@ -7,8 +7,9 @@ optimizer step, publishes a checkpoint and the trainer exits 75 within the deadl
 
 "On EC2" is decided by asking IMDSv2 for a session token with a short timeout (the SDKs' own
 endpoint variable ``AWS_EC2_METADATA_SERVICE_ENDPOINT`` overrides the link-local address).
-``interruption.spot_polling``: ``auto`` polls only when that token request succeeds, ``on``
-keeps retrying it, ``off`` never asks.
+``interruption.spot_polling``: ``auto`` polls only when that token request succeeds,
+``always`` keeps retrying it, ``never`` does not ask. (Not on/off: YAML 1.1 reads those as
+booleans.)
 """
 
 from __future__ import annotations
@@ -91,7 +92,7 @@ class SpotNoticePoller:
         self._token_time = 0.0
 
     def start(self) -> SpotNoticePoller:
-        if self.mode != "off":
+        if self.mode != "never":
             self._thread.start()
         return self
 

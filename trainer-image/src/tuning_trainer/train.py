@@ -129,7 +129,7 @@ def _train(
         log.warning("interrupted before training started; nothing new to checkpoint")
         return EXIT_INTERRUPTED
 
-    lm = model.load_model(config, plan, len(prepared.tokenizer))
+    lm = load_seeded_model(config, plan, len(prepared.tokenizer))
     trainer, publisher = build_trainer(
         config, config_yaml, plan, prepared, lm, store, staging, env, interruption
     )
@@ -155,6 +155,14 @@ def _train(
     publish_logs(store, staging / "logs")
     log.info("finished: %s", store.uri(checkpoint.FINAL))
     return EXIT_OK
+
+
+def load_seeded_model(config: RunConfig, plan: model.HardwarePlan, vocab_size: int) -> Any:
+    """The adapters' random init draws from the global RNG: seed it so every process agrees."""
+    from transformers import set_seed
+
+    set_seed(config.training.seed)
+    return model.load_model(config, plan, vocab_size)
 
 
 def _resume_path(resume: str, store: storage.Store, staging: Path) -> str | None:

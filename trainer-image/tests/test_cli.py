@@ -1,0 +1,102 @@
+"""The command line: validate's report, and exit 2 with one clear message for every bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from trainer_testlib import make_run
+from tuning_trainer.cli import main
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_validate_reports_statistics_and_trains_nothing(tmp_path: Path, capsys) -> None:
+    config = make_run(tmp_path, {"data": {"max_seq_length": 64}})
+
+    code, out, _ = run_cli(capsys, "validate", "--config", str(config))
+
+    assert code == 0
+    assert "format alpaca: 48 examples" in out
+    assert "tokens per example: min " in out and "p95" in out
+    assert "truncated at max_seq_length 64:" in out
+    assert "% without packing" in out and "% with packing" in out
+    assert "optimizer steps per epoch" in out
+    assert "nothing was trained" in out
+    assert not (tmp_path / "out").exists()
+
+
+def test_validate_counts_truncated_examples(tmp_path: Path, capsys) -> None:
+    records = [{"text": "x" * 100}, {"text": "short"}]
+    config = make_run(tmp_path, {"data": {"max_seq_length": 32}}, records=records)
+    _, out, _ = run_cli(capsys, "validate", "--config", str(config))
+    assert "truncated at max_seq_length 32: 1 (50.0 %)" in out
+
+
+@pytest.mark.parametrize(
+    ("changes", "env", "message"),
+    [
+        ({"training": {"learning_rat": 0.1}}, {}, "training.learning_rat: unknown key"),
+        ({"lora": {"r": 0}}, {}, "lora.r = 0"),
+        ({"model": {"method": "qlora"}}, {}, "method = 'qlora' needs a CUDA GPU"),
+        ({"training": {"precision": "fp16"}}, {}, "precision = 'fp16' needs a CUDA GPU"),
+        ({"data": {"train": "missing.jsonl"}}, {}, "data file not found:"),
+        ({"model": {"base_model": "/no/such/model"}}, {}, "no such model folder"),
+        ({"model": {"base_model": "builtin:huge-llama"}}, {}, "unknown builtin; allowed:"),
+        ({}, {"LLM_TRAINING__MAX_STEPS": "many"}, "environment variable LLM_TRAINING__MAX_STEPS"),
+    ],
+    ids=[
+        "unknown-key",
+        "out-of-range",
+        "qlora-cpu",
+        "fp16-cpu",
+        "no-data",
+        "no-model",
+        "bad-builtin",
+        "bad-env",
+    ],
+)
+def test_bad_input_exits_2_with_a_message_naming_it(
+    tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch, changes, env, message
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    config = make_run(tmp_path, changes)
+
+    code, _, err = run_cli(capsys, "train", "--config", str(config))
+
+    assert code == 2
+    assert message in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "out" / "checkpoints").exists()
+
+
+def test_bad_data_line_exits_2_naming_file_and_line(tmp_path: Path, capsys) -> None:
+    config = make_run(tmp_path)
+    with open(tmp_path / "train.jsonl", "a") as handle:
+        handle.write("{not json}\n")
+    code, _, err = run_cli(capsys, "train", "--config", str(config))
+    assert code == 2
+    assert f"{tmp_path}/train.jsonl:49: malformed JSON" in err
+
+
+def test_flags_override_the_environment(tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("LLM_TRAINING__MAX_STEPS", "500")
+    config = make_run(tmp_path)
+    code, out, _ = run_cli(
+        capsys,
+        "validate",
+        "--config",
+        str(config),
+        "--max-steps",
+        "7",
+        "--set",
+        "training.gradient_accumulation_steps=2",
+    )
+    assert code == 0
+    assert "7 steps (max_steps 7" in out
+    assert "/ 8 rows per step" in out
