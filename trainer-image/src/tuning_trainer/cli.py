@@ -98,6 +98,8 @@ def _configure_logging() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # The DataLoader runs in-process; tokenizers' own thread pool would only contend with torch.
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     args = _parser().parse_args(argv)
     if args.command == "schema":
         from tuning_trainer.config import json_schema_text

@@ -1,0 +1,77 @@
+"""Regenerate requirements.lock (the image's packages) from the dev venv's tested versions.
+
+    .venv/bin/python trainer-image/lock_image.py    # after `make lock` changed requirements.lock
+
+The image installs this file with --no-deps on top of the PyTorch base image, so it must be the
+complete closure of the trainer's runtime dependencies except torch itself. Taking the versions
+from the dev venv means the image runs exactly the versions the tests ran.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata as metadata
+from pathlib import Path
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+HERE = Path(__file__).resolve().parent
+# The runtime dependencies (pyproject) plus what torch needs that the base image may pin older.
+ROOTS = [
+    "transformers",
+    "peft",
+    "accelerate",
+    "datasets",
+    "safetensors",
+    "tokenizers",
+    "pydantic",
+    "pyyaml",
+    "boto3",
+    "tensorboard",
+    # torch's own dependencies that transformers/datasets also need at tested versions
+    "filelock",
+    "typing-extensions",
+    "jinja2",
+    "fsspec",
+    "sympy",
+    "networkx",
+]
+IMAGE_ONLY = {"bitsandbytes": "0.50.2"}  # QLoRA; CUDA only, so not in the CPU dev venv
+TARGET = {"python_version": "3.11", "sys_platform": "linux", "platform_system": "Linux"}
+TARGET |= {"platform_machine": "x86_64", "extra": ""}
+HEADER = """\
+# The trainer image's Python packages on top of the PyTorch base image (which provides torch).
+# Installed with --no-deps, so this is the complete closure. Versions equal ../requirements.lock
+# (what the tests run) wherever both list a package; bitsandbytes (QLoRA, CUDA only) is image-only.
+# Regenerate: .venv/bin/python trainer-image/lock_image.py
+"""
+
+
+def closure() -> dict[str, str]:
+    pins: dict[str, str] = {}
+
+    def walk(name: str) -> None:
+        key = canonicalize_name(name)
+        if key in pins or key in ("torch", "setuptools"):
+            return
+        distribution = metadata.distribution(name)
+        pins[key] = distribution.version
+        for text in distribution.requires or []:
+            requirement = Requirement(text)
+            if requirement.marker is None or requirement.marker.evaluate(TARGET):
+                walk(requirement.name)
+
+    for root in ROOTS:
+        walk(root)
+    return pins | IMAGE_ONLY
+
+
+def main() -> None:
+    pins = closure()
+    body = "".join(f"{name}=={version}\n" for name, version in sorted(pins.items()))
+    (HERE / "requirements.lock").write_text(HEADER + body)
+    print(f"wrote {len(pins)} pins to {HERE / 'requirements.lock'}")
+
+
+if __name__ == "__main__":
+    main()
