@@ -1,13 +1,78 @@
 #!/bin/bash
-# PLACEHOLDER user-data until the instance runtime (issue 4) lands: it only records that the
-# instance booted and then terminates it, so a deployed placeholder can never burn a GPU.
-# The stack renders this template at synth, replacing these markers:
+# tuning-lab instance bootstrap. The stack renders this template at synth, replacing:
 #   {{RUN_SETTINGS_PARAMETER}}  SSM parameter holding the run settings (docs/contracts.md section 1)
 #   {{REGION}}                  the stack's region
-#   {{RUNTIME_ARCHIVE_URI}}     s3:// URI of a zip of runtime/ (without tests), readable by the instance
+#   {{RUNTIME_ARCHIVE_URI}}     s3:// URI of a zip of runtime/ (tests excluded), readable by the instance
 #   {{STACK_NAME}}              the stack name
+# It installs the host supervisor (runtime/tuning_runtime) and starts its systemd unit, which does
+# the rest. Idempotent: running it again (cloud-init runs it once per instance; systemd starts the
+# enabled unit on every boot) converges to the same files and the same running unit.
+# If setup fails, the instance sets its group's capacity to 0 and shuts down (= terminates):
+# a half-configured GPU instance must not bill.
+# Tests set TUNING_LAB_ROOT to install into a scratch folder with fake aws/systemctl/shutdown.
 set -euo pipefail
-exec >>/var/log/training-setup.log 2>&1
-echo "$(date -Is) placeholder user-data: stack {{STACK_NAME}}, settings {{RUN_SETTINGS_PARAMETER}} in {{REGION}}, runtime {{RUNTIME_ARCHIVE_URI}}"
-echo "$(date -Is) the instance runtime has not landed yet; shutting down (shutdown behaviour: terminate)"
-shutdown -h now
+root="${TUNING_LAB_ROOT:-}"
+mkdir -p "$root/var/log"
+exec >>"$root/var/log/training-setup.log" 2>&1
+
+region='{{REGION}}'
+archive_uri='{{RUNTIME_ARCHIVE_URI}}'
+runtime_dir="$root/opt/tuning-lab/runtime"
+unit=tuning-supervisor.service
+
+log() { echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) $*"; }
+
+give_up() {
+  log "setup failed (line $1): setting the group's capacity to 0 and shutting down"
+  local token instance_id group
+  token=$(curl -sf -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 60' \
+    "${AWS_EC2_METADATA_SERVICE_ENDPOINT:-http://169.254.169.254}/latest/api/token") || true
+  instance_id=$(curl -sf -H "X-aws-ec2-metadata-token: $token" \
+    "${AWS_EC2_METADATA_SERVICE_ENDPOINT:-http://169.254.169.254}/latest/meta-data/instance-id") || true
+  group=$(aws autoscaling describe-auto-scaling-instances --region "$region" \
+    --instance-ids "$instance_id" --query 'AutoScalingInstances[0].AutoScalingGroupName' \
+    --output text) || true
+  if [[ -n "$group" && "$group" != "None" ]]; then
+    aws autoscaling update-auto-scaling-group --region "$region" --auto-scaling-group-name "$group" \
+      --min-size 0 --desired-capacity 0 || true
+  fi
+  shutdown -h now
+}
+trap 'give_up $LINENO' ERR
+
+retry() {
+  local attempt
+  for attempt in 1 2 3 4 5; do
+    "$@" && return 0
+    log "attempt $attempt of: $* failed; retrying in $((attempt * 5)) s"
+    sleep $((attempt * 5))
+  done
+  return 1
+}
+
+log "tuning-lab setup for stack {{STACK_NAME}}"
+work=$(mktemp -d)
+retry aws s3 cp --only-show-errors --region "$region" "$archive_uri" "$work/runtime.zip"
+python3 -m zipfile -e "$work/runtime.zip" "$work/runtime"
+# The system python3 must be able to run it (3.9 on Amazon Linux 2023) before it is installed.
+PYTHONPATH="$work/runtime" python3 -m tuning_runtime --help >/dev/null
+mkdir -p "$(dirname "$runtime_dir")"
+rm -rf "$runtime_dir.old"
+if [[ -d "$runtime_dir" ]]; then mv "$runtime_dir" "$runtime_dir.old"; fi
+mv "$work/runtime" "$runtime_dir"
+rm -rf "$runtime_dir.old" "$work"
+
+mkdir -p "$root/etc/tuning-lab" "$root/etc/systemd/system"
+cat >"$root/etc/tuning-lab/runtime.env" <<EOF
+TUNING_RUN_SETTINGS_PARAMETER={{RUN_SETTINGS_PARAMETER}}
+TUNING_STACK_NAME={{STACK_NAME}}
+AWS_REGION=$region
+AWS_DEFAULT_REGION=$region
+EOF
+install -m 0644 "$runtime_dir/systemd/$unit" "$root/etc/systemd/system/$unit"
+systemctl daemon-reload
+systemctl enable "$unit"
+# start, not restart: a second run of this script must not interrupt a training run.
+# --no-block: this script runs inside cloud-final.service; waiting for the unit could deadlock.
+systemctl start --no-block "$unit"
+log "supervisor started: journalctl -u $unit, /var/log/training.log, sudo tmux attach -t training"

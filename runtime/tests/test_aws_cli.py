@@ -1,0 +1,88 @@
+"""The AWS CLI backend (what the instance uses) against moto: the same request shapes as boto3."""
+
+from __future__ import annotations
+
+import json
+
+import boto3
+import pytest
+from harness import OUTPUTS_BUCKET, REGION
+
+from tuning_runtime.aws import AwsCli, AwsError, split_s3_uri
+
+URI = f"s3://{OUTPUTS_BUCKET}/runs/run-1/ledger.json"
+
+
+@pytest.fixture
+def cli(aws_env):
+    boto3.client("s3").create_bucket(Bucket=OUTPUTS_BUCKET)
+    return AwsCli(REGION)
+
+
+def test_an_api_call_takes_and_returns_the_apis_own_shapes(cli):
+    boto3.client("ssm").put_parameter(Name="/tuning-lab/S/run-settings", Value="{}", Type="String")
+
+    found = cli.call("ssm", "GetParameter", {"Name": "/tuning-lab/S/run-settings"})
+
+    assert found["Parameter"]["Value"] == "{}"
+
+
+def test_an_api_error_carries_its_code(cli):
+    with pytest.raises(AwsError) as error:
+        cli.call("ssm", "GetParameter", {"Name": "/missing"})
+
+    assert error.value.code == "ParameterNotFound"
+
+
+def test_objects_round_trip_with_their_etag(cli):
+    cli.put_object(URI, b'{"a": 1}', "application/json", if_none_match=True)
+
+    body, etag = cli.get_object(URI)
+
+    assert json.loads(body) == {"a": 1} and etag.startswith('"')
+    assert cli.object_exists(URI) and not cli.object_exists(URI + ".missing")
+
+
+def test_a_missing_object_reads_as_none(cli):
+    assert cli.get_object(URI) is None
+
+
+def test_a_stale_etag_is_a_precondition_failure(cli):
+    cli.put_object(URI, b"1", "text/plain")
+    _, etag = cli.get_object(URI)
+    cli.put_object(URI, b"2", "text/plain", if_match=etag)
+
+    with pytest.raises(AwsError) as error:
+        cli.put_object(URI, b"3", "text/plain", if_match=etag)
+
+    assert error.value.code == "PreconditionFailed"
+    assert cli.get_object(URI)[0] == b"2"
+
+
+def test_files_upload(cli, tmp_path):
+    log = tmp_path / "training.log"
+    log.write_text("step 1\n")
+
+    cli.upload_file(str(log), f"s3://{OUTPUTS_BUCKET}/runs/run-1/logs/i-1/training.log")
+
+    got = boto3.client("s3").get_object(
+        Bucket=OUTPUTS_BUCKET, Key="runs/run-1/logs/i-1/training.log"
+    )
+    assert got["Body"].read() == b"step 1\n"
+
+
+def test_ecr_login_password_is_the_registry_token(cli):
+    assert cli.ecr_password()
+
+
+def test_a_missing_cli_is_an_aws_error(aws_env):
+    with pytest.raises(AwsError) as error:
+        AwsCli(REGION, executable="/nonexistent/aws").call("sts", "GetCallerIdentity")
+
+    assert error.value.code == "CliUnavailable"
+
+
+def test_s3_uris_split_into_bucket_and_key():
+    assert split_s3_uri("s3://bucket/runs/r/x.json") == ("bucket", "runs/r/x.json")
+    with pytest.raises(ValueError, match="expected an s3:// URI"):
+        split_s3_uri("/tmp/x")

@@ -1,0 +1,107 @@
+"""The SNS message format (docs/contracts.md section 5), readable as an email."""
+
+from __future__ import annotations
+
+import pytest
+
+from tuning_runtime import messages
+
+CTX = messages.Context(
+    instance_id="i-0abc",
+    region="eu-west-1",
+    output_uri="s3://outputs/runs/run-1",
+    image_uri="123.dkr.ecr.eu-west-1.amazonaws.com/trainer:v3",
+    idle_minutes=30,
+    last_step=1200,
+)
+
+
+def facts(**changes: object) -> messages.Facts:
+    base = {
+        "run_id": "run-1",
+        "status": "completed",
+        "reason": "completed",
+        "instance": "i-0abc (g5.xlarge, spot, eu-west-1a)",
+        "duration_seconds": 3 * 3600 + 25 * 60,
+        "cost_usd": 1.234,
+        "model_uri": "s3://outputs/runs/run-1/final/",
+        "logs_uri": "s3://outputs/runs/run-1/logs/",
+        "next_step": "Download the model.",
+    }
+    return messages.Facts(**{**base, **changes})
+
+
+def test_subject_names_run_and_status():
+    assert messages.subject("run-1", "interrupted") == "tuning-lab run-1: interrupted"
+
+
+def test_subject_is_at_most_100_characters():
+    assert len(messages.subject("r" * 120, "stopped-by-safety")) == 100
+
+
+def test_subject_rejects_an_unknown_status():
+    with pytest.raises(ValueError, match="status must be one of"):
+        messages.subject("run-1", "done")
+
+
+def test_body_lists_the_contract_lines_in_order_then_the_next_step():
+    body = messages.body(facts())
+
+    lines = body.splitlines()
+    assert [line.split(":")[0] for line in lines[:8]] == [
+        "Run",
+        "Status",
+        "Reason",
+        "Instance",
+        "Duration",
+        "Estimated cost",
+        "Model",
+        "Logs",
+    ]
+    assert lines[4] == "Duration: 3 h 25 min" and lines[5] == "Estimated cost: $1.23 (estimate)"
+    assert lines[9:11] == ["Next step:", "Download the model."]
+
+
+def test_body_ends_with_the_last_log_lines_of_a_failure():
+    body = messages.body(facts(status="failed", last_log_lines=[f"line {n}" for n in range(50)]))
+
+    assert body.rstrip().endswith("  line 49")
+    assert "Last 20 log lines:" in body and "line 29" not in body
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"), [(None, "-"), (42, "42 s"), (125, "2 min 05 s"), (7260, "2 h 01 min")]
+)
+def test_duration_reads_naturally(seconds, text):
+    assert messages.duration(seconds) == text
+
+
+@pytest.mark.parametrize(
+    ("status", "reason", "expected"),
+    [
+        ("started", None, "sudo tmux attach -t training"),
+        ("resumed", None, "resumes from step 1200"),
+        ("completed", "completed", "aws s3 cp --recursive s3://outputs/runs/run-1/final/ ./model"),
+        ("failed", "bad-input", "tuning-trainer validate --config"),
+        ("failed", "trainer-failed", "resumes from the newest one"),
+        ("failed", "image-pull-failed", "trainer:v3 could not be pulled"),
+        ("failed", "final-model-missing", "final/manifest.json is missing"),
+        ("failed", "supervisor-error", "host supervisor hit an unexpected error"),
+        ("interrupted", "spot-interruption", "replacement that resumes from step 1200"),
+        ("interrupted", "rebalance-recommendation", "recommended leaving this spot instance"),
+        ("interrupted", "host-shutdown", "shut down or rebooted from outside"),
+        ("stopped-by-safety", "idle", "idle for 30 minutes"),
+        ("stopped-by-safety", "max-runtime", "reached maxRuntimeHours"),
+        ("stopped-by-safety", "max-cost", "reached maxRunCostUsd"),
+    ],
+)
+def test_next_step_says_what_to_do(status, reason, expected):
+    assert expected in messages.next_step(status, reason, CTX)
+
+
+def test_next_step_of_a_held_failure_says_how_to_connect():
+    held = messages.Context(**{**CTX.__dict__, "debug_hold_minutes": 45})
+
+    text = messages.next_step("failed", "trainer-failed", held)
+
+    assert "stays up 45 minutes" in text and "aws ssm start-session --target i-0abc" in text

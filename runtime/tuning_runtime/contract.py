@@ -1,0 +1,69 @@
+"""Names the instance runtime shares with the stack and the safety Lambda (docs/contracts.md).
+
+The TypeScript side is lib/contract.ts; a change here is a contract change for all three parts.
+"""
+
+from __future__ import annotations
+
+SCHEMA_VERSION = 1
+
+
+def settings_parameter_name(stack_name: str) -> str:
+    """The SSM String parameter holding the run settings (contracts section 1)."""
+    return f"/tuning-lab/{stack_name}/run-settings"
+
+
+# Section 2: tags the Auto Scaling group propagates to its instances.
+TAG_STACK = "tuning-lab:stack"
+TAG_RUN_ID = "tuning-lab:run-id"
+TAG_MAX_RUNTIME_HOURS = "tuning-lab:max-runtime-hours"
+TAG_MAX_RUN_COST_USD = "tuning-lab:max-run-cost-usd"
+
+# Section 3: the trainer's side of the seam.
+ENV_OUTPUT_URI = "LLM_OUTPUT__URI"
+ENV_DATA_ROOT = "LLM_DATA__ROOT"
+ENV_PROGRESS_FILE = "TUNING_PROGRESS_FILE"
+ENV_IMDS_ENDPOINT = "AWS_EC2_METADATA_SERVICE_ENDPOINT"
+
+EXIT_COMPLETED = 0
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 75
+
+# Run layout under outputUri (DESIGN.md section 3).
+LEDGER_NAME = "ledger.json"
+FINAL_DIR = "final"
+MANIFEST_NAME = "manifest.json"
+LOGS_DIR = "logs"
+
+# Section 4: ledger statuses and the reasons this runtime writes.
+RUNNING = "running"
+COMPLETED = "completed"
+FAILED = "failed"
+INTERRUPTED = "interrupted"
+STOPPED_BY_SAFETY = "stopped-by-safety"
+STATUSES = (RUNNING, COMPLETED, FAILED, INTERRUPTED, STOPPED_BY_SAFETY)
+TERMINAL_STATUSES = (COMPLETED, FAILED, STOPPED_BY_SAFETY)
+
+REASON_COMPLETED = "completed"
+REASON_BAD_INPUT = "bad-input"
+REASON_TRAINER_FAILED = "trainer-failed"
+REASON_FINAL_MODEL_MISSING = "final-model-missing"
+REASON_IMAGE_PULL_FAILED = "image-pull-failed"
+REASON_SUPERVISOR_ERROR = "supervisor-error"
+REASON_SPOT_INTERRUPTION = "spot-interruption"
+REASON_REBALANCE = "rebalance-recommendation"
+REASON_HOST_SHUTDOWN = "host-shutdown"
+REASON_IDLE = "idle"
+REASON_MAX_RUNTIME = "max-runtime"
+REASON_MAX_COST = "max-cost"
+
+LAST_LOG_LINES = 50
+
+# Section 5: SNS. The statuses of a message; `started` and `resumed` are events, not ledger states.
+STARTED = "started"
+RESUMED = "resumed"
+MESSAGE_STATUSES = (STARTED, COMPLETED, FAILED, INTERRUPTED, RESUMED, STOPPED_BY_SAFETY)
+SUBJECT_MAX_CHARS = 100
+ATTRIBUTE_RUN_ID = "runId"
+ATTRIBUTE_STATUS = "status"

@@ -1,0 +1,531 @@
+"""The host supervisor: from boot to terminate, one run on one instance, no path left billing.
+
+    python3 -m tuning_runtime run        # what the systemd unit runs (see --help for the seams)
+
+It reads the run settings, records the run in the ledger, starts the trainer (retrying failures
+from the last checkpoint), watches for spot notices, idleness and the run's limits, and
+finalises: ledger, one SNS message, group capacity 0, ``shutdown -h now``. Every way out of
+:meth:`Supervisor.run` except the host stopping us ends in a shutdown request.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+from functools import partial
+from typing import Callable
+
+from . import contract, ledger, messages, watchdog
+from .aws import AwsError
+from .host import Group, Host, best_effort
+from .imds import Identity, Imds, ImdsError, Notice
+from .launchers import PrepareError, TrainerJob, TrainerProcess, TrainingLog
+from .settings import RunSettings, SettingsError, parse_settings
+
+log = logging.getLogger(__name__)
+
+# Why the supervisor stopped the trainer (WatchResult.cause).
+NOTICE = "notice"
+HOST_STOP = "host-stop"
+IDLE = contract.REASON_IDLE
+MAX_RUNTIME = contract.REASON_MAX_RUNTIME
+MAX_COST = contract.REASON_MAX_COST
+SAFETY_CAUSES = (IDLE, MAX_RUNTIME, MAX_COST)
+
+
+@dataclass(frozen=True)
+class Timings:
+    imds_poll_seconds: float = 5.0
+    sample_seconds: float = 30.0  # idle watchdog, limits
+    stop_grace_seconds: float = 110.0  # SIGTERM -> kill; the container's --stop-timeout
+    heartbeat_seconds: float = 300.0  # ledger lastStep/cost refresh while training
+    retry_delay_seconds: float = 15.0
+    boot_retry_delays: tuple = (5, 10, 20, 40)  # IMDS / SSM right after boot
+
+
+@dataclass(frozen=True)
+class Paths:
+    run_dir: str  # config.yaml and progress.json, shared with the trainer
+    training_log: str
+    supervisor_log: str | None = None
+
+
+@dataclass(frozen=True)
+class WatchResult:
+    exit_code: int
+    cause: str | None = None
+    notice: Notice | None = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    retry: bool
+    status: str = ""
+    reason: str = ""
+
+
+def decide(
+    exit_code: int, cause: str | None, failures: int, max_retries: int, notice: Notice | None = None
+) -> Decision:
+    """What a trainer exit means (DESIGN.md section 4). ``failures`` counts earlier exits that
+    were retried on this instance; ``notice`` is the interruption notice seen, if any."""
+    if exit_code == contract.EXIT_COMPLETED:
+        return Decision(False, contract.COMPLETED, contract.REASON_COMPLETED)
+    if cause in SAFETY_CAUSES:
+        return Decision(False, contract.STOPPED_BY_SAFETY, cause)
+    if exit_code == contract.EXIT_BAD_INPUT:
+        return Decision(False, contract.FAILED, contract.REASON_BAD_INPUT)
+    if cause == HOST_STOP:
+        return Decision(False, contract.INTERRUPTED, contract.REASON_HOST_SHUTDOWN)
+    if notice is not None:  # whatever the code: this instance is going away, a replacement resumes
+        return Decision(False, contract.INTERRUPTED, notice.reason)
+    if failures < max_retries:  # 1, a crash, or 75 with no notice: resume from the checkpoint
+        return Decision(True)
+    return Decision(False, contract.FAILED, contract.REASON_TRAINER_FAILED)
+
+
+class Supervisor:
+    def __init__(
+        self,
+        aws: object,
+        imds: Imds,
+        make_launcher: Callable[[RunSettings], object],
+        host: Host,
+        paths: Paths,
+        settings_source: Callable[[], str],
+        timings: Timings = Timings(),
+        instance_started_at: float | None = None,
+        stop_event: threading.Event | None = None,
+    ) -> None:
+        self.aws = aws
+        self.imds = imds
+        self.make_launcher = make_launcher
+        self.launcher: object = None
+        self.host = host
+        self.paths = paths
+        self.settings_source = settings_source
+        self.timings = timings
+        self.instance_started_at = instance_started_at
+        self.stop_event = stop_event or threading.Event()
+        self.training_log = TrainingLog(paths.training_log)
+        self.settings: RunSettings | None = None
+        self.identity: Identity | None = None
+        self.group: Group | None = None
+        self.store: ledger.LedgerStore | None = None
+        self.ledger: dict = {}
+        self.usd_per_hour: float | None = None
+        self.last_step: int | None = None
+        self.proc: TrainerProcess | None = None
+
+    # -- entry point -------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Supervise the run to its end; 0 once the outcome is recorded (and shutdown requested
+        unless the host is stopping us), 1 when even that was impossible."""
+        try:
+            return self._run()
+        except Exception as error:  # the last line of defence: never leave the GPU running
+            log.exception("supervisor error")
+            self.say(f"supervisor error: {error}")
+            return self._fail_safe(error)
+
+    def say(self, message: str) -> None:
+        log.info(message)
+        best_effort("writing the training log", self.training_log.say, message)
+
+    def _run(self) -> int:
+        started = time.time()
+        self.identity = self._with_boot_retries("reading the instance identity", self.imds.identity)
+        self.group = Group(self.aws, self.identity.instance_id)
+        best_effort("finding the Auto Scaling group", self.group.find)
+        try:
+            text = self._with_boot_retries("reading the run settings", self.settings_source)
+            self.settings = parse_settings(text)
+        except SettingsError as error:
+            self.say(f"cannot run: {error}")
+            return self._end_without_ledger()
+        settings = self.settings
+        self.instance_started_at = self.instance_started_at or started
+        self.store = ledger.LedgerStore(self.aws, settings.output_uri)
+        self.usd_per_hour = self._price()
+        self.say(
+            f"run {settings.run_id} on {self._instance()} in group {self.group.name or '(none)'}"
+        )
+        event = self._begin()
+        self._publish(event, None)
+        self.launcher = self.make_launcher(settings)
+        self.host.follow_in_tmux(self.paths.training_log)
+        self._write_run_config()
+        best_effort("removing a trainer left by an earlier supervisor", self.launcher.clean_up)
+        try:
+            self.launcher.prepare(self.say)
+        except PrepareError as error:
+            self.say(str(error))
+            return self._finalise(contract.FAILED, error.reason, last_lines=error.detail)
+        return self._train_until_done()
+
+    def _train_until_done(self) -> int:
+        failures = 0
+        while True:
+            if self.stop_event.is_set():
+                return self._finalise(contract.INTERRUPTED, contract.REASON_HOST_SHUTDOWN)
+            # the first attempt on this instance bills from its boot (image pull included)
+            attempt_started = self.instance_started_at if failures == 0 else time.time()
+            self._update(
+                partial(self._begin_attempt, started=min(attempt_started, time.time())),
+                "recording the attempt",
+            )
+            self.say(f"starting the trainer (attempt {failures + 1} on this instance)")
+            self.proc = self.launcher.start(self._job(failures + 1), self.training_log)
+            result = self._watch(self.proc)
+            self.say(f"trainer exited with {result.exit_code}" + self._why(result))
+            decision = decide(
+                result.exit_code, result.cause, failures, self.settings.max_retries, result.notice
+            )
+            if not decision.retry:
+                lines = self.proc.last_lines() if decision.status == contract.FAILED else None
+                return self._finalise(
+                    decision.status,
+                    decision.reason,
+                    exit_code=result.exit_code,
+                    notice=result.notice,
+                    last_lines=lines,
+                )
+            failures += 1
+            self._update(
+                partial(self._end_attempt, exit_code=result.exit_code), "recording the failure"
+            )
+            self.say(
+                f"retry {failures} of {self.settings.max_retries} from the last checkpoint "
+                f"in {self.timings.retry_delay_seconds:g} s"
+            )
+            self.stop_event.wait(self.timings.retry_delay_seconds)
+
+    @staticmethod
+    def _why(result: WatchResult) -> str:
+        if result.notice:
+            return f" after a {result.notice.action} notice"
+        return f" (stopped: {result.cause})" if result.cause else ""
+
+    # -- watching the trainer ----------------------------------------------------------------
+
+    def _watch(self, proc: TrainerProcess) -> WatchResult:
+        timings, settings = self.timings, self.settings
+        now = time.monotonic()
+        dog = watchdog.IdleWatchdog(settings.idle_minutes * 60, started_at=now)
+        cpu = watchdog.CpuMeter(proc.cpu_seconds, time.monotonic)
+        cpu.sample()
+        next_poll, next_sample = now, now + timings.sample_seconds
+        next_heartbeat = now + timings.heartbeat_seconds
+        cause: str | None = None
+        notice: Notice | None = None
+        progress_path = os.path.join(self.paths.run_dir, "progress.json")
+        while True:
+            code = proc.poll()
+            if code is not None:
+                self._note_step(watchdog.progress_step(progress_path))
+                if code == contract.EXIT_INTERRUPTED and notice is None and cause is None:
+                    notice = self._poll_notice()  # the trainer may have seen it first
+                return WatchResult(code, cause, notice)
+            now = time.monotonic()
+            if cause is None and self.stop_event.is_set():
+                cause = HOST_STOP
+                self.say("the host is stopping: asking the trainer to checkpoint and exit")
+                proc.stop(timings.stop_grace_seconds)
+            if cause is None and now >= next_poll:
+                next_poll = now + timings.imds_poll_seconds
+                notice = self._poll_notice()
+                if notice is not None:
+                    cause = NOTICE
+                    proc.stop(timings.stop_grace_seconds)
+                    self._record_notice(notice)
+            if cause is None and now >= next_sample:
+                next_sample = now + timings.sample_seconds
+                step = watchdog.progress_step(progress_path)
+                self._note_step(step)
+                gpu = watchdog.gpu_utilisation()
+                if dog.observe(now, gpu, cpu.sample(), step):
+                    cause = IDLE
+                    self.say(
+                        f"idle for {dog.idle_for(now) / 60:.1f} min (GPU, CPU and steps; last "
+                        f"activity: {dog.last_reason}): stopping the trainer"
+                    )
+                    proc.stop(timings.stop_grace_seconds)
+                else:
+                    cause = self._limit_reached()
+                    if cause:
+                        self.say(f"{cause} reached: asking the trainer to checkpoint and exit")
+                        proc.stop(timings.stop_grace_seconds)
+            if now >= next_heartbeat:
+                next_heartbeat = now + timings.heartbeat_seconds
+                self._update(lambda doc: self._refresh(doc, time.time()), "ledger heartbeat")
+            if proc.kill_if_overdue():
+                self.say("the trainer did not exit within the grace time: killed")
+            time.sleep(0.2)
+
+    def _poll_notice(self) -> Notice | None:
+        try:
+            return self.imds.notice()
+        except ImdsError as error:
+            log.warning("interruption poll failed: %s", error)
+            return None
+
+    def _record_notice(self, notice: Notice) -> None:
+        self.say(
+            f"{notice.reason} ({notice.action}, {notice.time}): asking the trainer to "
+            "checkpoint and exit"
+        )
+        self._update(
+            lambda doc: ledger.add_interruption(
+                doc, self.identity.instance_id, time.time(), notice.action
+            ),
+            "recording the interruption",
+        )
+
+    def _note_step(self, step: int | None) -> None:
+        if step is not None and step > (self.last_step or 0):
+            self.last_step = step
+
+    def _limit_reached(self) -> str | None:
+        """The limits the safety Lambda enforces, applied here first so the trainer can
+        checkpoint: this instance's runtime and the run's cost so far."""
+        settings, now = self.settings, time.time()
+        if now - self.instance_started_at >= settings.max_runtime_hours * 3600:
+            return MAX_RUNTIME
+        if settings.max_run_cost_usd is not None:
+            cost = ledger.recompute_totals(dict(self.ledger), now, self.identity.instance_id)
+            if cost["estimatedCostUsd"] >= settings.max_run_cost_usd:
+                return MAX_COST
+        return None
+
+    # -- ending ------------------------------------------------------------------------------
+
+    def _finalise(
+        self,
+        status: str,
+        reason: str,
+        exit_code: int | None = None,
+        notice: Notice | None = None,
+        last_lines: list | None = None,
+    ) -> int:
+        settings = self.settings
+        final_uri = f"{settings.output_uri}/{contract.FINAL_DIR}/"
+        if status == contract.COMPLETED and not self._final_model_exists():
+            status, reason = contract.FAILED, contract.REASON_FINAL_MODEL_MISSING
+            last_lines = self.proc.last_lines() if self.proc else None
+        logs_uri = self._upload_logs()
+        action = notice.action if notice else "shutdown"
+        interrupted_at = time.time()
+
+        def finish(doc: dict | None) -> dict:
+            now = time.time()
+            if doc is None:  # the start was never recorded (S3 failed then)
+                doc, _ = ledger.begin_instance(doc, settings.run_id, self.identity, now)
+            ledger.end_attempt(doc, self.identity.instance_id, exit_code, now)
+            if status == contract.INTERRUPTED:
+                ledger.add_interruption(doc, self.identity.instance_id, interrupted_at, action)
+            ledger.note_step(doc, self.last_step)
+            doc, self._status_written = ledger.finish(
+                doc,
+                status,
+                reason,
+                now,
+                logsUri=logs_uri,
+                finalModelUri=final_uri if status == contract.COMPLETED else None,
+                lastLogLines=last_lines[-contract.LAST_LOG_LINES :] if last_lines else None,
+            )
+            return ledger.recompute_totals(doc, now, self.identity.instance_id)
+
+        self._status_written = True
+        self._update(finish, "recording the outcome")
+        self.say(f"run {status} ({reason})")
+        if self._status_written:
+            self._publish(status, reason, last_lines=last_lines or [])
+        else:
+            self.say(f"the ledger already says {self.ledger.get('status')}: no message from here")
+        if status == contract.INTERRUPTED and reason == contract.REASON_HOST_SHUTDOWN:
+            return 0  # the host is going down (or rebooting); the run resumes when one starts
+        if status == contract.INTERRUPTED:
+            self.say("leaving the group's capacity as it is, so it launches a replacement")
+        elif status == contract.FAILED and settings.debug_hold_minutes > 0:
+            self._debug_hold()
+        else:
+            best_effort("setting the group's capacity to 0", self.group.set_capacity_to_zero)
+        self.say("requesting shutdown (the instance terminates)")
+        self.host.shutdown()
+        return 0
+
+    def _debug_hold(self) -> None:
+        minutes = self.settings.debug_hold_minutes
+        released = best_effort("detaching from the group", self.group.release_for_debug_hold)
+        if released is None:  # detaching failed: capacity 0 now matters more than the hold
+            best_effort("setting the group's capacity to 0", self.group.set_capacity_to_zero)
+        self.say(f"debug hold: the instance stays up {minutes:g} min, reachable through SSM only")
+        self.stop_event.wait(minutes * 60)
+
+    def _fail_safe(self, error: Exception) -> int:
+        """After an unexpected error: stop the trainer, record what we can, terminate."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.stop(self.timings.stop_grace_seconds)
+            while self.proc.poll() is None and not self.proc.kill_if_overdue():
+                time.sleep(0.5)
+        if self.settings is not None and self.identity is not None and self.store is not None:
+            lines = traceback.format_exception_only(type(error), error)
+            try:
+                return self._finalise(
+                    contract.FAILED, contract.REASON_SUPERVISOR_ERROR, last_lines=lines
+                )
+            except Exception:
+                log.exception("finalising after the error failed too")
+        return self._end_without_ledger()
+
+    def _end_without_ledger(self) -> int:
+        if self.group is not None:
+            best_effort("setting the group's capacity to 0", self.group.set_capacity_to_zero)
+        self.say("requesting shutdown (the instance terminates)")
+        best_effort("requesting shutdown", self.host.shutdown)
+        return 0
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _with_boot_retries(self, what: str, action: Callable):
+        """Right after boot the network or IAM credentials may not be ready yet."""
+        for delay in [*self.timings.boot_retry_delays, None]:
+            try:
+                return action()
+            except (AwsError, ImdsError, OSError) as error:
+                if delay is None:
+                    raise
+                log.warning("%s failed (%s); again in %s s", what, error, delay)
+                time.sleep(delay)
+        raise AssertionError("unreachable")
+
+    def _instance(self) -> str:
+        who = self.identity
+        return f"{who.instance_id} ({who.instance_type}, {who.market}, {who.availability_zone})"
+
+    def _price(self) -> float | None:
+        """USD per hour of this instance: the current spot price in its AZ, else on-demand."""
+        on_demand = self.settings.on_demand_price(self.identity.instance_type)
+        if self.identity.market != "spot":
+            return on_demand
+        history = best_effort(
+            "reading the spot price",
+            self.aws.call,
+            "ec2",
+            "DescribeSpotPriceHistory",
+            {
+                "InstanceTypes": [self.identity.instance_type],
+                "AvailabilityZone": self.identity.availability_zone,
+                "ProductDescriptions": ["Linux/UNIX"],
+                "StartTime": ledger.iso(time.time()),
+            },
+        )
+        prices = [
+            float(entry["SpotPrice"])
+            for entry in (history or {}).get("SpotPriceHistory", [])
+            if entry.get("AvailabilityZone") == self.identity.availability_zone
+        ]
+        return prices[0] if prices else on_demand  # on-demand is the upper bound
+
+    def _begin(self) -> str:
+        event = {"value": contract.STARTED}
+        now = time.time()
+
+        def begin(doc: dict | None) -> dict:
+            doc, event["value"] = ledger.begin_instance(
+                doc, self.settings.run_id, self.identity, now
+            )
+            return ledger.end_attempt(doc, self.identity.instance_id, None, now)  # a stale one
+
+        self._update(begin, "recording the start")
+        return event["value"]
+
+    def _update(self, mutate: Callable, what: str) -> None:
+        updated = best_effort(what, self.store.update, mutate)
+        if updated is not None:
+            self.ledger = updated
+
+    def _begin_attempt(self, doc: dict, started: float) -> dict:
+        return ledger.begin_attempt(doc, self.identity, self.usd_per_hour, started)
+
+    def _end_attempt(self, doc: dict, exit_code: int) -> dict:
+        return ledger.end_attempt(doc, self.identity.instance_id, exit_code, time.time())
+
+    def _refresh(self, doc: dict, now: float) -> dict:
+        ledger.note_step(doc, self.last_step)
+        return ledger.recompute_totals(doc, now, self.identity.instance_id)
+
+    def _job(self, attempt: int) -> TrainerJob:
+        settings = self.settings
+        return TrainerJob(
+            run_dir=self.paths.run_dir,
+            env={
+                contract.ENV_OUTPUT_URI: settings.output_uri,
+                contract.ENV_DATA_ROOT: settings.data_root_uri,
+                "AWS_REGION": settings.region,
+                "AWS_DEFAULT_REGION": settings.region,
+            },
+            log_stream=f"{settings.run_id}/{self.identity.instance_id}/attempt-{attempt}",
+        )
+
+    def _write_run_config(self) -> None:
+        os.makedirs(self.paths.run_dir, exist_ok=True)
+        progress = os.path.join(self.paths.run_dir, "progress.json")
+        if os.path.exists(progress):
+            os.remove(progress)
+        # JSON is YAML: the trainer reads this with its YAML loader.
+        with open(os.path.join(self.paths.run_dir, "config.yaml"), "w") as config:
+            json.dump(self.settings.run_config, config, indent=2)
+            config.write("\n")
+
+    def _final_model_exists(self) -> bool:
+        uri = f"{self.settings.output_uri}/{contract.FINAL_DIR}/{contract.MANIFEST_NAME}"
+        exists = best_effort("checking the final model", self.aws.object_exists, uri)
+        return exists is not False  # unknown (S3 error): trust the trainer's exit code
+
+    def _upload_logs(self) -> str | None:
+        prefix = f"{self.settings.output_uri}/{contract.LOGS_DIR}/"
+        uploaded = False
+        for path in (self.paths.training_log, self.paths.supervisor_log):
+            if not path or not os.path.exists(path):
+                continue
+            uri = f"{prefix}{self.identity.instance_id}/{os.path.basename(path)}"
+            try:
+                self.aws.upload_file(path, uri)
+                uploaded = True
+            except (AwsError, OSError) as error:
+                log.error("uploading %s failed: %s", path, error)
+        return prefix if uploaded else None
+
+    def _publish(self, status: str, reason: str | None, last_lines: list | None = None):
+        settings, doc = self.settings, self.ledger
+        started = doc.get("startedAt")
+        duration = time.time() - ledger.parse_iso(started) if started else None
+        ctx = messages.Context(
+            instance_id=self.identity.instance_id,
+            region=settings.region,
+            output_uri=settings.output_uri,
+            image_uri=settings.image_uri,
+            idle_minutes=settings.idle_minutes,
+            last_step=doc.get("lastStep") or self.last_step,
+            debug_hold_minutes=settings.debug_hold_minutes,
+        )
+        facts = messages.Facts(
+            run_id=settings.run_id,
+            status=status,
+            reason=reason,
+            instance=self._instance(),
+            duration_seconds=duration,
+            cost_usd=doc.get("estimatedCostUsd"),
+            model_uri=doc.get("finalModelUri") if status == contract.COMPLETED else None,
+            logs_uri=doc.get("logsUri"),
+            next_step=messages.next_step(status, reason, ctx),
+            last_log_lines=last_lines or [],
+        )
+        best_effort("publishing to SNS", messages.publish, self.aws, settings.topic_arn, facts)
