@@ -406,9 +406,14 @@ export class TrainingCompute extends Construct {
         vpcId: existing.vpcId,
         availabilityZones: Stack.of(this).availabilityZones,
       });
-      const subnets = existing.subnetIds.map((subnetId, i) =>
-        ec2.Subnet.fromSubnetId(this, `Subnet${i}`, subnetId),
-      );
+      const subnets = existing.subnetIds.map((subnetId, i) => {
+        const subnet = ec2.Subnet.fromSubnetId(this, `Subnet${i}`, subnetId);
+        Annotations.of(subnet).acknowledgeWarning(
+          '@aws-cdk/aws-ec2:noSubnetRouteTableId',
+          'Only the subnet id is used (launch placement); nothing reads its route table.',
+        );
+        return subnet;
+      });
       return { vpc, subnets };
     }
     const vpc = new ec2.Vpc(this, 'Vpc', {

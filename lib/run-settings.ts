@@ -27,7 +27,7 @@ export class RunSettingsParameter extends Construct {
     // Tokens are JSON-encoded into an Fn::Join; the size check measures the resolved-at-synth
     // part, with each token counted at a generous 100 bytes (ARNs and bucket names are shorter).
     const value = stack.toJsonString(props.document);
-    const size = estimateBytes(value);
+    const size = estimateBytes(JSON.stringify(props.document));
     const advanced = size > STANDARD_PARAMETER_LIMIT_BYTES;
     if (advanced) {
       Annotations.of(this).addWarningV2(

@@ -1,4 +1,4 @@
-import { Annotations, type CfnElement, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import { Annotations, type CfnElement, CfnResource, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import * as budgets from 'aws-cdk-lib/aws-budgets';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as cwActions from 'aws-cdk-lib/aws-cloudwatch-actions';
@@ -160,6 +160,11 @@ export class TrainingSafety extends Construct {
       bundling: { minify: true, sourceMap: true, target: 'node24' },
     });
     this.function = fn;
+    // cfn-lint W3005: the L2 adds DependsOn on the role although Fn::GetAtt already orders them.
+    (fn.node.defaultChild as CfnResource).addMetadata('cfn-lint', {
+      config: { ignore_checks: ['W3005'] },
+      reason: 'W3005: DependsOn on the role is added by the CDK Function construct; redundant, harmless.',
+    });
 
     // Finding instances and prices has no resource scope in IAM.
     fn.addToRolePolicy(
