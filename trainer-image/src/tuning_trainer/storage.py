@@ -102,8 +102,18 @@ def read_text(uri: str) -> str:
 
 
 def exists(uri: str) -> bool:
+    """A file, or a folder / prefix holding at least one file."""
     if is_s3(uri):
-        return any(True for _ in Store(uri).list(""))
+        bucket, key = split_s3(uri)
+        key = key.rstrip("/")
+        try:
+            page = s3_client().list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=2)
+        except s3_client().exceptions.NoSuchBucket:
+            return False
+        return any(
+            item["Key"] == key or item["Key"].startswith(f"{key}/" if key else "")
+            for item in page.get("Contents", [])
+        )
     return os.path.exists(uri)
 
 
