@@ -164,13 +164,13 @@ async function hourlyPrice(
       new DescribeSpotPriceHistoryCommand({
         InstanceTypes: [view.instanceType as never],
         AvailabilityZone: view.availabilityZone,
-        ProductDescriptions: ['Linux/UNIX'],
+        ProductDescriptions: ['Linux/UNIX', 'Linux/UNIX (Amazon VPC)'],
         StartTime: now,
         EndTime: now,
       }),
     );
     const newest = (history.SpotPriceHistory ?? [])
-      .filter((p) => p.SpotPrice && p.Timestamp)
+      .filter((p) => p.SpotPrice && p.Timestamp && p.AvailabilityZone === view.availabilityZone)
       .sort((a, b) => (b.Timestamp as Date).getTime() - (a.Timestamp as Date).getTime())[0];
     if (newest) return Number(newest.SpotPrice);
   }
