@@ -36,7 +36,7 @@ BUILTIN_MODELS: dict[str, dict[str, int]] = {
 }
 BUILTIN_INIT_SEED = 1234  # the "pretrained" weights must be identical in every run and resume
 BUILTIN_SPECIAL_TOKENS = ["<pad>", "<s>", "</s>"]
-HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")  # org/name, or a legacy bare name
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".h5", ".msgpack")
 
 # Used when a tokenizer has no chat template of its own. Every assistant turn ends with the EOS
