@@ -79,3 +79,18 @@ def test_malformed_model_name_lists_the_accepted_forms() -> None:
         ConfigError, match=r"expected a Hugging Face id \(org/name\), an s3:// prefix"
     ):
         model.check_base_model(config_for("not a model"))
+
+
+def test_a_tokenizer_without_pad_token_pads_with_eos(saved_model: Path, tmp_path: Path) -> None:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(saved_model)
+    tokenizer.pad_token = None
+    tokenizer.chat_template = None
+    tokenizer.save_pretrained(tmp_path)
+    (tmp_path / "config.json").write_text((saved_model / "config.json").read_text())
+
+    loaded = model.load_tokenizer(config_for(str(tmp_path)))
+
+    assert loaded.pad_token_id == loaded.eos_token_id  # labels are masked by position anyway
+    assert loaded.chat_template == model.DEFAULT_CHAT_TEMPLATE

@@ -59,6 +59,8 @@ class Interruption:
 
     def install_signal_handlers(self) -> None:
         def handler(signum: int, _frame: FrameType | None) -> None:
+            if signum == signal.SIGINT and self.requested.is_set():
+                raise KeyboardInterrupt  # a second Ctrl-C on a laptop: stop without saving
             self.request(signal.Signals(signum).name)
 
         self._previous = {
