@@ -11,7 +11,8 @@ its own) and the parent prints one markdown table:
 - effective tokens/s: non-padding tokens per second of training, steps 2..N (step 1 warms up);
 - padding: share of the tokens the model processed that were padding, over steps 1..N;
 - peak RSS of the process;
-- the time to publish a ~100 MB checkpoint (LoRA r=448 adapter + AdamW state) to moto's S3.
+- the time to publish a ~100 MB checkpoint (LoRA r=448 adapter + AdamW state) to moto's S3;
+- the time from a spot notice (fake IMDSv2) to a complete checkpoint in moto's S3 and to exit 75.
 
 TRL runs with its defaults (no packing, pad to the longest example of each batch); only
 max_length is set to ours so both truncate the same way. Numbers vary with the machine and its
@@ -94,7 +95,7 @@ def run_config(data: Path, out: Path, steps: int, seed: int, lora: dict, save_st
     config = {
         "model": {"base_model": "builtin:small-llama", "method": "lora"},
         "lora": lora,
-        "data": {"train": str(data), "max_seq_length": MAX_SEQ_LENGTH, "packing": True},
+        "data": {"train": str(data.resolve()), "max_seq_length": MAX_SEQ_LENGTH, "packing": True},
         "training": {
             "max_steps": steps,
             "per_device_train_batch_size": 4,
@@ -226,7 +227,66 @@ def variant_publish(data: Path, work: Path, steps: int, seed: int) -> dict[str, 
     }
 
 
-VARIANTS = {"tuning": variant_tuning, "trl": variant_trl, "publish": variant_publish}
+def variant_spot(data: Path, work: Path, steps: int, seed: int) -> dict[str, Any]:
+    """Seconds from a spot notice (fake IMDSv2, polled every 5 s) to a complete checkpoint."""
+    import os
+
+    sys.path.insert(0, str(REPO))
+    import boto3
+    from tuning_trainer import checkpoint, storage
+
+    from testing.fake_imds import FakeImds
+    from testing.moto_server import MotoServer
+
+    with MotoServer() as moto, FakeImds() as imds:
+        os.environ.update(moto.env())
+        storage.s3_client.cache_clear()
+        boto3.client("s3").create_bucket(Bucket="outputs")
+        config = run_config(data, work / "spot", 10_000, seed, LORA, save_steps=10_000)
+        text = config.read_text().replace("spot_polling: never", "spot_polling: auto")
+        config.write_text(text)
+        progress = work / "spot-progress.json"
+        progress.unlink(missing_ok=True)
+        env = {
+            **os.environ,
+            "AWS_EC2_METADATA_SERVICE_ENDPOINT": imds.url,
+            "TUNING_PROGRESS_FILE": str(progress),
+            "LLM_OUTPUT__URI": "s3://outputs/runs/spot",
+        }
+        command = [sys.executable, "-m", "tuning_trainer", "train", "--config", str(config)]
+        process = subprocess.Popen(
+            command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        while not progress.exists() or json.loads(progress.read_text())["step"] < 2:
+            if process.poll() is not None:
+                raise SystemExit(f"trainer exited early: {process.returncode}")
+            time.sleep(0.05)
+        noticed = time.monotonic()
+        imds.interrupt()
+        run = storage.Store("s3://outputs/runs/spot")
+        complete = None
+        while process.poll() is None:
+            if complete is None and any(
+                checkpoint.read_manifest(run, checkpoint.step_prefix(step))
+                for step in checkpoint.published_steps(run)
+            ):
+                complete = time.monotonic() - noticed
+            time.sleep(0.05)
+        exited = time.monotonic() - noticed
+    return {
+        "name": "spot",
+        "exit_code": process.returncode,
+        "checkpoint_seconds": complete if complete is not None else float("nan"),
+        "exit_seconds": exited,
+    }
+
+
+VARIANTS = {
+    "tuning": variant_tuning,
+    "trl": variant_trl,
+    "publish": variant_publish,
+    "spot": variant_spot,
+}
 
 
 def run_variant_process(name: str, data: Path, work: Path, steps: int, seed: int) -> dict:
@@ -269,7 +329,7 @@ def main() -> None:
         flush=True,
     )
     results = {}
-    for name in ("trl", "tuning", "publish"):
+    for name in ("trl", "tuning", "publish", "spot"):
         results[name] = run_variant_process(name, data, work, args.steps, args.seed)
     baseline = results["trl"]["tokens_per_second"]
     print()
@@ -287,6 +347,12 @@ def main() -> None:
     print(
         f"checkpoint publish to moto S3: {p['checkpoint_mb']:.0f} MB (adapter + optimizer state, "
         f"LoRA r=448) in {p['publish_seconds']:.2f} s (sha256 + upload, multipart above 64 MB)"
+    )
+    spot = results["spot"]
+    print(
+        f"spot notice (IMDSv2 polled every 5 s) -> complete checkpoint in S3: "
+        f"{spot['checkpoint_seconds']:.1f} s; -> trainer exit {spot['exit_code']}: "
+        f"{spot['exit_seconds']:.1f} s (small-llama, batch of 4 rows of 1,536 tokens per step)"
     )
 
 
