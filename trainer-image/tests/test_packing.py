@@ -97,3 +97,21 @@ def test_packed_loss_equals_unpacked_loss(tokenizer, tokenized: TokenizedSet) ->
 def test_padding_fraction_counts_padding_of_random_batches() -> None:
     assert padding_fraction([10, 10, 10, 10], batch_size=2) == 0.0
     assert padding_fraction([10, 30], batch_size=2) == pytest.approx(0.5 * 20 / 30 * 2 / 2)
+
+
+def test_flash_attention_batches_are_one_flat_row_that_transformers_sees_as_packed(
+    tokenizer, tokenized: TokenizedSet
+) -> None:
+    from transformers.modeling_flash_attention_utils import _is_packed_sequence
+
+    rows = build_rows(tokenized, max_seq_length=16, packing=True)  # several rows
+    assert len(rows) > 1
+
+    batch = RowCollator(tokenizer.pad_token_id, "flash_attention_2", packing=True)(rows)
+
+    total = sum(len(row.input_ids) for row in rows)
+    assert batch["input_ids"].shape == batch["labels"].shape == (1, total)
+    assert "attention_mask" not in batch  # no padding, no mask: the varlen kernel per document
+    assert _is_packed_sequence(batch["position_ids"], batch_size=1)
+    starts = (batch["position_ids"][0] == 0).nonzero().flatten().tolist()
+    assert len(starts) == sum(len(row.sequence_lengths) for row in rows)

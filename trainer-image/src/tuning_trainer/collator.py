@@ -3,10 +3,12 @@
     python -m pytest trainer-image/tests/test_packing.py     # the golden test of this module
 
 A packed row holds several examples. Position ids restart at 0 for each of them, but position
-ids only separate documents under FlashAttention 2's variable-length path; under sdpa or eager
-attention the second document would attend to the first (DESIGN.md section 6). So the collator
-builds an explicit block-diagonal causal 4D mask there: boolean for sdpa, additive float for
-eager. Padding forms its own block, so no query row is fully masked (which would make NaNs).
+ids only separate documents under FlashAttention 2's variable-length path, and only for a batch
+of one row; under sdpa or eager attention the second document would attend to the first
+(DESIGN.md section 6). So with FlashAttention 2 the collator flattens the batch into one row
+(no padding at all), and otherwise builds an explicit block-diagonal causal 4D mask: boolean for
+sdpa, additive float for eager. Padding forms its own block there, so no query row is fully
+masked (which would make NaNs).
 
 The collator also counts real and padded tokens, which the progress callback turns into
 tokens/s (the DataLoader must run in-process, ``dataloader_num_workers=0``, for the counts).
@@ -31,6 +33,8 @@ class RowCollator:
         self.padded_tokens = 0  # all tokens, padding included
 
     def __call__(self, rows: Sequence[Row]) -> dict[str, Any]:
+        if self.packing and self.attn_implementation == "flash_attention_2":
+            return self._flattened(rows)
         width = max(len(row.input_ids) for row in rows)
         count = len(rows)
         input_ids = torch.full((count, width), self.pad_token_id, dtype=torch.long)
@@ -54,11 +58,24 @@ class RowCollator:
         batch = {"input_ids": input_ids, "labels": labels, "position_ids": position_ids}
         if not self.packing:
             batch["attention_mask"] = (document > 0).long()
-        elif self.attn_implementation != "flash_attention_2":
+        else:
             batch["attention_mask"] = block_causal_mask(document, self.attn_implementation)
-        # FlashAttention 2 + packing: no mask; transformers finds the documents from the
-        # position ids and uses the variable-length kernel.
         return batch
+
+    def _flattened(self, rows: Sequence[Row]) -> dict[str, Any]:
+        """FlashAttention 2: every row of the batch in one sequence, no padding and no mask.
+
+        transformers recognises packed documents from restarting position ids only when the
+        batch has a single row, and then runs the variable-length kernel per document.
+        """
+        input_ids = [token for row in rows for token in row.input_ids]
+        self.real_tokens += len(input_ids)
+        self.padded_tokens += len(input_ids)
+        return {
+            "input_ids": torch.tensor([input_ids]),
+            "labels": torch.tensor([[label for row in rows for label in row.labels]]),
+            "position_ids": torch.tensor([[p for row in rows for p in row.position_ids]]),
+        }
 
 
 def block_causal_mask(document: torch.Tensor, attn_implementation: str) -> torch.Tensor:
