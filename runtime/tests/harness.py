@@ -325,11 +325,13 @@ def supervisor_argv(cloud: Cloud, run_root: Path, trainer_command: str, *extra: 
     ]  # fmt: skip
 
 
-def start_supervisor_process(cloud: Cloud, run_root: Path, trainer_command: str, *extra: str):
+def start_supervisor_process(
+    cloud: Cloud, run_root: Path, trainer_command: str, *extra: str, imds_url: str | None = None
+):
     import subprocess
 
     run_root.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "AWS_EC2_METADATA_SERVICE_ENDPOINT": cloud.imds.url}
+    env = {**os.environ, "AWS_EC2_METADATA_SERVICE_ENDPOINT": imds_url or cloud.imds.url}
     env["PYTHONPATH"] = os.pathsep.join([str(RUNTIME_DIR), env.get("PYTHONPATH", "")])
     return subprocess.Popen(
         supervisor_argv(cloud, run_root, trainer_command, *extra),

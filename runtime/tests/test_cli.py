@@ -1,5 +1,5 @@
-"""The supervisor as systemd runs it: ``python -m tuning_runtime run`` in its own process, through
-the AWS CLI backend, stopped by SIGTERM like systemd stops it."""
+"""The supervisor as systemd runs it: ``python -m tuning_runtime run`` in its own process, stopped
+by SIGTERM like systemd stops it (the AWS CLI backend runs in test_scenarios and test_aws_cli)."""
 
 from __future__ import annotations
 
@@ -12,23 +12,13 @@ from harness import FAKES, progress_step, start_supervisor_process, wait_for
 FAKE_TRAINER_COMMAND = shlex.join([sys.executable, str(FAKES / "fake_trainer.py")])
 
 
-def test_cli_supervises_a_run_to_completion(cloud, fakes, tmp_path, monkeypatch):
-    monkeypatch.setenv("FAKE_TRAINER_PLAN", "complete")
-
-    process = start_supervisor_process(cloud, tmp_path, FAKE_TRAINER_COMMAND)
-
-    assert process.wait(timeout=120) == 0
-    assert cloud.ledger()["status"] == "completed"
-    assert cloud.statuses() == ["started", "completed"]
-    assert cloud.group()["DesiredCapacity"] == 0 and len(fakes.shutdown_calls()) == 1
-    assert "run completed (completed)" in (tmp_path / "supervisor.log").read_text()
-
-
 def test_sigterm_checkpoints_the_run_and_exits_without_shutdown(
     cloud, fakes, tmp_path, monkeypatch
 ):
     monkeypatch.setenv("FAKE_TRAINER_PLAN", "train")
-    process = start_supervisor_process(cloud, tmp_path, FAKE_TRAINER_COMMAND)
+    process = start_supervisor_process(
+        cloud, tmp_path, FAKE_TRAINER_COMMAND, "--aws-backend", "boto3"
+    )
     wait_for(lambda: progress_step(tmp_path) >= 3, timeout=60, what="training steps")
 
     process.send_signal(signal.SIGTERM)

@@ -94,7 +94,7 @@ def test_a_public_image_is_pulled_without_login(docker_log):
 
     found.prepare(said.append)
 
-    assert docker_log.read_text().splitlines() == ["pull -q public.ecr.aws/acme/trainer:1"]
+    assert docker_log.read_text().splitlines()[0] == "pull -q public.ecr.aws/acme/trainer:1"
 
 
 def test_pull_is_retried_until_it_succeeds(docker_log, monkeypatch):
@@ -119,13 +119,30 @@ def test_pull_gives_up_with_the_reason_after_its_retries(docker_log, monkeypatch
     assert "toomanyrequests" in error.value.detail[-1]
 
 
+def test_mounted_folders_are_handed_to_the_images_non_root_user(docker_log, tmp_path, monkeypatch):
+    monkeypatch.setenv("FAKE_DOCKER_IMAGE_USER", "1000:1000")
+    found, said = launcher(image="public.ecr.aws/acme/trainer:1")
+    found.scratch_dir = str(tmp_path / "scratch")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "config.yaml").write_text("{}")
+    found.prepare(said.append)
+
+    proc = found.start(TrainerJob(str(run_dir), {}, "stream"), TrainingLog(str(tmp_path / "t.log")))
+    proc.popen.wait(timeout=30)
+
+    assert "runs as user '1000:1000'" in said[-1]
+    for path in (run_dir, run_dir / "config.yaml", tmp_path / "scratch"):
+        assert (path.stat().st_uid, path.stat().st_gid) == (1000, 1000)
+
+
 def test_docker_run_exit_code_is_the_trainers(docker_log, tmp_path, monkeypatch):
     monkeypatch.setenv("FAKE_DOCKER_RUN_EXIT", "75")
     found, _ = launcher(image="public.ecr.aws/acme/trainer:1")
     found.scratch_dir = str(tmp_path / "scratch")
     log = TrainingLog(str(tmp_path / "training.log"))
 
-    proc = found.start(JOB, log)
+    proc = found.start(TrainerJob(str(tmp_path), {}, "stream"), log)
     while proc.poll() is None:
         time.sleep(0.05)
 

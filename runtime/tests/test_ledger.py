@@ -51,6 +51,10 @@ def test_begin_on_an_existing_run(previous, event):
     assert doc["startedAt"] == "2026-03-01T10:00:00Z"  # the run's first start stays
 
 
+def recorded_price(attempt: dict) -> float:
+    return attempt["usdPerHour"]
+
+
 def test_billable_time_and_cost_are_summed_per_instance():
     doc, _ = ledger.begin_instance(None, "run-1", FIRST, T0)
     ledger.begin_attempt(doc, FIRST, 0.5, T0)
@@ -58,20 +62,52 @@ def test_billable_time_and_cost_are_summed_per_instance():
     ledger.begin_attempt(doc, FIRST, 0.5, T0 + 610)  # a retry on the same instance
     ledger.end_attempt(doc, "i-first", 75, T0 + 3600)
     ledger.begin_attempt(doc, SECOND, 1.2, T0 + 4000)
+    ledger.end_attempt(doc, "i-second", 0, T0 + 4000 + 1700)
 
-    ledger.recompute_totals(doc, T0 + 4000 + 1800, "i-second")  # second still running
+    ledger.recompute_totals(doc, recorded_price, "i-second", T0 + 4000 + 1800)  # shutting down
 
     assert doc["billableSeconds"] == 3600 + 1800
     assert doc["estimatedCostUsd"] == pytest.approx(0.5 + 0.6)
 
 
-def test_an_attempt_nobody_closed_on_another_instance_is_not_billed_as_running():
+def test_totals_leave_out_the_instance_still_running():
     doc, _ = ledger.begin_instance(None, "run-1", FIRST, T0)
-    ledger.begin_attempt(doc, FIRST, 0.5, T0)  # that supervisor died without a word
+    ledger.begin_attempt(doc, FIRST, 0.5, T0)
+    ledger.end_attempt(doc, "i-first", 75, T0 + 3600)
+    ledger.begin_attempt(doc, SECOND, 1.2, T0 + 4000)  # the safety Lambda prices it live
 
-    ledger.recompute_totals(doc, T0 + 3600, "i-second")
+    ledger.recompute_totals(doc, recorded_price)
 
-    assert doc["billableSeconds"] == 0
+    assert (doc["billableSeconds"], doc["estimatedCostUsd"]) == (3600, 0.5)
+
+
+def test_recomputing_twice_changes_nothing():
+    doc, _ = ledger.begin_instance(None, "run-1", FIRST, T0)
+    ledger.begin_attempt(doc, FIRST, 0.5, T0)
+    ledger.end_attempt(doc, "i-first", 0, T0 + 3600)
+
+    once = dict(ledger.recompute_totals(doc, recorded_price, "i-first", T0 + 3610))
+    twice = ledger.recompute_totals(doc, recorded_price, "i-first", T0 + 3610)
+
+    assert once == twice and twice["billableSeconds"] == 3610
+
+
+def test_an_attempt_the_safety_lambda_closed_is_priced_by_its_type():
+    doc, _ = ledger.begin_instance(None, "run-1", FIRST, T0)
+    doc["attempts"].append(
+        {
+            "instanceId": "i-9",
+            "instanceType": "g5.xlarge",
+            "market": "spot",
+            "startedAt": "2026-03-01T10:00:00.000Z",
+            "exitCode": None,
+            "endedAt": "2026-03-01T12:00:00.000Z",
+        }
+    )
+
+    ledger.recompute_totals(doc, lambda attempt: attempt.get("usdPerHour") or 1.006)
+
+    assert (doc["billableSeconds"], doc["estimatedCostUsd"]) == (7200, 2.012)
 
 
 def test_interruptions_are_recorded_once_per_instance_and_action():

@@ -58,7 +58,8 @@ def test_output_uri_trailing_slash_is_dropped():
     ("changes", "message"),
     [
         ({"schemaVersion": 2}, "'schemaVersion' must be 1; got 2"),
-        ({"runId": "Run_1"}, "'runId' must be lower-case letters, digits and '-'"),
+        ({"runId": "Run_1"}, "'runId' must be 3 to 63 lower-case letters, digits and '-'"),
+        ({"runId": "r1"}, "'runId' must be 3 to 63 lower-case letters"),
         ({"outputUri": "/tmp/out"}, "'outputUri' must be a string starting with 's3://'"),
         ({"outputUri": "s3://b/runs/other"}, "'outputUri' must be 's3://<OutputsBucket>/runs/run-"),
         ({"dataRootUri": "data/"}, "'dataRootUri' must be a string starting with 's3://'"),

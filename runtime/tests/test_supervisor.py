@@ -70,10 +70,11 @@ def test_cost_is_billable_seconds_at_the_instance_price(cloud, fakes, tmp_path, 
     ledger = run_to_end(cloud, tmp_path, monkeypatch, "complete")
 
     attempt = ledger["attempts"][0]
-    span = parse_iso(attempt["endedAt"]) - parse_iso(attempt["startedAt"])
+    trained = parse_iso(attempt["endedAt"]) - parse_iso(attempt["startedAt"])
     assert attempt["usdPerHour"] == ON_DEMAND_USD_PER_HOUR
-    assert ledger["billableSeconds"] == round(span)
-    assert ledger["estimatedCostUsd"] == round(span / 3600 * ON_DEMAND_USD_PER_HOUR, 4)
+    assert round(trained) <= ledger["billableSeconds"] <= trained + FINISH_BOUND_SECONDS
+    hours = ledger["billableSeconds"] / 3600
+    assert ledger["estimatedCostUsd"] == pytest.approx(hours * ON_DEMAND_USD_PER_HOUR, abs=1e-3)
 
 
 def test_logs_are_uploaded_and_named_in_the_ledger(cloud, fakes, tmp_path, monkeypatch):

@@ -17,6 +17,7 @@ import collections
 import contextlib
 import logging
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -216,6 +217,7 @@ class DockerLauncher:
         self.docker = docker
         self.retry_delays = retry_delays
         self.sleep = sleep
+        self.image_user = ""  # the image's USER, read after the pull
 
     @property
     def registry(self) -> str:
@@ -270,7 +272,9 @@ class DockerLauncher:
             self._with_retries("ECR login", login, say)
         say(f"pulling {self.image_uri}")
         self._with_retries("docker pull", lambda: self._docker("pull", "-q", self.image_uri), say)
-        say("image pulled")
+        inspected = self._docker("image", "inspect", "--format", "{{.Config.User}}", self.image_uri)
+        self.image_user = inspected.stdout.strip() if inspected.returncode == 0 else ""
+        say(f"image pulled; it runs as user '{self.image_user or 'root'}'")
 
     def clean_up(self) -> None:
         """Stop (gracefully) and remove a trainer container left by an earlier supervisor."""
@@ -299,8 +303,23 @@ class DockerLauncher:
             argv += ["--env", f"{name}={env[name]}"]
         return [*argv, self.image_uri, *TRAIN_ARGS, f"{CONTAINER_RUN_DIR}/{job.config_name}"]
 
+    def _hand_to_image_user(self, *folders: str) -> None:
+        """The image runs as a non-root user (USER 1000:1000): it must be able to write the
+        progress file and the model cache in the folders we mount."""
+        if not self.image_user:  # root (or not known): nothing to hand over
+            return
+        ids = re.match(r"^(\d+)(?::(\d+))?$", self.image_user)
+        for folder in folders:
+            for path in [folder, *(os.path.join(folder, name) for name in os.listdir(folder))]:
+                if ids:
+                    uid = int(ids.group(1))
+                    os.chown(path, uid, int(ids.group(2) or uid))
+                else:  # a user name we cannot resolve on the host
+                    os.chmod(path, 0o777 if os.path.isdir(path) else 0o666)
+
     def start(self, job: TrainerJob, training_log: TrainingLog) -> TrainerProcess:
         os.makedirs(self.scratch_dir, exist_ok=True)
+        self._hand_to_image_user(job.run_dir, self.scratch_dir)
         self._docker("rm", "--force", CONTAINER_NAME, timeout=120)
         popen = _popen(self.run_argv(job), dict(os.environ))
 

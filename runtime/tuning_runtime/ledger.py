@@ -28,9 +28,10 @@ def iso(timestamp: float) -> str:
 
 
 def parse_iso(text: str) -> float:
-    return (
-        dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc).timestamp()
-    )
+    """Seconds since the epoch of an ISO 8601 UTC time, with or without fractional seconds
+    (the safety Lambda writes JavaScript's ``toISOString()``: ``2026-03-01T10:00:00.000Z``)."""
+    parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return parsed.replace(tzinfo=parsed.tzinfo or dt.timezone.utc).timestamp()
 
 
 def new_ledger(run_id: str) -> dict:
@@ -129,26 +130,32 @@ def finish(ledger: dict, status: str, reason: str, now: float, **fields: object)
     return ledger, True
 
 
-def recompute_totals(ledger: dict, now: float, current_instance_id: str) -> dict:
-    """Billable seconds and cost summed per instance, from the first attempt's start on it to its
-    last attempt's end (the open attempt of this instance counts until now)."""
+def recompute_totals(
+    ledger: dict,
+    price_of: Callable[[dict], float | None],
+    instance_id: str | None = None,
+    instance_end: float | None = None,
+) -> dict:
+    """Billable seconds and estimated cost of the run's instances that have ended.
+
+    Each instance bills from its first attempt's start (its boot) to its last attempt's end;
+    ``instance_id`` ends at ``instance_end`` (now, when this instance is about to go). While an
+    instance runs its share is not in the totals: the safety Lambda adds the live instance's cost
+    to them. Recomputing from the attempts, rather than adding, makes every write idempotent.
+    """
     spans: dict = {}
     for attempt in ledger.get("attempts", []):
-        instance_id = attempt.get("instanceId")
+        owner = attempt.get("instanceId")
         start = parse_iso(attempt["startedAt"])
-        if attempt.get("endedAt"):
-            end = parse_iso(attempt["endedAt"])
-        elif instance_id == current_instance_id:
-            end = now
-        else:
-            end = start  # another instance's attempt nobody closed: its end is unknown
-        first, last, price = spans.get(instance_id, (start, end, None))
-        spans[instance_id] = (min(first, start), max(last, end), attempt.get("usdPerHour") or price)
-    seconds = sum(max(0.0, last - first) for first, last, _ in spans.values())
-    cost = sum(
-        max(0.0, last - first) / 3600 * (price or 0) for first, last, price in spans.values()
-    )
-    ledger["billableSeconds"] = round(seconds)
+        end = parse_iso(attempt["endedAt"]) if attempt.get("endedAt") else start
+        first, last, price = spans.get(owner, (start, end, None))
+        spans[owner] = (min(first, start), max(last, end), price or price_of(attempt))
+    if instance_id in spans and instance_end is not None:
+        first, last, price = spans[instance_id]
+        spans[instance_id] = (first, max(last, instance_end), price)
+    seconds = {owner: max(0.0, last - first) for owner, (first, last, _) in spans.items()}
+    cost = sum(seconds[owner] / 3600 * (price or 0) for owner, (_, _, price) in spans.items())
+    ledger["billableSeconds"] = round(sum(seconds.values()))
     ledger["estimatedCostUsd"] = round(cost, 4)
     return ledger
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from . import contract
 
-RUN_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+RUN_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{2,62}$")  # as lib/contract.ts
 MAX_RETRIES_LIMIT = 10
 DEBUG_HOLD_LIMIT_MINUTES = 24 * 60
 
@@ -109,7 +109,7 @@ def parse_settings(text: str) -> RunSettings:
 
     run_id = doc["runId"]
     if not isinstance(run_id, str) or not RUN_ID_PATTERN.match(run_id):
-        raise _fail("runId", "lower-case letters, digits and '-' (at most 63)", run_id)
+        raise _fail("runId", "3 to 63 lower-case letters, digits and '-'", run_id)
     output_uri = _string(doc, "outputUri", "s3://").rstrip("/")
     if not output_uri.endswith(f"/runs/{run_id}"):
         raise _fail("outputUri", f"'s3://<OutputsBucket>/runs/{run_id}'", doc["outputUri"])

@@ -10,6 +10,7 @@ finalises: ledger, one SNS message, group capacity 0, ``shutdown -h now``. Every
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -263,7 +264,7 @@ class Supervisor:
                         proc.stop(timings.stop_grace_seconds)
             if now >= next_heartbeat:
                 next_heartbeat = now + timings.heartbeat_seconds
-                self._update(lambda doc: self._refresh(doc, time.time()), "ledger heartbeat")
+                self._update(partial(ledger.note_step, step=self.last_step), "ledger heartbeat")
             if proc.kill_if_overdue():
                 self.say("the trainer did not exit within the grace time: killed")
             time.sleep(0.2)
@@ -298,8 +299,10 @@ class Supervisor:
         if now - self.instance_started_at >= settings.max_runtime_hours * 3600:
             return MAX_RUNTIME
         if settings.max_run_cost_usd is not None:
-            cost = ledger.recompute_totals(dict(self.ledger), now, self.identity.instance_id)
-            if cost["estimatedCostUsd"] >= settings.max_run_cost_usd:
+            live = ledger.recompute_totals(
+                copy.deepcopy(self.ledger), self._price_of, self.identity.instance_id, now
+            )
+            if live["estimatedCostUsd"] >= settings.max_run_cost_usd:
                 return MAX_COST
         return None
 
@@ -339,7 +342,7 @@ class Supervisor:
                 finalModelUri=final_uri if status == contract.COMPLETED else None,
                 lastLogLines=last_lines[-contract.LAST_LOG_LINES :] if last_lines else None,
             )
-            return ledger.recompute_totals(doc, now, self.identity.instance_id)
+            return ledger.recompute_totals(doc, self._price_of, self.identity.instance_id, now)
 
         self._status_written = True
         self._update(finish, "recording the outcome")
@@ -367,6 +370,12 @@ class Supervisor:
             best_effort("setting the group's capacity to 0", self.group.set_capacity_to_zero)
         self.say(f"debug hold: the instance stays up {minutes:g} min, reachable through SSM only")
         self.stop_event.wait(minutes * 60)
+        self._update(
+            lambda doc: ledger.recompute_totals(
+                doc, self._price_of, self.identity.instance_id, time.time()
+            ),
+            "adding the debug hold to the bill",
+        )
 
     def _fail_safe(self, error: Exception) -> int:
         """After an unexpected error: stop the trainer, record what we can, terminate."""
@@ -457,9 +466,11 @@ class Supervisor:
     def _end_attempt(self, doc: dict, exit_code: int) -> dict:
         return ledger.end_attempt(doc, self.identity.instance_id, exit_code, time.time())
 
-    def _refresh(self, doc: dict, now: float) -> dict:
-        ledger.note_step(doc, self.last_step)
-        return ledger.recompute_totals(doc, now, self.identity.instance_id)
+    def _price_of(self, attempt: dict) -> float | None:
+        """An attempt's USD per hour: as recorded, else the on-demand price of its type."""
+        return attempt.get("usdPerHour") or self.settings.on_demand_price(
+            attempt.get("instanceType", "")
+        )
 
     def _job(self, attempt: int) -> TrainerJob:
         settings = self.settings

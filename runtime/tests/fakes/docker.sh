@@ -1,7 +1,8 @@
 #!/bin/bash
 # Fake docker client for the launcher's tests: records every call in $FAKE_DOCKER_LOG (one line of
 # arguments; `login` also records its stdin), fails `pull` the first $FAKE_DOCKER_PULL_FAILURES
-# times, and runs `run` as the fake trainer with the container's environment.
+# times, answers `image inspect` with the user $FAKE_DOCKER_IMAGE_USER, and answers `run` with a
+# line of output and the exit code $FAKE_DOCKER_RUN_EXIT.
 set -euo pipefail
 log=${FAKE_DOCKER_LOG:?FAKE_DOCKER_LOG must be set}
 echo "$*" >>"$log"
@@ -17,6 +18,9 @@ case "$1" in
       echo "Error response from daemon: toomanyrequests: rate limited (pull $pulls)" >&2
       exit 1
     fi
+    ;;
+  image)
+    echo "${FAKE_DOCKER_IMAGE_USER:-}"
     ;;
   run)
     echo "fake container ran"
