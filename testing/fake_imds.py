@@ -67,7 +67,10 @@ class FakeImds:
         self._state = _State(identity=identity or InstanceIdentity())
         self._server = ThreadingHTTPServer(("127.0.0.1", port), _handler_for(self._state))
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        # A short poll interval: stop() returns in ~50 ms instead of serve_forever's default 0.5 s.
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     @property
     def url(self) -> str:
