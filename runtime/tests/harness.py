@@ -302,11 +302,28 @@ def build_runtime_archive(target: Path) -> Path:
     return target
 
 
-def supervisor_argv(cloud: Cloud, run_root: Path, trainer_command: str, *extra: str) -> list:
+def oldest_python() -> str:
+    """The oldest Python >= 3.9 on this machine (Amazon Linux 2023's system python3 is 3.9), to
+    run the supervisor as the instance would; this venv's Python when there is no older one."""
+    import glob
+    import shutil
+    import subprocess
+
+    pyenv = Path.home() / ".pyenv" / "versions"
+    candidates = [shutil.which("python3.9"), *sorted(glob.glob(f"{pyenv}/3.9*/bin/python3.9"))]
+    for candidate in filter(None, candidates):
+        if subprocess.run([candidate, "-c", "pass"], capture_output=True).returncode == 0:
+            return candidate  # (a pyenv shim exits non-zero when 3.9 is not selected)
+    return sys.executable
+
+
+def supervisor_argv(
+    cloud: Cloud, run_root: Path, trainer_command: str, *extra: str, python: str = sys.executable
+) -> list:
     """``python -m tuning_runtime run`` as a test or the demo starts it: local launcher, fake
     shutdown, no tmux, the AWS CLI backend (as on the instance), seconds-scale timings."""
     return [
-        sys.executable, "-m", "tuning_runtime", "run",
+        python, "-m", "tuning_runtime", "run",
         "--settings-parameter", cloud.parameter_name,
         "--region", REGION,
         "--launcher", "local",
@@ -326,7 +343,12 @@ def supervisor_argv(cloud: Cloud, run_root: Path, trainer_command: str, *extra: 
 
 
 def start_supervisor_process(
-    cloud: Cloud, run_root: Path, trainer_command: str, *extra: str, imds_url: str | None = None
+    cloud: Cloud,
+    run_root: Path,
+    trainer_command: str,
+    *extra: str,
+    imds_url: str | None = None,
+    python: str = sys.executable,
 ):
     import subprocess
 
@@ -334,7 +356,7 @@ def start_supervisor_process(
     env = {**os.environ, "AWS_EC2_METADATA_SERVICE_ENDPOINT": imds_url or cloud.imds.url}
     env["PYTHONPATH"] = os.pathsep.join([str(RUNTIME_DIR), env.get("PYTHONPATH", "")])
     return subprocess.Popen(
-        supervisor_argv(cloud, run_root, trainer_command, *extra),
+        supervisor_argv(cloud, run_root, trainer_command, *extra, python=python),
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=open(run_root / "supervisor.stderr", "w"),

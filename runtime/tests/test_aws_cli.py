@@ -8,7 +8,7 @@ import boto3
 import pytest
 from harness import OUTPUTS_BUCKET, REGION
 
-from tuning_runtime.aws import AwsCli, AwsError, split_s3_uri
+from tuning_runtime.aws import AwsCli, AwsError, _listed, split_s3_uri
 
 URI = f"s3://{OUTPUTS_BUCKET}/runs/run-1/ledger.json"
 
@@ -86,3 +86,15 @@ def test_s3_uris_split_into_bucket_and_key():
     assert split_s3_uri("s3://bucket/runs/r/x.json") == ("bucket", "runs/r/x.json")
     with pytest.raises(ValueError, match="expected an s3:// URI"):
         split_s3_uri("/tmp/x")
+
+
+def test_listing_settles_whether_a_denied_key_exists(cli):
+    # A role that may list only its run prefix gets 403 (not 404) for a missing key; listing
+    # the exact key tells missing from present. (moto does not enforce IAM, so the 403 itself
+    # is not reproduced here.)
+    cli.put_object(URI + ".bak", b"{}", "application/json")
+    assert not _listed(cli, URI)
+
+    cli.put_object(URI, b"{}", "application/json")
+
+    assert _listed(cli, URI)

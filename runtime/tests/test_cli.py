@@ -1,5 +1,6 @@
-"""The supervisor as systemd runs it: ``python -m tuning_runtime run`` in its own process, stopped
-by SIGTERM like systemd stops it (the AWS CLI backend runs in test_scenarios and test_aws_cli)."""
+"""The supervisor as systemd runs it: ``python3 -m tuning_runtime run`` in its own process, on the
+oldest Python the instance may have (3.9), through the AWS CLI, stopped by SIGTERM like systemd
+stops it."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import shlex
 import signal
 import sys
 
-from harness import FAKES, progress_step, start_supervisor_process, wait_for
+from harness import FAKES, oldest_python, progress_step, start_supervisor_process, wait_for
 
 FAKE_TRAINER_COMMAND = shlex.join([sys.executable, str(FAKES / "fake_trainer.py")])
 
@@ -16,9 +17,8 @@ def test_sigterm_checkpoints_the_run_and_exits_without_shutdown(
     cloud, fakes, tmp_path, monkeypatch
 ):
     monkeypatch.setenv("FAKE_TRAINER_PLAN", "train")
-    process = start_supervisor_process(
-        cloud, tmp_path, FAKE_TRAINER_COMMAND, "--aws-backend", "boto3"
-    )
+    python = oldest_python()
+    process = start_supervisor_process(cloud, tmp_path, FAKE_TRAINER_COMMAND, python=python)
     wait_for(lambda: progress_step(tmp_path) >= 3, timeout=60, what="training steps")
 
     process.send_signal(signal.SIGTERM)

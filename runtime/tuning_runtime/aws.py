@@ -18,6 +18,10 @@ import tempfile
 from typing import Any
 
 _ERROR_CODE = re.compile(r"An error occurred \(([^)]+)\)")
+MISSING_CODES = ("NoSuchKey", "404", "NotFound")
+# S3 answers 403, not 404, for a missing key unless the caller may list the bucket unconditioned;
+# the instance role may list its run prefix only, so a 403 is settled by listing that key.
+DENIED_CODES = ("AccessDenied", "403")
 CALL_TIMEOUT_SECONDS = 120
 UPLOAD_TIMEOUT_SECONDS = 600
 
@@ -31,6 +35,13 @@ class AwsError(RuntimeError):
 
 def _kebab(operation: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "-", operation).lower()
+
+
+def _listed(aws: object, uri: str) -> bool:
+    """Whether the object exists, by listing its exact key (allowed under the run prefix)."""
+    bucket, key = split_s3_uri(uri)
+    found = aws.call("s3", "ListObjectsV2", {"Bucket": bucket, "Prefix": key, "MaxKeys": 1})
+    return any(item.get("Key") == key for item in found.get("Contents", []))
 
 
 def split_s3_uri(uri: str) -> tuple[str, str]:
@@ -67,7 +78,8 @@ class AwsCli:
         return done
 
     def call(self, service: str, operation: str, params: dict | None = None) -> dict:
-        args = [service, _kebab(operation), "--output", "json"]
+        command = "s3api" if service == "s3" else service  # `aws s3` is the high-level one
+        args = [command, _kebab(operation), "--output", "json"]
         if params:
             args += ["--cli-input-json", json.dumps(params)]
         out = self._run(operation, args).stdout.strip()
@@ -82,7 +94,9 @@ class AwsCli:
             try:
                 done = self._run("GetObject", [*args, "--output", "json"])
             except AwsError as error:
-                if error.code in ("NoSuchKey", "404"):
+                if error.code in MISSING_CODES:
+                    return None
+                if error.code in DENIED_CODES and not _listed(self, uri):
                     return None
                 raise
             with open(target, "rb") as body:
@@ -118,8 +132,10 @@ class AwsCli:
         try:
             self._run("HeadObject", ["s3api", "head-object", "--bucket", bucket, "--key", key])
         except AwsError as error:
-            if error.code in ("404", "NoSuchKey", "NotFound"):
+            if error.code in MISSING_CODES:
                 return False
+            if error.code in DENIED_CODES:
+                return _listed(self, uri)
             raise
         return True
 
@@ -167,7 +183,9 @@ class Boto3Aws:
         try:
             response = self._call("s3", "GetObject", {"Bucket": bucket, "Key": key})
         except AwsError as error:
-            if error.code in ("NoSuchKey", "404"):
+            if error.code in MISSING_CODES:
+                return None
+            if error.code in DENIED_CODES and not _listed(self, uri):
                 return None
             raise
         return response["Body"].read(), response["ETag"]
@@ -193,8 +211,10 @@ class Boto3Aws:
         try:
             self._call("s3", "HeadObject", {"Bucket": bucket, "Key": key})
         except AwsError as error:
-            if error.code in ("404", "NoSuchKey", "NotFound"):
+            if error.code in MISSING_CODES:
                 return False
+            if error.code in DENIED_CODES:
+                return _listed(self, uri)
             raise
         return True
 
