@@ -131,6 +131,13 @@ describe('compute layer during a run', () => {
     );
   });
 
+  test('the instance has no managed policies, only Session Manager actions for SSM', () => {
+    const role = Object.values(template.findResources('AWS::IAM::Role', { Properties: { AssumeRolePolicyDocument: { Statement: [Match.objectLike({ Principal: { Service: 'ec2.amazonaws.com' } })] } } }))[0];
+    expect(role.Properties.ManagedPolicyArns).toBeUndefined();
+    const ssm = instancePolicy().flatMap((s) => [s.Action].flat()).filter((a: string) => /^(ssm|ssmmessages|ec2messages):/.test(a));
+    expect(ssm.sort()).toEqual(['ssm:DescribeParameters', 'ssm:GetParameter', 'ssm:GetParameterHistory', 'ssm:GetParameters', 'ssm:UpdateInstanceInformation', 'ssmmessages:CreateControlChannel', 'ssmmessages:CreateDataChannel', 'ssmmessages:OpenControlChannel', 'ssmmessages:OpenDataChannel'].sort());
+  });
+
   test('the instance reads the data bucket, pulls the image, writes its logs, publishes alerts', () => {
     const actions = instancePolicy().flatMap((s) => [s.Action].flat());
     expect(actions).toEqual(
@@ -141,7 +148,7 @@ describe('compute layer during a run', () => {
 
   test('the instance may set the capacity of its own group and no other', () => {
     const groupId = stack.getLogicalId(stack.compute.group.node.defaultChild as never);
-    template.hasResourceProperties('AWS::IAM::ManagedPolicy', {
+    template.hasResourceProperties('AWS::IAM::Policy', {
       PolicyDocument: {
         Statement: [
           {
