@@ -142,9 +142,9 @@ async function describeForDecision(
     try {
       const ledger = await readLedger(clients.s3, env.outputsBucket, runId);
       ledgers.set(runId, ledger);
-      // A ledger's totals cover the run's finished instances; this one is priced live.
-      const current = ledger?.attempts?.find((a) => a.instanceId === instanceId);
-      priorRunCostUsd = current?.endedAt ? 0 : (ledger?.estimatedCostUsd ?? 0);
+      // A running ledger's totals cover the run's earlier instances; this one is priced live.
+      // Should the supervisor already have counted part of this instance, the cap fires early.
+      priorRunCostUsd = ledger?.estimatedCostUsd ?? 0;
     } catch (error) {
       failures.push(`${instanceId}: reading the ledger of ${runId} failed: ${message(error)}`);
     }
