@@ -65,6 +65,8 @@ def test_docker_run_has_gpus_stop_timeout_shm_logs_and_the_trainer_contract():
         "LLM_DATA__ROOT=s3://data/",
         "TUNING_PROGRESS_FILE=/run/tuning-lab/progress.json",
         "HF_HOME=/scratch/huggingface",
+        "LLM_MODEL__CACHE_DIR=/scratch/models",
+        "LLM_OUTPUT__STAGING_DIR=/scratch/staging",
     ):
         assert f"--env {setting}" in joined
     assert argv[-6:] == [

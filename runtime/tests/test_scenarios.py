@@ -169,8 +169,9 @@ def test_spot_notice_checkpoints_and_a_replacement_resumes_to_completion(
     spot_cloud, fakes, tmp_path, processes
 ):
     upload_dataset()
-    # No periodic checkpoint: the one in S3 after the notice is the interruption's own.
-    spot_cloud.put_settings(runConfig=run_config(max_steps=10, save_steps=1000))
+    # No periodic checkpoint: the one in S3 after the notice is the interruption's own. Enough
+    # steps that the run cannot finish in the second or so the notice takes to act.
+    spot_cloud.put_settings(runConfig=run_config(max_steps=30, save_steps=1000))
     first = supervise(processes, spot_cloud, tmp_path / "first", TRAINER, "--aws-backend", "boto3")
     step_at_notice = wait_for(
         lambda: progress_step(tmp_path / "first") >= 2 and progress_step(tmp_path / "first"),
@@ -183,6 +184,7 @@ def test_spot_notice_checkpoints_and_a_replacement_resumes_to_completion(
     ledger = spot_cloud.ledger()
     assert outcome(ledger) == ("interrupted", "spot-interruption"), ledger
     assert [attempt["exitCode"] for attempt in ledger["attempts"]] == [75]
+    assert [i["action"] for i in ledger["interruptions"]] == ["terminate"]
     (checkpoint,) = [k.split("/")[3] for k in spot_cloud.keys("checkpoints/") if "manifest" in k]
     assert published(f"checkpoints/{checkpoint}")["step"] >= step_at_notice  # at most 1 step lost
     assert spot_cloud.statuses() == ["started", "interrupted"]
@@ -196,7 +198,7 @@ def test_spot_notice_checkpoints_and_a_replacement_resumes_to_completion(
         assert second.wait(timeout=TRAINER_TIMEOUT_SECONDS) == 0
 
     ledger = spot_cloud.ledger()
-    assert (ledger["status"], ledger["lastStep"]) == ("completed", 10)
+    assert (ledger["status"], ledger["lastStep"]) == ("completed", 30)
     assert [a["instanceId"] for a in ledger["attempts"]] == [spot_cloud.instance_id, replacement]
     assert (
         f"resuming from s3://{OUTPUTS_BUCKET}/runs/{RUN_ID}/checkpoints/{checkpoint}"

@@ -105,6 +105,15 @@ def test_exit_zero_without_a_final_manifest_is_a_failure(cloud, fakes, tmp_path,
     assert cloud.group()["DesiredCapacity"] == 0 and fakes.shutdown_calls()
 
 
+def test_exit_zero_with_an_incomplete_final_model_is_a_failure(cloud, fakes, tmp_path, monkeypatch):
+    ledger = run_to_end(cloud, tmp_path, monkeypatch, "complete-truncated")
+
+    assert (ledger["status"], ledger["reason"]) == ("failed", "final-model-missing")
+    assert ledger["lastLogLines"][-1].endswith(
+        "final/model.safetensors: the manifest says 64 bytes, S3 has 10 bytes"
+    )
+
+
 def test_bad_input_fails_at_once_without_retry(cloud, fakes, tmp_path, monkeypatch):
     ledger = run_to_end(cloud, tmp_path, monkeypatch, "bad-input,complete")
 

@@ -284,7 +284,11 @@ class DockerLauncher:
     def run_argv(self, job: TrainerJob) -> list:
         env = dict(job.env)
         env[contract.ENV_PROGRESS_FILE] = f"{CONTAINER_RUN_DIR}/{job.progress_name}"
+        # Model downloads, the Hugging Face cache and unpublished checkpoints go to the scratch
+        # volume (instance storage when the instance has it), not the container's /tmp.
         env["HF_HOME"] = f"{CONTAINER_SCRATCH_DIR}/huggingface"
+        env["LLM_MODEL__CACHE_DIR"] = f"{CONTAINER_SCRATCH_DIR}/models"
+        env["LLM_OUTPUT__STAGING_DIR"] = f"{CONTAINER_SCRATCH_DIR}/staging"
         if os.environ.get(contract.ENV_IMDS_ENDPOINT):
             env[contract.ENV_IMDS_ENDPOINT] = os.environ[contract.ENV_IMDS_ENDPOINT]
         argv = [

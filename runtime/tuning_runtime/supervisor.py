@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Callable
 
-from . import contract, ledger, messages, watchdog
+from . import contract, ledger, messages, outputs, watchdog
 from .aws import AwsError
 from .host import Group, Host, best_effort
 from .imds import Identity, Imds, ImdsError, Notice
@@ -318,9 +318,11 @@ class Supervisor:
     ) -> int:
         settings = self.settings
         final_uri = f"{settings.output_uri}/{contract.FINAL_DIR}/"
-        if status == contract.COMPLETED and not self._final_model_exists():
+        problem = self._final_model_problem() if status == contract.COMPLETED else None
+        if problem:
+            self.say(f"the trainer exited 0 but the final model is not usable: {problem}")
             status, reason = contract.FAILED, contract.REASON_FINAL_MODEL_MISSING
-            last_lines = self.proc.last_lines() if self.proc else None
+            last_lines = [*(self.proc.last_lines() if self.proc else []), problem]
         logs_uri = self._upload_logs()
         action = notice.action if notice else "shutdown"
         interrupted_at = time.time()
@@ -495,10 +497,12 @@ class Supervisor:
             json.dump(self.settings.run_config, config, indent=2)
             config.write("\n")
 
-    def _final_model_exists(self) -> bool:
-        uri = f"{self.settings.output_uri}/{contract.FINAL_DIR}/{contract.MANIFEST_NAME}"
-        exists = best_effort("checking the final model", self.aws.object_exists, uri)
-        return exists is not False  # unknown (S3 error): trust the trainer's exit code
+    def _final_model_problem(self) -> str | None:
+        try:
+            return outputs.final_model_problem(self.aws, self.settings.output_uri)
+        except AwsError as error:  # unknown: trust the trainer's exit code
+            log.error("checking the final model failed: %s", error)
+            return None
 
     def _upload_logs(self) -> str | None:
         prefix = f"{self.settings.output_uri}/{contract.LOGS_DIR}/"

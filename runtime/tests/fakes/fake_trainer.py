@@ -8,6 +8,7 @@ repeats), counting starts in $FAKE_TRAINER_STATE:
 
 - ``complete``: three steps, publishes final/manifest.json, exit 0
 - ``complete-without-manifest``: three steps, exit 0, but nothing published
+- ``complete-truncated``: three steps, exit 0, a final manifest listing more bytes than were put
 - ``fail``: prints 60 numbered lines and a traceback, exit 1
 - ``bad-input``: prints a config error, exit 2
 - ``exit-75``: exit 75 at once, as after an interruption nobody announced
@@ -37,14 +38,14 @@ def write_progress(step: int) -> None:
     os.replace(path + ".tmp", path)
 
 
-def publish(prefix: str, step: int) -> None:
+def publish(prefix: str, step: int, size: int = 64) -> None:
+    """Files, then the manifest last (contracts section 3a; sha256 left out: nobody checks it)."""
     bucket, _, key_prefix = os.environ["LLM_OUTPUT__URI"][len("s3://") :].partition("/")
     s3 = boto3.client("s3")
-    s3.put_object(Bucket=bucket, Key=f"{key_prefix}/{prefix}/model.safetensors", Body=b"w" * 64)
-    manifest = {"step": step, "files": [{"name": "model.safetensors", "size": 64}]}
-    s3.put_object(
-        Bucket=bucket, Key=f"{key_prefix}/{prefix}/manifest.json", Body=json.dumps(manifest)
-    )
+    s3.put_object(Bucket=bucket, Key=f"{key_prefix}/{prefix}/model.safetensors", Body=b"w" * size)
+    files = [{"path": "model.safetensors", "size": 64}]
+    manifest = json.dumps({"schemaVersion": 1, "step": step, "files": files})
+    s3.put_object(Bucket=bucket, Key=f"{key_prefix}/{prefix}/manifest.json", Body=manifest)
 
 
 def next_behaviour() -> str:
@@ -64,11 +65,13 @@ def main() -> int:
     assert sys.argv[4] == "--config" and os.path.exists(sys.argv[5]), sys.argv
     behaviour = next_behaviour()
     print(f"fake trainer: {behaviour}", flush=True)
-    if behaviour in ("complete", "complete-without-manifest"):
+    if behaviour in ("complete", "complete-without-manifest", "complete-truncated"):
         for step in (1, 2, 3):
             write_progress(step)
         if behaviour == "complete":
             publish("final", 3)
+        if behaviour == "complete-truncated":
+            publish("final", 3, size=10)
         print("training finished", flush=True)
         return 0
     if behaviour == "fail":
