@@ -303,17 +303,21 @@ def build_runtime_archive(target: Path) -> Path:
 
 
 def oldest_python() -> str:
-    """The oldest Python >= 3.9 on this machine (Amazon Linux 2023's system python3 is 3.9), to
-    run the supervisor as the instance would; this venv's Python when there is no older one."""
+    """The oldest Python >= 3.7 on this machine, to run the supervisor as the oldest AMI would
+    (Amazon Linux 2's system python3 is 3.7); this venv's Python when there is no older one."""
     import glob
     import shutil
     import subprocess
 
     pyenv = Path.home() / ".pyenv" / "versions"
-    candidates = [shutil.which("python3.9"), *sorted(glob.glob(f"{pyenv}/3.9*/bin/python3.9"))]
-    for candidate in filter(None, candidates):
-        if subprocess.run([candidate, "-c", "pass"], capture_output=True).returncode == 0:
-            return candidate  # (a pyenv shim exits non-zero when 3.9 is not selected)
+    for minor in ("3.7", "3.8", "3.9", "3.10"):
+        found = [
+            shutil.which(f"python{minor}"),
+            *sorted(glob.glob(f"{pyenv}/{minor}.*/bin/python{minor}")),
+        ]
+        for candidate in filter(None, found):
+            if subprocess.run([candidate, "-c", "pass"], capture_output=True).returncode == 0:
+                return candidate  # (a pyenv shim exits non-zero when that version is not selected)
     return sys.executable
 
 

@@ -1,6 +1,6 @@
 """The supervisor as systemd runs it: ``python3 -m tuning_runtime run`` in its own process, on the
-oldest Python the instance may have (3.9), through the AWS CLI, stopped by SIGTERM like systemd
-stops it."""
+oldest Python an instance may have (3.7 on Amazon Linux 2), through the AWS CLI, stopped by
+SIGTERM like systemd stops it."""
 
 from __future__ import annotations
 

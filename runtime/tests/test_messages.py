@@ -9,6 +9,7 @@ from tuning_runtime import messages
 CTX = messages.Context(
     instance_id="i-0abc",
     region="eu-west-1",
+    stack_name="LlmStack",
     output_uri="s3://outputs/runs/run-1",
     image_uri="123.dkr.ecr.eu-west-1.amazonaws.com/trainer:v3",
     idle_minutes=30,
@@ -82,6 +83,7 @@ def test_duration_reads_naturally(seconds, text):
         ("started", None, "sudo tmux attach -t training"),
         ("resumed", None, "resumes from step 1200"),
         ("completed", "completed", "aws s3 cp --recursive s3://outputs/runs/run-1/final/ ./model"),
+        ("completed", "completed", "npx cdk deploy LlmStack -c createInstance=false"),
         ("failed", "bad-input", "tuning-trainer validate --config"),
         ("failed", "trainer-failed", "resumes from the newest one"),
         ("failed", "image-pull-failed", "trainer:v3 could not be pulled"),

@@ -87,6 +87,7 @@ class Context:
 
     instance_id: str
     region: str
+    stack_name: str
     output_uri: str
     image_uri: str
     idle_minutes: float
@@ -108,7 +109,7 @@ def next_step(status: str, reason: str | None, ctx: Context) -> str:
         (contract.COMPLETED, contract.REASON_COMPLETED): (
             f"Download the model: aws s3 cp --recursive {ctx.output_uri}/final/ ./model . "
             "The instance terminates itself and its group is set to 0, so nothing else bills. "
-            "Remove the GPU resources with: npx cdk deploy TrainingStack -c createInstance=false"
+            f"Remove the GPU resources with: npx cdk deploy {ctx.stack_name} -c createInstance=false"
         ),
         (contract.FAILED, contract.REASON_BAD_INPUT): (
             "The trainer rejected the config or the data (exit 2, never retried). Read the log "

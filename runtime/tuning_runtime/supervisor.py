@@ -525,6 +525,7 @@ class Supervisor:
         ctx = messages.Context(
             instance_id=self.identity.instance_id,
             region=settings.region,
+            stack_name=settings.stack_name,
             output_uri=settings.output_uri,
             image_uri=settings.image_uri,
             idle_minutes=settings.idle_minutes,
