@@ -109,7 +109,7 @@ def next_step(status: str, reason: str | None, ctx: Context) -> str:
         (contract.COMPLETED, contract.REASON_COMPLETED): (
             f"Download the model: aws s3 cp --recursive {ctx.output_uri}/final/ ./model . "
             "The instance terminates itself and its group is set to 0, so nothing else bills. "
-            f"Remove the GPU resources with: npx cdk deploy {ctx.stack_name} -c createInstance=false"
+            f"Remove the GPU resources: npx cdk deploy {ctx.stack_name} -c createInstance=false"
         ),
         (contract.FAILED, contract.REASON_BAD_INPUT): (
             "The trainer rejected the config or the data (exit 2, never retried). Read the log "
