@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -261,6 +262,27 @@ def test_run_settings_parameter_holds_the_contract_document(deployment: Deployme
     assert settings["imageUri"] == f"{deployment.outputs['RepositoryUri']}:latest"
     assert settings["runConfig"]["model"]["base_model"] == "builtin:tiny-llama"
     assert settings["maxRunCostUsd"] == 20
+
+
+def test_run_settings_pass_the_instance_runtime_check(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    """The document the stack wrote is one the host supervisor accepts (contract section 1)."""
+    value = deployment.client("ssm").get_parameter(Name=f"/tuning-lab/{STACK}/run-settings")[
+        "Parameter"
+    ]["Value"]
+    document = tmp_path / "run-settings.json"
+    document.write_text(value)
+    result = subprocess.run(
+        [sys.executable, "-m", "tuning_runtime", "check-settings", str(document)],
+        cwd=ROOT / "runtime",
+        env={**os.environ, "PYTHONPATH": str(ROOT / "runtime")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_deploy_without_instance_removes_it_and_keeps_the_rest(deployment: Deployment) -> None:
