@@ -47,6 +47,7 @@ test: lint test-stack test-trainer test-runtime test-deploy test-docs
 lint: install
 	npx tsc --noEmit -p .
 	npx eslint .
+	npx prettier --check .
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	git ls-files -z '*.sh' | xargs -0 -r $(BIN)/shellcheck

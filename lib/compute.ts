@@ -429,7 +429,12 @@ export class TrainingCompute extends Construct {
       ipAddresses: ec2.IpAddresses.cidr('10.42.0.0/16'),
       natGateways: 0,
       subnetConfiguration: [
-        { name: 'public', subnetType: ec2.SubnetType.PUBLIC, cidrMask: 20, mapPublicIpOnLaunch: false },
+        {
+          name: 'public',
+          subnetType: ec2.SubnetType.PUBLIC,
+          cidrMask: 20,
+          mapPublicIpOnLaunch: false,
+        },
       ],
       gatewayEndpoints: { S3: { service: ec2.GatewayVpcEndpointAwsService.S3 } },
       restrictDefaultSecurityGroup: false,

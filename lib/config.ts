@@ -77,7 +77,9 @@ export const settingsSchema = z
       .optional(),
     instanceTypes: listSetting(instanceType).default(['g5.xlarge']),
     useSpot: booleanSetting.default(true),
-    maxRuntimeHours: numberSetting(`must be a number of hours > 0 and <= ${MAX_RUNTIME_HOURS_LIMIT}`)
+    maxRuntimeHours: numberSetting(
+      `must be a number of hours > 0 and <= ${MAX_RUNTIME_HOURS_LIMIT}`,
+    )
       .refine(
         (n) => n > 0 && n <= MAX_RUNTIME_HOURS_LIMIT,
         `must be a number of hours > 0 and <= ${MAX_RUNTIME_HOURS_LIMIT} (one week)`,
@@ -222,7 +224,8 @@ function checkCombinations(s: ParsedSettings, raw: Record<string, unknown>): voi
     );
   }
   if ((s.vpcId === undefined) !== (s.subnetIds === undefined)) {
-    const [given, missing] = s.vpcId === undefined ? ['subnetIds', 'vpcId'] : ['vpcId', 'subnetIds'];
+    const [given, missing] =
+      s.vpcId === undefined ? ['subnetIds', 'vpcId'] : ['vpcId', 'subnetIds'];
     throw new UserInputError(
       `Invalid setting ${given}=${show(raw[given])}: an existing network needs both vpcId and ` +
         `subnetIds; ${missing} is missing.`,

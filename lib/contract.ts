@@ -41,12 +41,7 @@ export type RunStatus = 'running' | 'completed' | 'failed' | 'interrupted' | 'st
 
 /** Statuses that SNS messages carry (contract section 5). */
 export type MessageStatus =
-  | 'started'
-  | 'completed'
-  | 'failed'
-  | 'interrupted'
-  | 'resumed'
-  | 'stopped-by-safety';
+  'started' | 'completed' | 'failed' | 'interrupted' | 'resumed' | 'stopped-by-safety';
 
 export type Market = 'spot' | 'on-demand';
 

@@ -26,7 +26,10 @@ export interface LoadRunConfigOptions {
 }
 
 /** Read, parse and validate a run config; throws UserInputError naming the failing field. */
-export function loadRunConfig(path: string, options: LoadRunConfigOptions): Record<string, unknown> {
+export function loadRunConfig(
+  path: string,
+  options: LoadRunConfigOptions,
+): Record<string, unknown> {
   const fail = (why: string): never => {
     throw new UserInputError(`Invalid setting runConfig=${path}: ${why}`);
   };

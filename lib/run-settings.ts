@@ -51,4 +51,3 @@ function estimateBytes(value: string): number {
   const literal = value.replace(/\$\{Token\[[^\]]+\]\}/g, '');
   return Buffer.byteLength(literal, 'utf8') + tokens.length * 100;
 }
-

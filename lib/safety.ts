@@ -1,4 +1,11 @@
-import { Annotations, type CfnElement, CfnResource, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import {
+  Annotations,
+  type CfnElement,
+  CfnResource,
+  Duration,
+  RemovalPolicy,
+  Stack,
+} from 'aws-cdk-lib';
 import * as budgets from 'aws-cdk-lib/aws-budgets';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as cwActions from 'aws-cdk-lib/aws-cloudwatch-actions';
@@ -123,7 +130,8 @@ export class TrainingSafety extends Construct {
         conditions: { StringEquals: { 'aws:SourceAccount': stack.account } },
       }),
     );
-    if (props.alertEmail) topic.addSubscription(new subscriptions.EmailSubscription(props.alertEmail));
+    if (props.alertEmail)
+      topic.addSubscription(new subscriptions.EmailSubscription(props.alertEmail));
     this.topic = topic;
 
     this.functionLogGroup = new logs.LogGroup(this, 'SafetyFunctionLogs', {
@@ -163,7 +171,8 @@ export class TrainingSafety extends Construct {
     // cfn-lint W3005: the L2 adds DependsOn on the role although Fn::GetAtt already orders them.
     (fn.node.defaultChild as CfnResource).addMetadata('cfn-lint', {
       config: { ignore_checks: ['W3005'] },
-      reason: 'W3005: DependsOn on the role is added by the CDK Function construct; redundant, harmless.',
+      reason:
+        'W3005: DependsOn on the role is added by the CDK Function construct; redundant, harmless.',
     });
 
     // Finding instances and prices has no resource scope in IAM.

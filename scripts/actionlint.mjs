@@ -36,7 +36,9 @@ for (const file of files) {
       continue;
     }
     findings += 1;
-    console.log(`${relative('.', result.file)}:${result.line}:${result.column}: ${result.message} [${result.kind}]`);
+    console.log(
+      `${relative('.', result.file)}:${result.line}:${result.column}: ${result.message} [${result.kind}]`,
+    );
   }
 }
 console.log(

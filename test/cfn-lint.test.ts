@@ -16,12 +16,24 @@ function lint(context: Record<string, unknown>): { status: number | null; output
 
 describe('cfn-lint on the synthesized template', () => {
   test('a run with every option has no errors or warnings', () => {
-    expect(lint({ ...RUN_CONTEXT, githubRepo: 'acme/llm', alertEmail: 'me@acme.dev', maxRunCostUsd: '20' })).toEqual({ status: 0, output: '' });
+    expect(
+      lint({
+        ...RUN_CONTEXT,
+        githubRepo: 'acme/llm',
+        alertEmail: 'me@acme.dev',
+        maxRunCostUsd: '20',
+      }),
+    ).toEqual({ status: 0, output: '' });
   });
 
   test('p3 in an existing network without retained data has no errors or warnings', () => {
     expect(
-      lint({ instanceTypes: 'p3.2xlarge', vpcId: 'vpc-0123456789abcdef0', subnetIds: 'subnet-0aaaaaaaaaaaaaaa1', retainData: 'false' }),
+      lint({
+        instanceTypes: 'p3.2xlarge',
+        vpcId: 'vpc-0123456789abcdef0',
+        subnetIds: 'subnet-0aaaaaaaaaaaaaaa1',
+        retainData: 'false',
+      }),
     ).toEqual({ status: 0, output: '' });
   });
 });

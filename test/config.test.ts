@@ -38,10 +38,27 @@ describe('defaults', () => {
   test('every documented setting is a key of the schema', () => {
     expect([...SETTING_KEYS].sort()).toEqual(
       [
-        'alertEmail', 'createInstance', 'debugHoldMinutes', 'githubBranch', 'githubOidcProviderArn',
-        'githubRepo', 'idleMinutes', 'imageTag', 'instanceTypes', 'maxRetries', 'maxRunCostUsd',
-        'maxRuntimeHours', 'monthlyBudgetUsd', 'region', 'retainData', 'rootVolumeGiB', 'runConfig',
-        'runId', 'subnetIds', 'useSpot', 'vpcId',
+        'alertEmail',
+        'createInstance',
+        'debugHoldMinutes',
+        'githubBranch',
+        'githubOidcProviderArn',
+        'githubRepo',
+        'idleMinutes',
+        'imageTag',
+        'instanceTypes',
+        'maxRetries',
+        'maxRunCostUsd',
+        'maxRuntimeHours',
+        'monthlyBudgetUsd',
+        'region',
+        'retainData',
+        'rootVolumeGiB',
+        'runConfig',
+        'runId',
+        'subnetIds',
+        'useSpot',
+        'vpcId',
       ].sort(),
     );
   });
@@ -87,33 +104,81 @@ describe('coercion of -c strings', () => {
 
 describe('bad values name the key, the value and what is allowed', () => {
   test.each([
-    [{ instanceTypes: 'm5.large' }, "Invalid setting instanceTypes=m5.large: 'm5.large' is not a GPU type"],
-    [{ instanceTypes: 'g5.superlarge' }, "'g5.superlarge' is not a g5 size tuning-lab supports; use one of g5.xlarge"],
+    [
+      { instanceTypes: 'm5.large' },
+      "Invalid setting instanceTypes=m5.large: 'm5.large' is not a GPU type",
+    ],
+    [
+      { instanceTypes: 'g5.superlarge' },
+      "'g5.superlarge' is not a g5 size tuning-lab supports; use one of g5.xlarge",
+    ],
     [{ instanceTypes: 'g5.xlarge,p3.2xlarge' }, 'p3 (V100) needs a different Deep Learning AMI'],
-    [{ maxRuntimeHours: '0' }, 'Invalid setting maxRuntimeHours=0: must be a number of hours > 0 and <= 168'],
-    [{ maxRuntimeHours: '169' }, 'Invalid setting maxRuntimeHours=169: must be a number of hours > 0 and <= 168'],
-    [{ maxRuntimeHours: 'soon' }, 'Invalid setting maxRuntimeHours=soon: must be a number of hours'],
+    [
+      { maxRuntimeHours: '0' },
+      'Invalid setting maxRuntimeHours=0: must be a number of hours > 0 and <= 168',
+    ],
+    [
+      { maxRuntimeHours: '169' },
+      'Invalid setting maxRuntimeHours=169: must be a number of hours > 0 and <= 168',
+    ],
+    [
+      { maxRuntimeHours: 'soon' },
+      'Invalid setting maxRuntimeHours=soon: must be a number of hours',
+    ],
     [{ monthlyBudgetUsd: '0' }, 'Invalid setting monthlyBudgetUsd=0: must be a number of USD > 0'],
-    [{ monthlyBudgetUsd: '-5' }, 'Invalid setting monthlyBudgetUsd=-5: must be a number of USD > 0'],
+    [
+      { monthlyBudgetUsd: '-5' },
+      'Invalid setting monthlyBudgetUsd=-5: must be a number of USD > 0',
+    ],
     [{ maxRunCostUsd: '0' }, 'Invalid setting maxRunCostUsd=0: must be a number of USD > 0'],
-    [{ alertEmail: 'me-at-acme' }, 'Invalid setting alertEmail=me-at-acme: must be an email address'],
+    [
+      { alertEmail: 'me-at-acme' },
+      'Invalid setting alertEmail=me-at-acme: must be an email address',
+    ],
     [{ githubRepo: 'acme' }, 'Invalid setting githubRepo=acme: must be owner/name'],
     [{ githubRepo: 'acme/*' }, 'Invalid setting githubRepo=acme/*: must be owner/name'],
-    [{ githubRepo: 'acme/llm', githubBranch: 'release/*' }, 'Invalid setting githubBranch=release/*: must be a branch name'],
+    [
+      { githubRepo: 'acme/llm', githubBranch: 'release/*' },
+      'Invalid setting githubBranch=release/*: must be a branch name',
+    ],
     [{ createInstance: 'yes' }, 'Invalid setting createInstance=yes: must be true or false'],
-    [{ rootVolumeGiB: '50' }, 'Invalid setting rootVolumeGiB=50: must be a whole number of GiB from 100 to 16384'],
-    [{ idleMinutes: '4' }, 'Invalid setting idleMinutes=4: must be a whole number of minutes from 5 to 1440'],
-    [{ debugHoldMinutes: '241' }, 'Invalid setting debugHoldMinutes=241: must be a whole number of minutes from 0 to 240'],
-    [{ maxRetries: '6' }, 'Invalid setting maxRetries=6: must be a whole number of retries from 0 to 5'],
+    [
+      { rootVolumeGiB: '50' },
+      'Invalid setting rootVolumeGiB=50: must be a whole number of GiB from 100 to 16384',
+    ],
+    [
+      { idleMinutes: '4' },
+      'Invalid setting idleMinutes=4: must be a whole number of minutes from 5 to 1440',
+    ],
+    [
+      { debugHoldMinutes: '241' },
+      'Invalid setting debugHoldMinutes=241: must be a whole number of minutes from 0 to 240',
+    ],
+    [
+      { maxRetries: '6' },
+      'Invalid setting maxRetries=6: must be a whole number of retries from 0 to 5',
+    ],
     [{ region: 'Europe' }, 'Invalid setting region=Europe: must be an AWS region name'],
     [{ imageTag: 'my tag' }, 'Invalid setting imageTag=my tag: must be a container image tag'],
-    [{ vpcId: 'vpc-0123456789abcdef0' }, 'an existing network needs both vpcId and subnetIds; subnetIds is missing'],
-    [{ vpcId: 'vpc-0123456789abcdef0', subnetIds: 'subnet-x' }, 'Invalid setting subnetIds=subnet-x: must be subnet ids'],
     [
-      { githubOidcProviderArn: 'arn:aws:iam::123456789012:oidc-provider/token.actions.githubusercontent.com' },
+      { vpcId: 'vpc-0123456789abcdef0' },
+      'an existing network needs both vpcId and subnetIds; subnetIds is missing',
+    ],
+    [
+      { vpcId: 'vpc-0123456789abcdef0', subnetIds: 'subnet-x' },
+      'Invalid setting subnetIds=subnet-x: must be subnet ids',
+    ],
+    [
+      {
+        githubOidcProviderArn:
+          'arn:aws:iam::123456789012:oidc-provider/token.actions.githubusercontent.com',
+      },
       'it is only used for the GitHub role, which needs githubRepo',
     ],
-    [{ githubRepo: 'a/b', githubOidcProviderArn: 'arn:aws:iam::1:oidc-provider/x' }, 'must be the ARN of the account GitHub OIDC provider'],
+    [
+      { githubRepo: 'a/b', githubOidcProviderArn: 'arn:aws:iam::1:oidc-provider/x' },
+      'must be the ARN of the account GitHub OIDC provider',
+    ],
   ])('%j', (context, message) => {
     expect(errorOf(context)).toContain(message);
   });
@@ -173,6 +238,8 @@ describe('runs', () => {
 
   test('the run carries the parsed config', () => {
     const run = parse({ runConfig: TINY_RUN_CONFIG }).run;
-    expect(run?.config).toMatchObject({ model: { base_model: 'builtin:tiny-llama', method: 'lora' } });
+    expect(run?.config).toMatchObject({
+      model: { base_model: 'builtin:tiny-llama', method: 'lora' },
+    });
   });
 });

@@ -1,4 +1,10 @@
-import { OTHER_REGION_FACTOR, ON_DEMAND_USD_PER_HOUR, onDemandPrice, PRICE_TABLE_DATE, SUPPORTED_INSTANCE_TYPES } from '../lib/pricing';
+import {
+  OTHER_REGION_FACTOR,
+  ON_DEMAND_USD_PER_HOUR,
+  onDemandPrice,
+  PRICE_TABLE_DATE,
+  SUPPORTED_INSTANCE_TYPES,
+} from '../lib/pricing';
 
 describe('on-demand price table', () => {
   test('is dated', () => {
@@ -12,13 +18,19 @@ describe('on-demand price table', () => {
   });
 
   test('a table region gets the table price, not estimated', () => {
-    expect(onDemandPrice('g5.xlarge', 'us-west-2')).toEqual({ usdPerHour: ON_DEMAND_USD_PER_HOUR['g5.xlarge'], estimated: false });
+    expect(onDemandPrice('g5.xlarge', 'us-west-2')).toEqual({
+      usdPerHour: ON_DEMAND_USD_PER_HOUR['g5.xlarge'],
+      estimated: false,
+    });
   });
 
   test('another region gets the marked-up estimate', () => {
     const price = onDemandPrice('g5.xlarge', 'eu-central-1');
     expect(price?.estimated).toBe(true);
-    expect(price?.usdPerHour).toBeCloseTo(ON_DEMAND_USD_PER_HOUR['g5.xlarge'] * OTHER_REGION_FACTOR, 4);
+    expect(price?.usdPerHour).toBeCloseTo(
+      ON_DEMAND_USD_PER_HOUR['g5.xlarge'] * OTHER_REGION_FACTOR,
+      4,
+    );
   });
 
   test('an unknown type has no price', () => {

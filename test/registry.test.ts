@@ -22,7 +22,10 @@ describe('registry layer with githubRepo', () => {
     template.hasResourceProperties('AWS::ECR::Repository', {
       ImageTagMutability: 'IMMUTABLE_WITH_EXCLUSION',
       ImageTagMutabilityExclusionFilters: [
-        { ImageTagMutabilityExclusionFilterType: 'WILDCARD', ImageTagMutabilityExclusionFilterValue: 'latest' },
+        {
+          ImageTagMutabilityExclusionFilterType: 'WILDCARD',
+          ImageTagMutabilityExclusionFilterValue: 'latest',
+        },
       ],
     });
   });
@@ -32,10 +35,18 @@ describe('registry layer with githubRepo', () => {
     const policy = JSON.parse(repository.Properties.LifecyclePolicy.LifecyclePolicyText);
     expect(policy.rules).toEqual([
       expect.objectContaining({
-        selection: expect.objectContaining({ tagStatus: 'untagged', countType: 'sinceImagePushed', countNumber: 7 }),
+        selection: expect.objectContaining({
+          tagStatus: 'untagged',
+          countType: 'sinceImagePushed',
+          countNumber: 7,
+        }),
       }),
       expect.objectContaining({
-        selection: expect.objectContaining({ tagStatus: 'any', countType: 'imageCountMoreThan', countNumber: 30 }),
+        selection: expect.objectContaining({
+          tagStatus: 'any',
+          countType: 'imageCountMoreThan',
+          countNumber: 30,
+        }),
       }),
     ]);
   });
@@ -67,7 +78,11 @@ describe('registry layer with githubRepo', () => {
       },
     });
     const roles = template.findResources('AWS::IAM::Role', {
-      Properties: { AssumeRolePolicyDocument: { Statement: [Match.objectLike({ Action: 'sts:AssumeRoleWithWebIdentity' })] } },
+      Properties: {
+        AssumeRolePolicyDocument: {
+          Statement: [Match.objectLike({ Action: 'sts:AssumeRoleWithWebIdentity' })],
+        },
+      },
     });
     const trust = JSON.stringify(Object.values(roles)[0].Properties.AssumeRolePolicyDocument);
     expect(trust).not.toMatch(/StringLike|ForAllValues|\*/);
@@ -81,7 +96,11 @@ describe('registry layer with githubRepo', () => {
     expect(statements).toEqual(
       expect.arrayContaining([
         expect.objectContaining({
-          Action: expect.arrayContaining(['ecr:PutImage', 'ecr:BatchGetImage', 'ecr:CompleteLayerUpload']),
+          Action: expect.arrayContaining([
+            'ecr:PutImage',
+            'ecr:BatchGetImage',
+            'ecr:CompleteLayerUpload',
+          ]),
           Resource: { 'Fn::GetAtt': [repoId, 'Arn'] },
         }),
         expect.objectContaining({ Action: 'ecr:GetAuthorizationToken', Resource: '*' }),
@@ -97,7 +116,11 @@ describe('registry layer with githubRepo', () => {
 
 describe('registry layer with another branch and an imported OIDC provider', () => {
   const arn = 'arn:aws:iam::123456789012:oidc-provider/token.actions.githubusercontent.com';
-  const { template } = synth({ githubRepo: 'acme/llm', githubBranch: 'release', githubOidcProviderArn: arn });
+  const { template } = synth({
+    githubRepo: 'acme/llm',
+    githubBranch: 'release',
+    githubOidcProviderArn: arn,
+  });
 
   test('no provider is created and the role trusts the imported one', () => {
     template.resourceCountIs('AWS::IAM::OIDCProvider', 0);

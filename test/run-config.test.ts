@@ -47,7 +47,9 @@ describe('loading a run config', () => {
 
   test('broken YAML names the line', () => {
     const path = configFile('broken.yaml', 'model:\n  base_model: [unclosed\n');
-    expect(errorOf(path)).toMatch(/^Invalid setting runConfig=.*broken\.yaml: not valid YAML at line \d+: /);
+    expect(errorOf(path)).toMatch(
+      /^Invalid setting runConfig=.*broken\.yaml: not valid YAML at line \d+: /,
+    );
   });
 
   test('a YAML list instead of a mapping is rejected', () => {
@@ -59,7 +61,9 @@ describe('loading a run config', () => {
 describe('validation against the trainer JSON Schema', () => {
   test('an unknown field is named by its path', () => {
     const path = configFile('typo.yaml', `${VALID}training:\n  learnig_rate: 0.1\n`);
-    expect(errorOf(path)).toContain('field training.learnig_rate is not a known setting of the trainer config.');
+    expect(errorOf(path)).toContain(
+      'field training.learnig_rate is not a known setting of the trainer config.',
+    );
   });
 
   test('a wrong type is named by its path', () => {
@@ -68,8 +72,13 @@ describe('validation against the trainer JSON Schema', () => {
   });
 
   test('a value outside an enum lists the allowed values', () => {
-    const path = configFile('enum.yaml', VALID.replace('  base_model: builtin:tiny-llama', '  base_model: x\n  method: adapter'));
-    expect(errorOf(path)).toContain('field model.method must be equal to one of the allowed values (allowed: lora, qlora, full).');
+    const path = configFile(
+      'enum.yaml',
+      VALID.replace('  base_model: builtin:tiny-llama', '  base_model: x\n  method: adapter'),
+    );
+    expect(errorOf(path)).toContain(
+      'field model.method must be equal to one of the allowed values (allowed: lora, qlora, full).',
+    );
   });
 
   test('a missing required field is named', () => {
@@ -93,13 +102,21 @@ describe('run ids', () => {
   });
 
   test('the same config with keys in another order has the same run id', () => {
-    const a = defaultRunId({ model: { method: 'lora', base_model: 'x' }, lora: { r: 8 } }, 'latest');
-    const b = defaultRunId({ lora: { r: 8 }, model: { base_model: 'x', method: 'lora' } }, 'latest');
+    const a = defaultRunId(
+      { model: { method: 'lora', base_model: 'x' }, lora: { r: 8 } },
+      'latest',
+    );
+    const b = defaultRunId(
+      { lora: { r: 8 }, model: { base_model: 'x', method: 'lora' } },
+      'latest',
+    );
     expect(a).toBe(b);
   });
 
   test('a changed value changes the run id', () => {
-    expect(defaultRunId({ lora: { r: 8 } }, 'latest')).not.toBe(defaultRunId({ lora: { r: 16 } }, 'latest'));
+    expect(defaultRunId({ lora: { r: 8 } }, 'latest')).not.toBe(
+      defaultRunId({ lora: { r: 16 } }, 'latest'),
+    );
   });
 
   test('the run id is the first 8 hex digits of sha256(canonical JSON + image tag)', () => {

@@ -15,7 +15,11 @@ import {
 } from '@aws-sdk/client-ec2';
 import { CreateBucketCommand, GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { CreateTopicCommand, SubscribeCommand } from '@aws-sdk/client-sns';
-import { CreateQueueCommand, GetQueueAttributesCommand, ReceiveMessageCommand } from '@aws-sdk/client-sqs';
+import {
+  CreateQueueCommand,
+  GetQueueAttributesCommand,
+  ReceiveMessageCommand,
+} from '@aws-sdk/client-sqs';
 import { ledgerKey, TAG_KEYS, type Ledger } from '../lib/contract';
 import { SAFETY_ENV, readSafetyEnv, type SafetyEnv } from '../lambda/safety/env';
 import type { SafetyReport } from '../lambda/safety/handler';
@@ -48,14 +52,22 @@ beforeAll(async () => {
 interface World {
   env: SafetyEnv;
   queueUrl: string;
-  ids: Record<'groupOverdue' | 'overBudget' | 'spotWithinCap' | 'within' | 'otherStack' | 'untagged', string>;
+  ids: Record<
+    'groupOverdue' | 'overBudget' | 'spotWithinCap' | 'within' | 'otherStack' | 'untagged',
+    string
+  >;
   groupName: string;
   launchedAt: Date;
 }
 
-const tags = (values: Record<string, string>): Tag[] => Object.entries(values).map(([Key, Value]) => ({ Key, Value }));
+const tags = (values: Record<string, string>): Tag[] =>
+  Object.entries(values).map(([Key, Value]) => ({ Key, Value }));
 
-async function runInstance(image: string, values: Record<string, string>, spot = false): Promise<string> {
+async function runInstance(
+  image: string,
+  values: Record<string, string>,
+  spot = false,
+): Promise<string> {
   const result = await clients.ec2.send(
     new RunInstancesCommand({
       ImageId: image,
@@ -64,7 +76,9 @@ async function runInstance(image: string, values: Record<string, string>, spot =
       InstanceType: 'g5.xlarge',
       Placement: { AvailabilityZone: `${REGION}a` },
       ...(spot ? { InstanceMarketOptions: { MarketType: 'spot' } } : {}),
-      ...(Object.keys(values).length ? { TagSpecifications: [{ ResourceType: 'instance', Tags: tags(values) }] } : {}),
+      ...(Object.keys(values).length
+        ? { TagSpecifications: [{ ResourceType: 'instance', Tags: tags(values) }] }
+        : {}),
     }),
   );
   return result.Instances?.[0].InstanceId as string;
@@ -76,12 +90,23 @@ async function arrange(): Promise<World> {
   const { ec2, autoscaling, s3, sns, sqs } = clients;
   await s3.send(new CreateBucketCommand({ Bucket: 'outputs' }));
   const topicArn = (await sns.send(new CreateTopicCommand({ Name: 'alerts' }))).TopicArn as string;
-  const queueUrl = (await sqs.send(new CreateQueueCommand({ QueueName: 'alerts-inbox' }))).QueueUrl as string;
-  const queueArn = (await sqs.send(new GetQueueAttributesCommand({ QueueUrl: queueUrl, AttributeNames: ['QueueArn'] }))).Attributes?.QueueArn;
+  const queueUrl = (await sqs.send(new CreateQueueCommand({ QueueName: 'alerts-inbox' })))
+    .QueueUrl as string;
+  const queueArn = (
+    await sqs.send(
+      new GetQueueAttributesCommand({ QueueUrl: queueUrl, AttributeNames: ['QueueArn'] }),
+    )
+  ).Attributes?.QueueArn;
   await sns.send(new SubscribeCommand({ TopicArn: topicArn, Protocol: 'sqs', Endpoint: queueArn }));
 
-  const image = (await ec2.send(new DescribeImagesCommand({ Owners: ['amazon'] }))).Images?.[0].ImageId as string;
-  await ec2.send(new CreateLaunchTemplateCommand({ LaunchTemplateName: 'gpu-template', LaunchTemplateData: { ImageId: image, InstanceType: 'g5.xlarge' } }));
+  const image = (await ec2.send(new DescribeImagesCommand({ Owners: ['amazon'] }))).Images?.[0]
+    .ImageId as string;
+  await ec2.send(
+    new CreateLaunchTemplateCommand({
+      LaunchTemplateName: 'gpu-template',
+      LaunchTemplateData: { ImageId: image, InstanceType: 'g5.xlarge' },
+    }),
+  );
   const groupName = 'gpu-group';
   await autoscaling.send(
     new CreateAutoScalingGroupCommand({
@@ -101,14 +126,27 @@ async function arrange(): Promise<World> {
   const mine = { [TAG_KEYS.stack]: STACK, [TAG_KEYS.maxRuntimeHours]: '48' };
   const ids = {
     groupOverdue: '',
-    overBudget: await runInstance(image, { ...mine, [TAG_KEYS.runId]: 'run-costly', [TAG_KEYS.maxRunCostUsd]: '5' }),
-    spotWithinCap: await runInstance(image, { ...mine, [TAG_KEYS.runId]: 'run-spot', [TAG_KEYS.maxRunCostUsd]: '1' }, true),
+    overBudget: await runInstance(image, {
+      ...mine,
+      [TAG_KEYS.runId]: 'run-costly',
+      [TAG_KEYS.maxRunCostUsd]: '5',
+    }),
+    spotWithinCap: await runInstance(
+      image,
+      { ...mine, [TAG_KEYS.runId]: 'run-spot', [TAG_KEYS.maxRunCostUsd]: '1' },
+      true,
+    ),
     within: await runInstance(image, { ...mine, [TAG_KEYS.runId]: 'run-fine' }),
-    otherStack: await runInstance(image, { [TAG_KEYS.stack]: 'OtherStack', [TAG_KEYS.runId]: 'run-x', [TAG_KEYS.maxRuntimeHours]: '1' }),
+    otherStack: await runInstance(image, {
+      [TAG_KEYS.stack]: 'OtherStack',
+      [TAG_KEYS.runId]: 'run-x',
+      [TAG_KEYS.maxRuntimeHours]: '1',
+    }),
     untagged: await runInstance(image, {}),
   };
   const all = await listInstances();
-  ids.groupOverdue = all.find((i) => i.tags['aws:autoscaling:groupName'] === groupName)?.id as string;
+  ids.groupOverdue = all.find((i) => i.tags['aws:autoscaling:groupName'] === groupName)
+    ?.id as string;
   expect(ids.groupOverdue).toMatch(/^i-/);
 
   // The supervisor's ledger of the overdue run: the Lambda must keep what it wrote.
@@ -118,15 +156,32 @@ async function arrange(): Promise<World> {
     status: 'running',
     instanceId: ids.groupOverdue,
     lastStep: 1234,
-    attempts: [{ instanceId: ids.groupOverdue, instanceType: 'g5.xlarge', market: 'on-demand', startedAt: '2026-01-01T00:00:00Z', endedAt: null, exitCode: null }],
+    attempts: [
+      {
+        instanceId: ids.groupOverdue,
+        instanceType: 'g5.xlarge',
+        market: 'on-demand',
+        startedAt: '2026-01-01T00:00:00Z',
+        endedAt: null,
+        exitCode: null,
+      },
+    ],
   };
-  await s3.send(new PutObjectCommand({ Bucket: 'outputs', Key: ledgerKey('run-overdue'), Body: JSON.stringify(ledger) }));
+  await s3.send(
+    new PutObjectCommand({
+      Bucket: 'outputs',
+      Key: ledgerKey('run-overdue'),
+      Body: JSON.stringify(ledger),
+    }),
+  );
 
   const env = readSafetyEnv({ ...process.env, [SAFETY_ENV.topicArn]: topicArn });
   return { env, queueUrl, ids, groupName, launchedAt: new Date() };
 }
 
-async function listInstances(): Promise<{ id: string; state: string; tags: Record<string, string> }[]> {
+async function listInstances(): Promise<
+  { id: string; state: string; tags: Record<string, string> }[]
+> {
   const result = await clients.ec2.send(new DescribeInstancesCommand({}));
   return (result.Reservations ?? []).flatMap((r) =>
     (r.Instances ?? []).map((i) => ({
@@ -142,14 +197,20 @@ async function stateOf(id: string): Promise<string> {
 }
 
 async function messages(queueUrl: string) {
-  const received = await clients.sqs.send(new ReceiveMessageCommand({ QueueUrl: queueUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 0 }));
+  const received = await clients.sqs.send(
+    new ReceiveMessageCommand({ QueueUrl: queueUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 0 }),
+  );
   return (received.Messages ?? []).map((m) => JSON.parse(m.Body as string));
 }
 
 async function readLedger(runId: string): Promise<Ledger | undefined> {
   try {
-    const object = await clients.s3.send(new GetObjectCommand({ Bucket: 'outputs', Key: ledgerKey(runId) }));
-    return JSON.parse(await (object.Body as { transformToString(): Promise<string> }).transformToString());
+    const object = await clients.s3.send(
+      new GetObjectCommand({ Bucket: 'outputs', Key: ledgerKey(runId) }),
+    );
+    return JSON.parse(
+      await (object.Body as { transformToString(): Promise<string> }).transformToString(),
+    );
   } catch {
     return undefined;
   }
@@ -167,17 +228,27 @@ describe('one safety pass 13 hours after launch', () => {
   });
 
   test('the overdue instance of the group is terminated for max-runtime', async () => {
-    expect(report.stopped).toEqual(expect.arrayContaining([expect.objectContaining({ instanceId: world.ids.groupOverdue, reason: 'max-runtime' })]));
+    expect(report.stopped).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ instanceId: world.ids.groupOverdue, reason: 'max-runtime' }),
+      ]),
+    );
     expect(['shutting-down', 'terminated']).toContain(await stateOf(world.ids.groupOverdue));
   });
 
   test("the group's desired capacity is set to 0 so it launches no replacement", async () => {
-    const groups = await clients.autoscaling.send(new DescribeAutoScalingGroupsCommand({ AutoScalingGroupNames: [world.groupName] }));
+    const groups = await clients.autoscaling.send(
+      new DescribeAutoScalingGroupsCommand({ AutoScalingGroupNames: [world.groupName] }),
+    );
     expect(groups.AutoScalingGroups?.[0].DesiredCapacity).toBe(0);
   });
 
   test('the on-demand instance over its run cost cap is terminated for max-cost', async () => {
-    expect(report.stopped).toEqual(expect.arrayContaining([expect.objectContaining({ instanceId: world.ids.overBudget, reason: 'max-cost' })]));
+    expect(report.stopped).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ instanceId: world.ids.overBudget, reason: 'max-cost' }),
+      ]),
+    );
     expect(['shutting-down', 'terminated']).toContain(await stateOf(world.ids.overBudget));
   });
 
@@ -192,7 +263,9 @@ describe('one safety pass 13 hours after launch', () => {
   });
 
   test("other stacks' and untagged instances are neither considered nor touched", async () => {
-    const considered = [...report.stopped, ...report.kept, ...report.skipped].map((d) => d.instanceId);
+    const considered = [...report.stopped, ...report.kept, ...report.skipped].map(
+      (d) => d.instanceId,
+    );
     expect(considered).not.toContain(world.ids.otherStack);
     expect(considered).not.toContain(world.ids.untagged);
     expect(await stateOf(world.ids.otherStack)).toBe('running');
@@ -211,25 +284,44 @@ describe('one safety pass 13 hours after launch', () => {
       estimatedCostUsd: expect.any(Number),
     });
     expect(ledger?.billableSeconds).toBeGreaterThanOrEqual(13 * 3600 - 60);
-    expect(ledger?.attempts?.[0]).toMatchObject({ instanceId: world.ids.groupOverdue, startedAt: '2026-01-01T00:00:00Z', endedAt: now.toISOString() });
+    expect(ledger?.attempts?.[0]).toMatchObject({
+      instanceId: world.ids.groupOverdue,
+      startedAt: '2026-01-01T00:00:00Z',
+      endedAt: now.toISOString(),
+    });
   });
 
   test('a run without a ledger gets one', async () => {
-    expect(await readLedger('run-costly')).toMatchObject({ runId: 'run-costly', status: 'stopped-by-safety', reason: 'max-cost', instanceId: world.ids.overBudget });
+    expect(await readLedger('run-costly')).toMatchObject({
+      runId: 'run-costly',
+      status: 'stopped-by-safety',
+      reason: 'max-cost',
+      instanceId: world.ids.overBudget,
+    });
   });
 
   test('one SNS message per stopped run, in the contract format', async () => {
     const received = await messages(world.queueUrl);
-    expect(received.map((m) => m.Subject).sort()).toEqual(['tuning-lab run-costly: stopped-by-safety', 'tuning-lab run-overdue: stopped-by-safety']);
+    expect(received.map((m) => m.Subject).sort()).toEqual([
+      'tuning-lab run-costly: stopped-by-safety',
+      'tuning-lab run-overdue: stopped-by-safety',
+    ]);
     const overdue = received.find((m) => m.Subject.includes('run-overdue'));
     expect(overdue.Message).toContain('Reason: max-runtime');
     expect(overdue.Message).toContain('Next step: ');
-    expect(overdue.MessageAttributes).toMatchObject({ runId: { Type: 'String', Value: 'run-overdue' }, status: { Type: 'String', Value: 'stopped-by-safety' } });
+    expect(overdue.MessageAttributes).toMatchObject({
+      runId: { Type: 'String', Value: 'run-overdue' },
+      status: { Type: 'String', Value: 'stopped-by-safety' },
+    });
   });
 
   test('a second pass changes nothing', async () => {
     const ledgerBefore = await readLedger('run-overdue');
-    const again = await handlerModule.enforceLimits(clients, world.env, new Date(now.getTime() + 5 * 60_000));
+    const again = await handlerModule.enforceLimits(
+      clients,
+      world.env,
+      new Date(now.getTime() + 5 * 60_000),
+    );
     expect(again.stopped).toEqual([]);
     expect(again.failures).toEqual([]);
     expect(await messages(world.queueUrl)).toEqual([]);
@@ -243,7 +335,9 @@ describe('partial failures', () => {
     const world = await arrange();
     const env = { ...world.env, topicArn: `arn:aws:sns:${REGION}:123456789012:no-such-topic` };
     const now = new Date(world.launchedAt.getTime() + 13 * HOUR);
-    await expect(handlerModule.enforceLimits(clients, env, now)).rejects.toThrow(/publishing to the topic failed/);
+    await expect(handlerModule.enforceLimits(clients, env, now)).rejects.toThrow(
+      /publishing to the topic failed/,
+    );
     expect(['shutting-down', 'terminated']).toContain(await stateOf(world.ids.groupOverdue));
     expect((await readLedger('run-overdue'))?.status).toBe('stopped-by-safety');
   });

@@ -1,6 +1,11 @@
 import type { Ledger } from '../lib/contract';
 import type { Decision } from '../lambda/safety/decide';
-import { formatRunMessage, ledgerAfterSafetyStop, safetyStopMessage, type StoppedInstance } from '../lambda/safety/report';
+import {
+  formatRunMessage,
+  ledgerAfterSafetyStop,
+  safetyStopMessage,
+  type StoppedInstance,
+} from '../lambda/safety/report';
 
 const NOW = new Date('2026-01-10T12:00:00Z');
 const decision: Decision = {
@@ -29,8 +34,22 @@ const supervisorLedger: Ledger = {
   billableSeconds: 7200,
   estimatedCostUsd: 2,
   attempts: [
-    { instanceId: 'i-1', instanceType: 'g5.xlarge', market: 'spot', startedAt: '2026-01-09T20:00:00Z', endedAt: '2026-01-09T22:00:00Z', exitCode: 75 },
-    { instanceId: 'i-2', instanceType: 'g5.xlarge', market: 'spot', startedAt: '2026-01-09T23:30:00Z', endedAt: null, exitCode: null },
+    {
+      instanceId: 'i-1',
+      instanceType: 'g5.xlarge',
+      market: 'spot',
+      startedAt: '2026-01-09T20:00:00Z',
+      endedAt: '2026-01-09T22:00:00Z',
+      exitCode: 75,
+    },
+    {
+      instanceId: 'i-2',
+      instanceType: 'g5.xlarge',
+      market: 'spot',
+      startedAt: '2026-01-09T23:30:00Z',
+      endedAt: null,
+      exitCode: null,
+    },
   ],
   interruptions: [{ instanceId: 'i-1', at: '2026-01-09T21:58:00Z', action: 'terminate' }],
   lastStep: 420,
@@ -40,20 +59,32 @@ const supervisorLedger: Ledger = {
 describe('ledger after a safety stop', () => {
   test('status, reason and end time are set', () => {
     const ledger = ledgerAfterSafetyStop(supervisorLedger, stopped, 'run-1', NOW);
-    expect(ledger).toMatchObject({ status: 'stopped-by-safety', reason: 'max-runtime', endedAt: NOW.toISOString() });
+    expect(ledger).toMatchObject({
+      status: 'stopped-by-safety',
+      reason: 'max-runtime',
+      endedAt: NOW.toISOString(),
+    });
   });
 
   test("billable seconds add this instance's runtime to the earlier ones", () => {
-    expect(ledgerAfterSafetyStop(supervisorLedger, stopped, 'run-1', NOW).billableSeconds).toBe(7200 + 45_000);
+    expect(ledgerAfterSafetyStop(supervisorLedger, stopped, 'run-1', NOW).billableSeconds).toBe(
+      7200 + 45_000,
+    );
   });
 
   test('the estimated cost is the run cost the decision computed', () => {
-    expect(ledgerAfterSafetyStop(supervisorLedger, stopped, 'run-1', NOW).estimatedCostUsd).toBe(6.5);
+    expect(ledgerAfterSafetyStop(supervisorLedger, stopped, 'run-1', NOW).estimatedCostUsd).toBe(
+      6.5,
+    );
   });
 
   test("the supervisor's fields and attempts are kept; this attempt gets its end time", () => {
     const ledger = ledgerAfterSafetyStop(supervisorLedger, stopped, 'run-1', NOW);
-    expect(ledger).toMatchObject({ lastStep: 420, customField: 'kept', startedAt: '2026-01-09T20:00:00Z' });
+    expect(ledger).toMatchObject({
+      lastStep: 420,
+      customField: 'kept',
+      startedAt: '2026-01-09T20:00:00Z',
+    });
     expect(ledger.interruptions).toEqual(supervisorLedger.interruptions);
     expect(ledger.attempts).toEqual([
       supervisorLedger.attempts?.[0],
@@ -80,20 +111,41 @@ describe('ledger after a safety stop', () => {
 
 describe('SNS message format', () => {
   test('subject names the run and the status', () => {
-    const message = formatRunMessage({ runId: 'run-1', status: 'completed', reason: 'completed', instance: 'i-1', durationSeconds: 61, nextStep: 'x' });
+    const message = formatRunMessage({
+      runId: 'run-1',
+      status: 'completed',
+      reason: 'completed',
+      instance: 'i-1',
+      durationSeconds: 61,
+      nextStep: 'x',
+    });
     expect(message.subject).toBe('tuning-lab run-1: completed');
     expect(message.attributes).toEqual({ runId: 'run-1', status: 'completed' });
   });
 
   test('the subject is at most 100 characters', () => {
-    const message = formatRunMessage({ runId: 'r'.repeat(120), status: 'failed', reason: 'x', instance: 'i', durationSeconds: 1, nextStep: 'x' });
+    const message = formatRunMessage({
+      runId: 'r'.repeat(120),
+      status: 'failed',
+      reason: 'x',
+      instance: 'i',
+      durationSeconds: 1,
+      nextStep: 'x',
+    });
     expect(message.subject.length).toBe(100);
   });
 
   test('the body has the contract lines in order, then the next step', () => {
     const body = formatRunMessage({
-      runId: 'run-1', status: 'stopped-by-safety', reason: 'max-cost', instance: 'i-1 g5.xlarge',
-      durationSeconds: 3725, estimatedCostUsd: 1.234, modelUri: null, logsUri: 's3://b/runs/run-1/logs/', nextStep: 'Raise the cap.',
+      runId: 'run-1',
+      status: 'stopped-by-safety',
+      reason: 'max-cost',
+      instance: 'i-1 g5.xlarge',
+      durationSeconds: 3725,
+      estimatedCostUsd: 1.234,
+      modelUri: null,
+      logsUri: 's3://b/runs/run-1/logs/',
+      nextStep: 'Raise the cap.',
     }).body;
     expect(body.split('\n')).toEqual([
       'Run: run-1',
@@ -117,7 +169,9 @@ describe('SNS message format', () => {
     expect(message.body).toContain('Reason: max-runtime: ran 12.50 h, limit 12 h');
     expect(message.body).toContain('Instance: i-2 g5.xlarge spot us-east-1b');
     expect(message.body).toContain('Estimated cost: 6.50 USD');
-    expect(message.body).toContain('Next step: the run reached the runtime limit (maxRuntimeHours)');
+    expect(message.body).toContain(
+      'Next step: the run reached the runtime limit (maxRuntimeHours)',
+    );
     expect(message.body).toContain('s3://outputs-bucket/runs/run-1/checkpoints/');
   });
 });

@@ -23,7 +23,12 @@ describe('safety layer (Lambda bundled by esbuild for real)', () => {
   });
 
   test('the Lambda runs on the latest Node runtime with an explicit timeout and memory', () => {
-    expect(fn()).toMatchObject({ Runtime: 'nodejs24.x', Timeout: 120, MemorySize: 256, Handler: 'index.handler' });
+    expect(fn()).toMatchObject({
+      Runtime: 'nodejs24.x',
+      Timeout: 120,
+      MemorySize: 256,
+      Handler: 'index.handler',
+    });
   });
 
   test('failed invocations go to the alerts topic (dead-letter topic), no retries', () => {
@@ -36,7 +41,9 @@ describe('safety layer (Lambda bundled by esbuild for real)', () => {
       [SAFETY_ENV.stackName]: 'TrainingStack',
       [SAFETY_ENV.topicArn]: { Ref: topicId },
       [SAFETY_ENV.defaultMaxRuntimeHours]: '8',
-      [SAFETY_ENV.outputsBucket]: { Ref: stack.getLogicalId(stack.storage.outputsBucket.node.defaultChild as never) },
+      [SAFETY_ENV.outputsBucket]: {
+        Ref: stack.getLogicalId(stack.storage.outputsBucket.node.defaultChild as never),
+      },
     });
   });
 
@@ -50,7 +57,11 @@ describe('safety layer (Lambda bundled by esbuild for real)', () => {
     template.hasResourceProperties('AWS::Events::Rule', {
       ScheduleExpression: 'rate(5 minutes)',
       State: 'ENABLED',
-      Targets: [Match.objectLike({ Arn: { 'Fn::GetAtt': [Match.stringLikeRegexp('SafetyFunction'), 'Arn'] } })],
+      Targets: [
+        Match.objectLike({
+          Arn: { 'Fn::GetAtt': [Match.stringLikeRegexp('SafetyFunction'), 'Arn'] },
+        }),
+      ],
     });
   });
 
@@ -73,10 +84,14 @@ describe('safety layer (Lambda bundled by esbuild for real)', () => {
     });
     const statements = Object.values(policies)
       .flatMap((p) => p.Properties.PolicyDocument.Statement)
-      .filter((s) => ['ec2:TerminateInstances', 'autoscaling:SetDesiredCapacity'].includes(s.Action));
+      .filter((s) =>
+        ['ec2:TerminateInstances', 'autoscaling:SetDesiredCapacity'].includes(s.Action),
+      );
     expect(statements).toHaveLength(2);
     for (const statement of statements) {
-      expect(statement.Condition).toEqual({ StringEquals: { [`aws:ResourceTag/${TAG_KEYS.stack}`]: 'TrainingStack' } });
+      expect(statement.Condition).toEqual({
+        StringEquals: { [`aws:ResourceTag/${TAG_KEYS.stack}`]: 'TrainingStack' },
+      });
     }
   });
 
@@ -107,14 +122,25 @@ describe('safety layer (Lambda bundled by esbuild for real)', () => {
   });
 
   test('alertEmail subscribes to the topic', () => {
-    template.hasResourceProperties('AWS::SNS::Subscription', { Protocol: 'email', Endpoint: 'me@acme.dev', TopicArn: { Ref: topicId } });
+    template.hasResourceProperties('AWS::SNS::Subscription', {
+      Protocol: 'email',
+      Endpoint: 'me@acme.dev',
+      TopicArn: { Ref: topicId },
+    });
   });
 
   test('the monthly budget notifies at 50/80/100 % actual and 100 % forecast, to the topic and the email', () => {
     const budget = Object.values(template.findResources('AWS::Budgets::Budget'))[0].Properties;
-    expect(budget.Budget).toEqual({ BudgetType: 'COST', TimeUnit: 'MONTHLY', BudgetLimit: { Amount: 75, Unit: 'USD' } });
+    expect(budget.Budget).toEqual({
+      BudgetType: 'COST',
+      TimeUnit: 'MONTHLY',
+      BudgetLimit: { Amount: 75, Unit: 'USD' },
+    });
     const notifications = budget.NotificationsWithSubscribers.map(
-      (n: { Notification: { NotificationType: string; Threshold: number } }) => [n.Notification.NotificationType, n.Notification.Threshold],
+      (n: { Notification: { NotificationType: string; Threshold: number } }) => [
+        n.Notification.NotificationType,
+        n.Notification.Threshold,
+      ],
     );
     expect(notifications).toEqual([
       ['ACTUAL', 50],

@@ -9,7 +9,9 @@ import { ON_DEMAND_USD_PER_HOUR } from '../lib/pricing';
 import { CDK_JSON_CONTEXT, ROOT, RUN_CONTEXT, synth } from './support/synth';
 
 function nagApp(context: Record<string, unknown>) {
-  const app = new App({ context: { ...CDK_JSON_CONTEXT, ...context, 'aws:cdk:bundling-stacks': [] } });
+  const app = new App({
+    context: { ...CDK_JSON_CONTEXT, ...context, 'aws:cdk:bundling-stacks': [] },
+  });
   const stack = buildTrainingApp(app, parseSettings(context, { cwd: ROOT }), 'us-east-1');
   return { app, stack };
 }
@@ -31,8 +33,20 @@ function synthError(app: App): string {
 describe('cdk-nag gates (AwsSolutions and NIST 800-53 rev 5)', () => {
   test.each([
     ['defaults', {}],
-    ['a run with GitHub, email and a cost cap', { ...RUN_CONTEXT, githubRepo: 'acme/llm', alertEmail: 'me@acme.dev', maxRunCostUsd: '20' }],
-    ['p3 on-demand in an existing network, data not retained', { instanceTypes: 'p3.2xlarge', useSpot: 'false', vpcId: 'vpc-0123456789abcdef0', subnetIds: 'subnet-0aaaaaaaaaaaaaaa1', retainData: 'false' }],
+    [
+      'a run with GitHub, email and a cost cap',
+      { ...RUN_CONTEXT, githubRepo: 'acme/llm', alertEmail: 'me@acme.dev', maxRunCostUsd: '20' },
+    ],
+    [
+      'p3 on-demand in an existing network, data not retained',
+      {
+        instanceTypes: 'p3.2xlarge',
+        useSpot: 'false',
+        vpcId: 'vpc-0123456789abcdef0',
+        subnetIds: 'subnet-0aaaaaaaaaaaaaaa1',
+        retainData: 'false',
+      },
+    ],
   ])('%s: synthesizes with every finding fixed or acknowledged', (_name, context) => {
     expect(synthError(nagApp(context).app)).toBe('');
   });
@@ -52,7 +66,12 @@ describe('cdk-nag gates (AwsSolutions and NIST 800-53 rev 5)', () => {
         .filter((m) => m.type === 'aws:cdk:acknowledged-rules')
         .flatMap((m) => Object.entries(m.data as Record<string, string>))
         .filter(([id]) => /^(AwsSolutions|NIST)/.test(id))
-        .map(([id, reason]) => ({ path: construct.node.path, id, reason, isResource: construct instanceof CfnResource })),
+        .map(([id, reason]) => ({
+          path: construct.node.path,
+          id,
+          reason,
+          isResource: construct instanceof CfnResource,
+        })),
     );
     expect(acknowledged.length).toBeGreaterThan(20);
     for (const entry of acknowledged) {
@@ -64,8 +83,14 @@ describe('cdk-nag gates (AwsSolutions and NIST 800-53 rev 5)', () => {
 });
 
 describe('run settings parameter', () => {
-  const { template, settings, stack } = synth({ ...RUN_CONTEXT, maxRunCostUsd: '30', instanceTypes: 'g6.xlarge,g5.xlarge', debugHoldMinutes: '15' });
-  const parameter = () => Object.values(template.findResources('AWS::SSM::Parameter'))[0].Properties;
+  const { template, settings, stack } = synth({
+    ...RUN_CONTEXT,
+    maxRunCostUsd: '30',
+    instanceTypes: 'g6.xlarge,g5.xlarge',
+    debugHoldMinutes: '15',
+  });
+  const parameter = () =>
+    Object.values(template.findResources('AWS::SSM::Parameter'))[0].Properties;
   const document = () => {
     // The value is an Fn::Join of literal JSON and tokens; put placeholders in for the tokens.
     const parts = parameter().Value['Fn::Join'][1] as unknown[];
@@ -73,7 +98,11 @@ describe('run settings parameter', () => {
   };
 
   test('is named /tuning-lab/<stackName>/run-settings and is a Standard String', () => {
-    expect(parameter()).toMatchObject({ Name: '/tuning-lab/TrainingStack/run-settings', Type: 'String', Tier: 'Standard' });
+    expect(parameter()).toMatchObject({
+      Name: '/tuning-lab/TrainingStack/run-settings',
+      Type: 'String',
+      Tier: 'Standard',
+    });
   });
 
   test('holds the contract document', () => {
@@ -93,15 +122,26 @@ describe('run settings parameter', () => {
       idleMinutes: 30,
       maxRetries: 2,
       debugHoldMinutes: 15,
-      onDemandUsdPerHour: { 'g6.xlarge': ON_DEMAND_USD_PER_HOUR['g6.xlarge'], 'g5.xlarge': ON_DEMAND_USD_PER_HOUR['g5.xlarge'] },
+      onDemandUsdPerHour: {
+        'g6.xlarge': ON_DEMAND_USD_PER_HOUR['g6.xlarge'],
+        'g5.xlarge': ON_DEMAND_USD_PER_HOUR['g5.xlarge'],
+      },
     });
   });
 
   test('the instance role may read it', () => {
     const roleId = stack.getLogicalId(stack.compute.instanceRole.node.defaultChild as never);
-    const policies = template.findResources('AWS::IAM::Policy', { Properties: { Roles: [{ Ref: roleId }] } });
-    const statements = Object.values(policies).flatMap((p) => p.Properties.PolicyDocument.Statement);
-    expect(statements).toEqual(expect.arrayContaining([expect.objectContaining({ Action: expect.arrayContaining(['ssm:GetParameter']) })]));
+    const policies = template.findResources('AWS::IAM::Policy', {
+      Properties: { Roles: [{ Ref: roleId }] },
+    });
+    const statements = Object.values(policies).flatMap(
+      (p) => p.Properties.PolicyDocument.Statement,
+    );
+    expect(statements).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ Action: expect.arrayContaining(['ssm:GetParameter']) }),
+      ]),
+    );
   });
 
   test('without a run there is no parameter', () => {
@@ -114,8 +154,13 @@ describe('run settings parameter', () => {
 describe('run settings over 4 KB', () => {
   const dir = mkdtempSync(join(tmpdir(), 'big-run-'));
   const path = join(dir, 'big.yaml');
-  const modules = Array.from({ length: 400 }, (_, i) => `    - layers.${i}.self_attn.q_proj`).join('\n');
-  writeFileSync(path, `model:\n  base_model: builtin:tiny-llama\nlora:\n  target_modules:\n${modules}\ndata:\n  train: d.jsonl\noutput:\n  uri: s3://b/runs/x\n`);
+  const modules = Array.from({ length: 400 }, (_, i) => `    - layers.${i}.self_attn.q_proj`).join(
+    '\n',
+  );
+  writeFileSync(
+    path,
+    `model:\n  base_model: builtin:tiny-llama\nlora:\n  target_modules:\n${modules}\ndata:\n  train: d.jsonl\noutput:\n  uri: s3://b/runs/x\n`,
+  );
   const { template, report } = synth({ runConfig: path });
 
   test('use the Advanced tier and warn', () => {
@@ -128,8 +173,12 @@ describe('prices outside the table', () => {
   const { template, report } = synth({ ...RUN_CONTEXT, region: 'ap-northeast-1' });
 
   test('are estimated with the regional markup and synth warns', () => {
-    const value = JSON.stringify(Object.values(template.findResources('AWS::SSM::Parameter'))[0].Properties.Value);
-    expect(value).toContain(`\\"g5.xlarge\\":${Math.round(ON_DEMAND_USD_PER_HOUR['g5.xlarge'] * 1.6 * 10000) / 10000}`);
+    const value = JSON.stringify(
+      Object.values(template.findResources('AWS::SSM::Parameter'))[0].Properties.Value,
+    );
+    expect(value).toContain(
+      `\\"g5.xlarge\\":${Math.round(ON_DEMAND_USD_PER_HOUR['g5.xlarge'] * 1.6 * 10000) / 10000}`,
+    );
     expect(report).toContain('No on-demand price table for region ap-northeast-1');
   });
 });
@@ -140,13 +189,28 @@ describe('stack outputs', () => {
 
   test('name every resource a user needs', () => {
     expect(Object.keys(outputs).sort()).toEqual(
-      ['AlertsTopicArn', 'DataBucketName', 'GitHubRoleArn', 'GpuGroupName', 'LogGroupName', 'OutputsBucketName', 'RepositoryUri', 'RunId', 'SafetyFunctionName', 'SsmSessionCommand'].sort(),
+      [
+        'AlertsTopicArn',
+        'DataBucketName',
+        'GitHubRoleArn',
+        'GpuGroupName',
+        'LogGroupName',
+        'OutputsBucketName',
+        'RepositoryUri',
+        'RunId',
+        'SafetyFunctionName',
+        'SsmSessionCommand',
+      ].sort(),
     );
   });
 
   test("the SSM command finds the group's instance and opens a session", () => {
     const command = JSON.stringify(outputs.SsmSessionCommand.Value);
-    expect(command).toContain('aws ssm start-session --region us-east-1 --target $(aws autoscaling describe-auto-scaling-groups');
-    expect(command).toContain("--query 'AutoScalingGroups[0].Instances[0].InstanceId' --output text)");
+    expect(command).toContain(
+      'aws ssm start-session --region us-east-1 --target $(aws autoscaling describe-auto-scaling-groups',
+    );
+    expect(command).toContain(
+      "--query 'AutoScalingGroups[0].Instances[0].InstanceId' --output text)",
+    );
   });
 });

@@ -5,9 +5,16 @@ describe('storage layer', () => {
   const { template, stack } = synth();
   const buckets = template.findResources('AWS::S3::Bucket');
   const ids = {
-    data: stack.resolve((stack.storage.dataBucket.node.defaultChild as never as { logicalId: string }).logicalId),
-    outputs: stack.resolve((stack.storage.outputsBucket.node.defaultChild as never as { logicalId: string }).logicalId),
-    logs: stack.resolve((stack.storage.accessLogsBucket.node.defaultChild as never as { logicalId: string }).logicalId),
+    data: stack.resolve(
+      (stack.storage.dataBucket.node.defaultChild as never as { logicalId: string }).logicalId,
+    ),
+    outputs: stack.resolve(
+      (stack.storage.outputsBucket.node.defaultChild as never as { logicalId: string }).logicalId,
+    ),
+    logs: stack.resolve(
+      (stack.storage.accessLogsBucket.node.defaultChild as never as { logicalId: string })
+        .logicalId,
+    ),
   };
 
   test('three buckets: data, outputs, access logs', () => {
@@ -17,7 +24,9 @@ describe('storage layer', () => {
   test('every bucket is encrypted at rest', () => {
     for (const bucket of Object.values(buckets)) {
       expect(bucket.Properties.BucketEncryption).toEqual({
-        ServerSideEncryptionConfiguration: [{ ServerSideEncryptionByDefault: { SSEAlgorithm: 'AES256' } }],
+        ServerSideEncryptionConfiguration: [
+          { ServerSideEncryptionByDefault: { SSEAlgorithm: 'AES256' } },
+        ],
       });
     }
   });
@@ -65,8 +74,14 @@ describe('storage layer', () => {
     for (const bucket of Object.values(buckets)) {
       expect(bucket.Properties.LifecycleConfiguration.Rules).toEqual(
         expect.arrayContaining([
-          expect.objectContaining({ AbortIncompleteMultipartUpload: { DaysAfterInitiation: 7 }, Status: 'Enabled' }),
-          expect.objectContaining({ NoncurrentVersionExpiration: { NoncurrentDays: 30 }, Status: 'Enabled' }),
+          expect.objectContaining({
+            AbortIncompleteMultipartUpload: { DaysAfterInitiation: 7 },
+            Status: 'Enabled',
+          }),
+          expect.objectContaining({
+            NoncurrentVersionExpiration: { NoncurrentDays: 30 },
+            Status: 'Enabled',
+          }),
         ]),
       );
     }
