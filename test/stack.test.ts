@@ -30,6 +30,12 @@ function synthError(app: App): string {
   }
 }
 
+describe('synth-time validation', () => {
+  test("CloudFormation's default rules run as errors (cdk.json flag)", () => {
+    expect(CDK_JSON_CONTEXT['@aws-cdk/core:validateAgainstDefaultRules']).toBe(true);
+  });
+});
+
 describe('cdk-nag gates (AwsSolutions and NIST 800-53 rev 5)', () => {
   test.each([
     ['defaults', {}],
