@@ -13,6 +13,7 @@ import time
 import boto3
 import pytest
 from harness import (
+    FAKES,
     FAST,
     ON_DEMAND_USD_PER_HOUR,
     OUTPUTS_BUCKET,
@@ -26,6 +27,7 @@ from harness import (
 )
 
 from tuning_runtime import contract
+from tuning_runtime.launchers import DockerLauncher
 from tuning_runtime.ledger import parse_iso
 
 FINISH_BOUND_SECONDS = 60  # DESIGN.md section 4: terminate requested within 60 s of trainer exit
@@ -373,3 +375,47 @@ def test_a_new_instance_for_a_finished_run_announces_a_start(
 
     assert cloud.statuses()[2] == "started"
     assert ledger["status"] == "completed" and len(ledger["attempts"]) == 2
+
+
+def test_an_image_that_cannot_be_pulled_fails_the_run(cloud, fakes, tmp_path, monkeypatch):
+    monkeypatch.setenv("FAKE_DOCKER_LOG", str(tmp_path / "docker.log"))
+    monkeypatch.setenv("FAKE_DOCKER_PULL_FAILURES", "99")
+    supervisor = build_supervisor(cloud, tmp_path)
+    supervisor.make_launcher = lambda settings: DockerLauncher(
+        settings.image_uri, settings.region, settings.log_group_name, supervisor.aws,
+        scratch_dir=str(tmp_path / "scratch"), docker=str(FAKES / "docker.sh"),
+        retry_delays=(0, 0), sleep=lambda _: None,
+    )  # fmt: skip
+
+    assert supervisor.run() == 0
+
+    ledger = cloud.ledger()
+    assert (ledger["status"], ledger["reason"]) == ("failed", "image-pull-failed")
+    assert "toomanyrequests" in ledger["lastLogLines"][-1]
+    assert ledger["attempts"] == []  # the trainer never started
+    assert cloud.statuses() == ["started", "failed"]
+    assert cloud.group()["DesiredCapacity"] == 0 and len(fakes.shutdown_calls()) == 1
+
+
+def test_a_restarted_supervisor_resumes_on_the_same_instance(cloud, fakes, tmp_path, monkeypatch):
+    monkeypatch.setenv("FAKE_TRAINER_PLAN", "complete")
+    boot = "2026-01-01T00:00:00Z"
+    crashed = {
+        "schemaVersion": 1, "runId": RUN_ID, "status": "running", "startedAt": boot,
+        "attempts": [{"instanceId": cloud.instance_id, "instanceType": "g5.xlarge",
+                      "market": "on-demand", "startedAt": boot,
+                      "endedAt": None, "exitCode": None, "usdPerHour": 1.006}],
+    }  # fmt: skip
+    boto3.client("s3").put_object(
+        Bucket=OUTPUTS_BUCKET, Key=f"runs/{RUN_ID}/ledger.json", Body=json.dumps(crashed)
+    )
+
+    assert build_supervisor(cloud, tmp_path).run() == 0
+
+    ledger = cloud.ledger()
+    assert cloud.statuses() == ["resumed", "completed"]
+    assert [(a["endedAt"] is not None, a["exitCode"]) for a in ledger["attempts"]] == [
+        (True, None),
+        (True, 0),
+    ]
+    assert ledger["startedAt"] == boot and ledger["status"] == "completed"
