@@ -33,8 +33,8 @@ give_up() {
     --instance-ids "$instance_id" --query 'AutoScalingInstances[0].AutoScalingGroupName' \
     --output text) || true
   if [[ -n "$group" && "$group" != "None" ]]; then
-    aws autoscaling update-auto-scaling-group --region "$region" --auto-scaling-group-name "$group" \
-      --min-size 0 --desired-capacity 0 || true
+    aws autoscaling set-desired-capacity --region "$region" --auto-scaling-group-name "$group" \
+      --desired-capacity 0 --no-honor-cooldown || true
   fi
   shutdown -h now
 }

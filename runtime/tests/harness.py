@@ -198,7 +198,7 @@ def create_cloud(life_cycle: str = "on-demand") -> Cloud:
     boto3.client("autoscaling").create_auto_scaling_group(
         AutoScalingGroupName=group_name,
         LaunchTemplate={"LaunchTemplateName": "training-template", "Version": "$Latest"},
-        MinSize=1,
+        MinSize=0,  # as the stack's group: the capacity alone says whether an instance runs
         MaxSize=1,
         DesiredCapacity=1,
         AvailabilityZones=[f"{REGION}a"],

@@ -54,7 +54,7 @@ def test_completed_run_is_recorded_announced_and_terminated(cloud, fakes, tmp_pa
     assert ledger["lastStep"] == 3
     assert [a["exitCode"] for a in ledger["attempts"]] == [0]
     assert cloud.statuses() == ["started", "completed"]
-    assert cloud.group()["DesiredCapacity"] == 0 and cloud.group()["MinSize"] == 0
+    assert cloud.group()["DesiredCapacity"] == 0
     assert shutdown_within_bound(fakes, ledger)
 
 
@@ -368,7 +368,7 @@ def test_a_new_instance_for_a_finished_run_announces_a_start(
     first_plan = "complete" if previous == "completed" else "bad-input"
     run_to_end(cloud, tmp_path / "one", monkeypatch, first_plan)
     boto3.client("autoscaling").update_auto_scaling_group(
-        AutoScalingGroupName=cloud.group_name, MinSize=1, DesiredCapacity=1
+        AutoScalingGroupName=cloud.group_name, DesiredCapacity=1
     )
 
     ledger = run_to_end(cloud, tmp_path / "two", monkeypatch, "complete")

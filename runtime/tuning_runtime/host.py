@@ -34,13 +34,14 @@ class Group:
         return self.name
 
     def set_capacity_to_zero(self) -> bool:
-        """No replacement after this instance ends. False when the instance has no group."""
+        """No replacement after this instance ends. False when the instance has no group.
+        (The stack's group has a minimum of 0; SetDesiredCapacity is all the role may do.)"""
         if not self.name:
             return False
         self.aws.call(
             "autoscaling",
-            "UpdateAutoScalingGroup",
-            {"AutoScalingGroupName": self.name, "MinSize": 0, "DesiredCapacity": 0},
+            "SetDesiredCapacity",
+            {"AutoScalingGroupName": self.name, "DesiredCapacity": 0, "HonorCooldown": False},
         )
         return True
 
@@ -49,11 +50,6 @@ class Group:
         decremented), so the group neither replaces it nor terminates it during the hold."""
         if not self.name:
             return False
-        self.aws.call(
-            "autoscaling",
-            "UpdateAutoScalingGroup",
-            {"AutoScalingGroupName": self.name, "MinSize": 0},
-        )
         self.aws.call(
             "autoscaling",
             "DetachInstances",
