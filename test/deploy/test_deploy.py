@@ -1,25 +1,10 @@
 """TrainingStack deployed into moto's server with the real CDK CLI, then destroyed.
 
-    .venv/bin/python -m pytest -q test/deploy        # also: make test-deploy
+    .venv/bin/python -m pytest -q test/deploy/test_deploy.py      # also: make test-deploy
 
 `cdk bootstrap`, `cdk deploy TrainingStack -c createInstance=true -c runConfig=...` and
-`cdk destroy` run against the emulator (AWS_ENDPOINT_URL, dummy credentials), and the resources
-moto implements are checked through boto3. Emulator gaps are bridged here, and only here:
-
-- moto serves no public `/aws/service/...` SSM parameters and refuses to create them, and its
-  CloudFormation resolves every SSM-typed parameter default before applying overrides. So the
-  synthesized template's Deep Learning AMI parameter default is pointed at a parameter this test
-  creates (holding one of moto's AMIs) before deploying that same cloud assembly.
-- moto's CloudFormation derives a missing ECR RepositoryName from the logical id, upper-case
-  letters included, and then rejects it; real CloudFormation generates a lower-case name. The
-  test gives the repository a lower-case name in the template.
-- moto's UpdateStack cannot reuse the previous value of an SSM-typed parameter (the CLI's
-  default on update), so the update names both SSM parameters explicitly.
-- moto's CloudFormation cannot delete route tables, so the dedicated VPC outlives the first
-  `cdk destroy`; the test deletes the left-over route tables and destroys again.
-- a stack created by moto's ExecuteChangeSet has no Outputs, so deploys use `--method direct`.
-- moto's CloudFormation finds a TemplateURL's bucket only for path-style URLs on `localhost`, so
-  the endpoint is given as http://localhost:PORT rather than 127.0.0.1.
+`cdk destroy` run against the emulator (testing/emulated_stack.py, which bridges the emulator's
+gaps and explains each), and the resources moto implements are checked through boto3.
 """
 
 from __future__ import annotations
@@ -28,29 +13,20 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-import boto3
 import pytest
 
-from testing.moto_server import MotoServer
+from testing.emulated_stack import ROOT, STACK, Deployment, EmulatedAws
 
 # moto warns for every resource type its CloudFormation skips (alarms, budgets, policies...).
-# Also for the route-table gap below (its error has no shape in moto's service models).
+# Also for the route-table gap (its error has no shape in moto's service models).
 pytestmark = [
     pytest.mark.filterwarnings("ignore:Tried to parse:UserWarning"),
     pytest.mark.filterwarnings("ignore:Exception\\(DependencyViolationError\\):UserWarning"),
 ]
 
-ROOT = Path(__file__).resolve().parents[2]
-CDK = str(ROOT / "node_modules" / ".bin" / "cdk")
-STACK = "TrainingStack"
-ACCOUNT = "123456789012"
-REGION = "us-east-1"
-AMI_PARAMETER = "/tuning-lab-test/dlami-id"
 SETTINGS = {
     "runConfig": "configs/tiny-llama-lora.yaml",
     "githubRepo": "acme/llm",
@@ -59,114 +35,14 @@ SETTINGS = {
 }
 
 
-def context(**overrides: str) -> list[str]:
-    return [
-        arg for key, value in {**SETTINGS, **overrides}.items() for arg in ("-c", f"{key}={value}")
-    ]
-
-
-@dataclass
-class Deployment:
-    env: dict[str, str]
-    outputs: dict[str, str]
-    template: dict
-    assembly: Path
-    session: boto3.Session
-
-    def client(self, service: str):
-        return self.session.client(service, endpoint_url=self.env["AWS_ENDPOINT_URL"])
-
-
-def cdk(
-    env: dict[str, str], *args: str, timeout: int = 600, check: bool = True
-) -> subprocess.CompletedProcess:
-    result = subprocess.run(
-        [CDK, *args, "--no-notices", "--no-version-reporting"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    if check:
-        assert result.returncode == 0, f"cdk {args[0]} failed:\n{result.stdout}\n{result.stderr}"
-    return result
-
-
-def vpc_of(deployment: Deployment) -> str:
-    resources = deployment.client("cloudformation").list_stack_resources(StackName=STACK)
-    [vpc] = [
-        r["PhysicalResourceId"]
-        for r in resources["StackResourceSummaries"]
-        if r["ResourceType"] == "AWS::EC2::VPC"
-    ]
-    return vpc
-
-
-def delete_unassociated_route_tables(ec2, vpc_id: str) -> None:
-    tables = ec2.describe_route_tables(Filters=[{"Name": "vpc-id", "Values": [vpc_id]}])
-    for table in tables["RouteTables"]:
-        if not any(a.get("Main") for a in table["Associations"]):
-            ec2.delete_route_table(RouteTableId=table["RouteTableId"])
-
-
-def bridge_emulator_gaps(assembly: Path, ami_parameter: str) -> dict:
-    """Apply the two template edits the module docstring explains; return the template."""
-    path = assembly / f"{STACK}.template.json"
-    template = json.loads(path.read_text())
-    for logical_id, resource in template["Resources"].items():
-        if resource["Type"] == "AWS::ECR::Repository":
-            resource["Properties"].setdefault("RepositoryName", logical_id.lower())
-    dlami = [
-        p for p in template["Parameters"].values()
-        if p.get("Default", "").startswith("/aws/service/deeplearning/")
-    ]  # fmt: skip
-    assert len(dlami) == 1, "the template resolves exactly one Deep Learning AMI parameter"
-    dlami[0]["Default"] = ami_parameter
-    path.write_text(json.dumps(template))
-    return template
+def context(**overrides: str) -> dict[str, str]:
+    return {**SETTINGS, **overrides}
 
 
 @pytest.fixture(scope="module")
-def deployment() -> Iterator[Deployment]:
-    with MotoServer() as moto, tempfile.TemporaryDirectory() as tmp:
-        env = {**os.environ, **moto.env(REGION), "CI": "true"}
-        env["AWS_ENDPOINT_URL"] = moto.url.replace("127.0.0.1", "localhost")
-        env.pop("CDK_DEFAULT_REGION", None)
-        session = boto3.Session(
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-            aws_session_token="testing",
-            region_name=REGION,
-        )
-        ec2 = session.client("ec2", endpoint_url=moto.url)
-        image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
-        session.client("ssm", endpoint_url=moto.url).put_parameter(
-            Name=AMI_PARAMETER, Value=image, Type="String"
-        )
-
-        cdk(env, "bootstrap", f"aws://{ACCOUNT}/{REGION}")
-        assembly = Path(tmp) / "cdk.out"
-        cdk(
-            env,
-            "synth",
-            STACK,
-            "--quiet",
-            "--output",
-            str(assembly),
-            *context(createInstance="true"),
-        )
-        template = bridge_emulator_gaps(assembly, AMI_PARAMETER)
-        outputs_file = Path(tmp) / "outputs.json"
-        cdk(
-            env, "deploy", STACK, "--app", str(assembly), "--require-approval", "never",
-            "--method", "direct", "--outputs-file", str(outputs_file),
-        )  # fmt: skip
-        outputs = json.loads(outputs_file.read_text())[STACK]
-        yield Deployment(
-            env=env, outputs=outputs, template=template, assembly=assembly, session=session
-        )
+def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    with EmulatedAws() as emulator:
+        yield emulator.deploy(context(createInstance="true"), tmp_path_factory.mktemp("deploy"))
 
 
 def test_stack_is_created(deployment: Deployment) -> None:
@@ -290,22 +166,9 @@ def test_run_settings_pass_the_instance_runtime_check(
 
 
 def test_deploy_without_instance_removes_it_and_keeps_the_rest(deployment: Deployment) -> None:
-    assembly = deployment.assembly.parent / "cdk.out.no-instance"
-    cdk(
-        deployment.env, "synth", STACK, "--quiet", "--output", str(assembly),
-        *context(createInstance="false"),
-    )  # fmt: skip
-    template = bridge_emulator_gaps(assembly, AMI_PARAMETER)
-    ssm_parameters = [
-        arg
-        for key, parameter in template["Parameters"].items()
-        if parameter["Type"].startswith("AWS::SSM::Parameter::Value")
-        for arg in ("--parameters", f"{key}={parameter['Default']}")
-    ]
-    cdk(
-        deployment.env, "deploy", STACK, "--app", str(assembly), "--require-approval", "never",
-        "--method", "direct", *ssm_parameters,
-    )  # fmt: skip
+    updated = deployment.emulator.deploy(
+        context(createInstance="false"), deployment.assembly.parent
+    )
     # moto replaces the group on this update (real CloudFormation updates it in place), so the
     # group is looked up by the stack's current output.
     stack = deployment.client("cloudformation").describe_stacks(StackName=STACK)["Stacks"][0]
@@ -323,20 +186,12 @@ def test_deploy_without_instance_removes_it_and_keeps_the_rest(deployment: Deplo
     assert running == []
     names = {b["Name"] for b in deployment.client("s3").list_buckets()["Buckets"]}
     assert deployment.outputs["DataBucketName"] in names
-    deployment.assembly = assembly  # destroy what is deployed now
+    deployment.assembly = updated.assembly  # destroy what is deployed now
 
 
 def test_destroy_removes_the_stack_and_keeps_the_data(deployment: Deployment) -> None:
-    vpc_id = vpc_of(deployment)
-    first = cdk(
-        deployment.env, "destroy", STACK, "--force", "--app", str(deployment.assembly), check=False
-    )
-    if first.returncode != 0:
-        # moto's CloudFormation cannot delete AWS::EC2::RouteTable, so the VPC is left behind
-        # with its route tables; remove those by hand and let CloudFormation finish the rest.
-        assert "has dependencies and cannot be deleted" in first.stderr, first.stderr
-        delete_unassociated_route_tables(deployment.client("ec2"), vpc_id)
-        cdk(deployment.env, "destroy", STACK, "--force", "--app", str(deployment.assembly))
+    # (moto's CloudFormation cannot delete route tables: destroy() bridges that gap)
+    deployment.destroy()
     cloudformation = deployment.client("cloudformation")
     remaining = [
         s["StackStatus"]

@@ -1,0 +1,316 @@
+"""TrainingStack deployed into moto's server with the real CDK CLI (the deploy test, the demo).
+
+    with EmulatedAws() as aws:                      # moto on a free loopback port, CDK bootstrapped
+        deployment = aws.deploy({"createInstance": "true", "runConfig": "configs/x.yaml"}, tmp)
+        deployment.client("s3").list_buckets()      # boto3 against the emulator
+        deployment.destroy()
+
+`cdk bootstrap`, `cdk synth`, `cdk deploy` and `cdk destroy` run against the emulator
+(AWS_ENDPOINT_URL, dummy credentials). Emulator gaps are bridged here, and only here:
+
+- moto serves no public `/aws/service/...` SSM parameters and refuses to create them, and its
+  CloudFormation resolves every SSM-typed parameter default before applying overrides. So the
+  synthesized template's Deep Learning AMI parameter default is pointed at a parameter created
+  here (holding one of moto's AMIs) before deploying that same cloud assembly.
+- moto's CloudFormation derives a missing ECR RepositoryName from the logical id, upper-case
+  letters included, and then rejects it; real CloudFormation generates a lower-case name. The
+  repository gets a lower-case name in the template.
+- moto's UpdateStack cannot reuse the previous value of an SSM-typed parameter (the CLI's
+  default on update), so every deploy names the SSM parameters explicitly.
+- moto's CloudFormation cannot delete route tables, so the dedicated VPC outlives the first
+  `cdk destroy`; the left-over route tables are deleted and the stack destroyed again.
+- a stack created by moto's ExecuteChangeSet has no Outputs, so deploys use `--method direct`.
+- moto's CloudFormation finds a TemplateURL's bucket only for path-style URLs on `localhost`, so
+  the CDK CLI is given http://localhost:PORT rather than 127.0.0.1.
+
+Every CDK CLI process runs in its own process group, killed if the caller is interrupted, so a
+Ctrl-C or a failure leaves nothing running.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import boto3
+from botocore.exceptions import ClientError
+
+from testing.moto_server import MotoServer
+
+ROOT = Path(__file__).resolve().parents[1]
+CDK = ROOT / "node_modules" / ".bin" / "cdk"
+STACK = "TrainingStack"
+ACCOUNT = "123456789012"  # moto's account
+REGION = "us-east-1"
+AMI_PARAMETER = "/tuning-lab-emulated/dlami-id"
+CDK_TIMEOUT_SECONDS = 600
+ROUTE_TABLE_GAP = "has dependencies and cannot be deleted"
+
+
+class EmulatorError(RuntimeError):
+    """Something the user can fix: the message says what went wrong and what to do."""
+
+
+class CdkError(RuntimeError):
+    def __init__(self, args: tuple, result: subprocess.CompletedProcess) -> None:
+        super().__init__(
+            f"cdk {' '.join(args[:2])} failed (exit {result.returncode}):\n"
+            f"{result.stdout}\n{result.stderr}".rstrip()
+        )
+        self.result = result
+
+
+def run_in_own_group(
+    argv: list, *, env: dict, cwd: Path = ROOT, timeout: float = CDK_TIMEOUT_SECONDS
+) -> subprocess.CompletedProcess:
+    """``subprocess.run`` whose child and grandchildren (the CDK CLI starts node and ts-node)
+    form one process group, killed whole on a timeout, Ctrl-C or any other exception."""
+    process = subprocess.Popen(
+        argv,
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except BaseException:
+        kill_group(process)
+        raise
+    return subprocess.CompletedProcess(argv, process.returncode, stdout, stderr)
+
+
+def kill_group(process: subprocess.Popen, grace_seconds: float = 5) -> None:
+    """SIGTERM the process group led by ``process``, SIGKILL it after ``grace_seconds``."""
+    for signum, wait in ((signal.SIGTERM, grace_seconds), (signal.SIGKILL, 10)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signum)
+        try:
+            process.wait(timeout=wait)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    with contextlib.suppress(ProcessLookupError):  # members that outlived their leader
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+@dataclass
+class Assembly:
+    path: Path
+    template: dict
+
+    @property
+    def ssm_parameter_overrides(self) -> list[str]:
+        """``--parameters`` naming every SSM-typed parameter (moto cannot reuse them on update)."""
+        return [
+            arg
+            for key, parameter in self.template["Parameters"].items()
+            if parameter["Type"].startswith("AWS::SSM::Parameter::Value")
+            for arg in ("--parameters", f"{key}={parameter['Default']}")
+        ]
+
+
+@dataclass
+class Deployment:
+    """A deployed TrainingStack: its outputs and the assembly it was deployed from."""
+
+    emulator: EmulatedAws
+    outputs: dict[str, str]
+    template: dict
+    assembly: Path
+
+    @property
+    def env(self) -> dict[str, str]:
+        return self.emulator.cdk_env
+
+    @property
+    def session(self) -> boto3.Session:
+        return self.emulator.session
+
+    def client(self, service: str):
+        return self.emulator.client(service)
+
+    def destroy(self) -> None:
+        self.emulator.destroy(self.assembly)
+
+
+@dataclass
+class EmulatedAws:
+    """moto's server with a CDK-bootstrapped account, and the CDK CLI pointed at it."""
+
+    port: int = 0
+    region: str = REGION
+    bootstrap_on_start: bool = True
+    moto: MotoServer | None = field(default=None, init=False)
+    cdk_env: dict[str, str] = field(default_factory=dict, init=False)
+    session: boto3.Session | None = field(default=None, init=False)
+
+    # -- life cycle ----------------------------------------------------------------------------
+
+    def start(self) -> EmulatedAws:
+        if not CDK.exists():
+            raise EmulatorError(
+                f"the CDK CLI is not installed ({CDK.relative_to(ROOT)} is missing): "
+                "run `make install` (or `npm ci`) in the repository first."
+            )
+        check_port_free(self.port)
+        self.moto = MotoServer(port=self.port).start()
+        moto = self.moto
+        self.cdk_env = {**os.environ, **moto.env(self.region), "CI": "true"}
+        # moto's CloudFormation finds templates only on `localhost` (module docstring).
+        self.cdk_env["AWS_ENDPOINT_URL"] = moto.url.replace("127.0.0.1", "localhost")
+        self.cdk_env.pop("CDK_DEFAULT_REGION", None)
+        self.session = boto3.Session(
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            aws_session_token="testing",
+            region_name=self.region,
+        )
+        if self.bootstrap_on_start:
+            self.bootstrap()
+        return self
+
+    def stop(self) -> None:
+        if self.moto is not None:
+            self.moto.stop()
+            self.moto = None
+
+    def __enter__(self) -> EmulatedAws:
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        assert self.moto is not None, "the emulator is not running"
+        return self.moto.url
+
+    def sdk_env(self) -> dict[str, str]:
+        """Environment variables for SDK clients and the AWS CLI (boto3, the supervisor)."""
+        assert self.moto is not None, "the emulator is not running"
+        return self.moto.env(self.region)
+
+    def client(self, service: str):
+        return self.session.client(service, endpoint_url=self.url)
+
+    # -- the CDK CLI ---------------------------------------------------------------------------
+
+    def cdk(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        result = run_in_own_group(
+            [str(CDK), *args, "--no-notices", "--no-version-reporting"], env=self.cdk_env
+        )
+        if check and result.returncode != 0:
+            raise CdkError(args, result)
+        return result
+
+    def bootstrap(self) -> None:
+        ec2 = self.client("ec2")
+        image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+        self.client("ssm").put_parameter(
+            Name=AMI_PARAMETER, Value=image, Type="String", Overwrite=True
+        )
+        self.cdk("bootstrap", f"aws://{ACCOUNT}/{self.region}")
+
+    def synth(self, context: dict[str, str], output: Path) -> Assembly:
+        """``cdk synth`` into ``output``, then the template edits the module docstring explains."""
+        args = [arg for key, value in context.items() for arg in ("-c", f"{key}={value}")]
+        self.cdk("synth", STACK, "--quiet", "--output", str(output), *args)
+        path = output / f"{STACK}.template.json"
+        template = json.loads(path.read_text())
+        for logical_id, resource in template["Resources"].items():
+            if resource["Type"] == "AWS::ECR::Repository":
+                resource["Properties"].setdefault("RepositoryName", logical_id.lower())
+        dlami = [
+            p for p in template["Parameters"].values()
+            if p.get("Default", "").startswith("/aws/service/deeplearning/")
+        ]  # fmt: skip
+        if len(dlami) != 1:
+            raise RuntimeError(
+                f"expected the template to resolve one Deep Learning AMI parameter; found "
+                f"{len(dlami)}: the AMI gap in testing/emulated_stack.py needs updating"
+            )
+        dlami[0]["Default"] = AMI_PARAMETER
+        path.write_text(json.dumps(template))
+        return Assembly(output, template)
+
+    def deploy(self, context: dict[str, str], workdir: Path) -> Deployment:
+        """Synthesize into ``workdir/<n>.cdk.out`` and deploy (create or update) that assembly."""
+        workdir.mkdir(parents=True, exist_ok=True)
+        number = len(list(workdir.glob("*.cdk.out")))
+        assembly = self.synth(context, workdir / f"{number}.cdk.out")
+        outputs_file = workdir / f"{number}.outputs.json"
+        self.cdk(
+            "deploy", STACK, "--app", str(assembly.path), "--require-approval", "never",
+            "--method", "direct", "--outputs-file", str(outputs_file),
+            *assembly.ssm_parameter_overrides,
+        )  # fmt: skip
+        outputs = json.loads(outputs_file.read_text())[STACK]
+        return Deployment(self, outputs, assembly.template, assembly.path)
+
+    def destroy(self, assembly: Path) -> None:
+        vpcs = self._stack_vpcs()
+        first = self.cdk("destroy", STACK, "--force", "--app", str(assembly), check=False)
+        if first.returncode == 0:
+            return
+        if ROUTE_TABLE_GAP not in first.stderr:
+            raise CdkError(("destroy", STACK), first)
+        ec2 = self.client("ec2")
+        for vpc_id in vpcs:
+            delete_unassociated_route_tables(ec2, vpc_id)
+        self.cdk("destroy", STACK, "--force", "--app", str(assembly))
+
+    # -- state ---------------------------------------------------------------------------------
+
+    def stack_status(self) -> str | None:
+        """The stack's status, or None when no stack of that name exists (deleted ones are gone)."""
+        summaries = self.client("cloudformation").list_stacks()["StackSummaries"]
+        live = [
+            s["StackStatus"]
+            for s in summaries
+            if s["StackName"] == STACK and s["StackStatus"] != "DELETE_COMPLETE"
+        ]
+        return live[0] if live else None
+
+    def _stack_vpcs(self) -> list[str]:
+        try:
+            resources = self.client("cloudformation").list_stack_resources(StackName=STACK)
+        except ClientError:  # no such stack
+            return []
+        return [
+            r["PhysicalResourceId"]
+            for r in resources["StackResourceSummaries"]
+            if r["ResourceType"] == "AWS::EC2::VPC"
+        ]
+
+
+def check_port_free(port: int) -> None:
+    """Fail clearly when moto's port is taken: moto's threaded server would wait forever."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as error:
+            raise EmulatorError(
+                f"moto's server cannot listen on 127.0.0.1:{port} ({error.strerror}): stop what "
+                "uses that port, or choose another one (0 picks a free port)."
+            ) from None
+
+
+def delete_unassociated_route_tables(ec2, vpc_id: str) -> None:
+    tables = ec2.describe_route_tables(Filters=[{"Name": "vpc-id", "Values": [vpc_id]}])
+    for table in tables["RouteTables"]:
+        if not any(a.get("Main") for a in table["Associations"]):
+            ec2.delete_route_table(RouteTableId=table["RouteTableId"])
