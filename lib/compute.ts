@@ -181,10 +181,11 @@ export class TrainingCompute extends Construct {
     props.repository.grantPull(this.instanceRole);
     this.logGroup.grantWrite(this.instanceRole);
     props.alertsTopic.grantPublish(this.instanceRole);
-    // The supervisor finds its own group by its instance id; this call has no resource scope.
+    // The supervisor finds its own group by its instance id and prices a spot instance from
+    // the spot price history; neither call has a resource scope.
     this.instanceRole.addToPolicy(
       new iam.PolicyStatement({
-        actions: ['autoscaling:DescribeAutoScalingInstances'],
+        actions: ['autoscaling:DescribeAutoScalingInstances', 'ec2:DescribeSpotPriceHistory'],
         resources: ['*'],
       }),
     );
@@ -283,13 +284,15 @@ export class TrainingCompute extends Construct {
       });
     }
 
-    // The instance may set the capacity of its own group and of no other. A separate policy,
-    // because it names the group and the group's launch template names the role.
+    // The instance may set the capacity of its own group and of no other, and leave it for a
+    // debug hold (DetachInstances, decrementing the capacity, so the group neither terminates
+    // nor replaces it). A separate policy, because it names the group and the group's launch
+    // template names the role.
     const capacityPolicy = new iam.Policy(this, 'OwnGroupCapacityPolicy', {
       roles: [this.instanceRole],
       statements: [
         new iam.PolicyStatement({
-          actions: ['autoscaling:SetDesiredCapacity'],
+          actions: ['autoscaling:DetachInstances', 'autoscaling:SetDesiredCapacity'],
           resources: [
             stack.formatArn({
               service: 'autoscaling',
@@ -325,8 +328,8 @@ export class TrainingCompute extends Construct {
     acknowledgeFinding(
       policy,
       'AwsSolutions::AwsSolutions-IAM5[Resource::*]',
-      'Session Manager channels, ecr:GetAuthorizationToken and DescribeAutoScalingInstances ' +
-        'have no resource-level permissions; everything else here names its resource.',
+      'Session Manager channels, ecr:GetAuthorizationToken, DescribeAutoScalingInstances and ' +
+        'DescribeSpotPriceHistory have no resource-level permissions; the rest names its resource.',
     );
     for (const action of ['s3:GetBucket*', 's3:GetObject*', 's3:List*']) {
       acknowledgeFinding(

@@ -57,6 +57,7 @@ export function loadUserData(values: UserDataValues, templatePath = USER_DATA_TE
 /** Files of runtime/ that never go to the instance. */
 export const RUNTIME_ARCHIVE_EXCLUDES = [
   'tests',
+  'bench',
   '**/__pycache__',
   '**/*.pyc',
   '.pytest_cache',

@@ -184,18 +184,19 @@ describe('compute layer during a run', () => {
         'logs:PutLogEvents',
         'sns:Publish',
         'ssm:GetParameter',
+        'ec2:DescribeSpotPriceHistory',
       ]),
     );
     expect(actions).not.toContain('ecr:PutImage');
   });
 
-  test('the instance may set the capacity of its own group and no other', () => {
+  test('the instance may set the capacity of its own group, or leave it, and no other', () => {
     const groupId = stack.getLogicalId(stack.compute.group.node.defaultChild as never);
     template.hasResourceProperties('AWS::IAM::Policy', {
       PolicyDocument: {
         Statement: [
           {
-            Action: 'autoscaling:SetDesiredCapacity',
+            Action: ['autoscaling:DetachInstances', 'autoscaling:SetDesiredCapacity'],
             Effect: 'Allow',
             Resource: {
               'Fn::Join': [

@@ -330,6 +330,73 @@ describe('one safety pass 13 hours after launch', () => {
   });
 });
 
+describe('the ledger is shared with the supervisor', () => {
+  test("a supervisor write between the Lambda's read and its write is kept", async () => {
+    const world = await arrange();
+    const now = new Date(world.launchedAt.getTime() + 13 * HOUR);
+    // The supervisor writes the ledger just before the Lambda's first write of it lands.
+    const s3 = motoClients().s3;
+    let raced = false;
+    s3.middlewareStack.add(
+      (next, context) => async (args) => {
+        const input = args.input as { Key?: string };
+        if (
+          !raced &&
+          context.commandName === 'PutObjectCommand' &&
+          input.Key === ledgerKey('run-overdue')
+        ) {
+          raced = true;
+          const current = (await readLedger('run-overdue')) as Ledger;
+          await clients.s3.send(
+            new PutObjectCommand({
+              Bucket: 'outputs',
+              Key: ledgerKey('run-overdue'),
+              Body: JSON.stringify({ ...current, lastStep: 1300 }),
+            }),
+          );
+        }
+        return next(args);
+      },
+      { step: 'initialize' },
+    );
+
+    await handlerModule.enforceLimits({ ...clients, s3 }, world.env, now);
+
+    expect(raced).toBe(true);
+    expect(await readLedger('run-overdue')).toMatchObject({
+      status: 'stopped-by-safety',
+      reason: 'max-runtime',
+      lastStep: 1300,
+    });
+  });
+
+  test("a ledger that already records the run's end is not relabelled", async () => {
+    const world = await arrange();
+    const completed = {
+      ...(await readLedger('run-overdue')),
+      status: 'completed',
+      reason: 'completed',
+      endedAt: '2026-01-01T10:00:00Z',
+    };
+    await clients.s3.send(
+      new PutObjectCommand({
+        Bucket: 'outputs',
+        Key: ledgerKey('run-overdue'),
+        Body: JSON.stringify(completed),
+      }),
+    );
+
+    await handlerModule.enforceLimits(
+      clients,
+      world.env,
+      new Date(world.launchedAt.getTime() + 13 * HOUR),
+    );
+
+    expect(['shutting-down', 'terminated']).toContain(await stateOf(world.ids.groupOverdue));
+    expect(await readLedger('run-overdue')).toEqual(completed);
+  });
+});
+
 describe('partial failures', () => {
   test('a failed publish still terminates, then the invocation throws naming the step', async () => {
     const world = await arrange();

@@ -92,6 +92,41 @@ describe('ledger after a safety stop', () => {
     ]);
   });
 
+  test('of several attempts on the instance, only the open one is closed', () => {
+    const retried: Ledger = {
+      ...supervisorLedger,
+      attempts: [
+        {
+          instanceId: 'i-2',
+          startedAt: '2026-01-09T23:30:00Z',
+          endedAt: '2026-01-10T01:00:00Z',
+          exitCode: 1,
+        },
+        { instanceId: 'i-2', startedAt: '2026-01-10T01:01:00Z', endedAt: null, exitCode: null },
+      ],
+    };
+    const ledger = ledgerAfterSafetyStop(retried, stopped, 'run-1', NOW);
+    expect(ledger.attempts).toEqual([
+      retried.attempts?.[0],
+      { ...retried.attempts?.[1], endedAt: NOW.toISOString() },
+    ]);
+  });
+
+  test('attempts the supervisor already closed are left as they are', () => {
+    const closed: Ledger = {
+      ...supervisorLedger,
+      attempts: [
+        {
+          instanceId: 'i-2',
+          startedAt: '2026-01-09T23:30:00Z',
+          endedAt: '2026-01-10T01:00:00Z',
+          exitCode: 1,
+        },
+      ],
+    };
+    expect(ledgerAfterSafetyStop(closed, stopped, 'run-1', NOW).attempts).toEqual(closed.attempts);
+  });
+
   test('without a ledger one is created from the instance', () => {
     const ledger = ledgerAfterSafetyStop(undefined, stopped, 'run-1', NOW);
     expect(ledger).toMatchObject({

@@ -53,7 +53,7 @@ export async function enforceLimits(
 ): Promise<SafetyReport> {
   const failures: string[] = [];
   const instances = await listStackInstances(clients.ec2, env.stackName);
-  const ledgers = new Map<string, Ledger | undefined>();
+  const ledgers = new Map<string, StoredLedger>();
   const views: InstanceView[] = [];
   for (const instance of instances) {
     const view = await describeForDecision(clients, env, instance, ledgers, now, failures);
@@ -109,7 +109,7 @@ async function describeForDecision(
   clients: SafetyClients,
   env: SafetyEnv,
   instance: Instance,
-  ledgers: Map<string, Ledger | undefined>,
+  ledgers: Map<string, StoredLedger>,
   now: Date,
   failures: string[],
 ): Promise<InstanceView | undefined> {
@@ -140,11 +140,11 @@ async function describeForDecision(
   const runId = tags[TAG_KEYS.runId];
   if (runId) {
     try {
-      const ledger = await readLedger(clients.s3, env.outputsBucket, runId);
-      ledgers.set(runId, ledger);
+      const stored = await readLedger(clients.s3, env.outputsBucket, runId);
+      ledgers.set(runId, stored);
       // A running ledger's totals cover the run's earlier instances; this one is priced live.
       // Should the supervisor already have counted part of this instance, the cap fires early.
-      priorRunCostUsd = ledger?.estimatedCostUsd ?? 0;
+      priorRunCostUsd = stored.ledger?.estimatedCostUsd ?? 0;
     } catch (error) {
       failures.push(`${instanceId}: reading the ledger of ${runId} failed: ${message(error)}`);
     }
@@ -182,7 +182,7 @@ async function stop(
   env: SafetyEnv,
   view: InstanceView,
   decision: Decision,
-  ledgers: Map<string, Ledger | undefined>,
+  ledgers: Map<string, StoredLedger>,
   now: Date,
   failures: string[],
 ): Promise<void> {
@@ -213,19 +213,20 @@ async function stop(
   };
   // Without a run-id tag there is no ledger to update, but the user still gets the message.
   const runId = decision.runId ?? UNKNOWN_RUN_ID;
-  const ledger = ledgerAfterSafetyStop(ledgers.get(runId), stopped, runId, now);
+  const update = (existing?: Ledger) => ledgerAfterSafetyStop(existing, stopped, runId, now);
+  let ledger = update(ledgers.get(runId)?.ledger);
   if (decision.runId) {
-    await attempt(failures, `${id}: writing the ledger of ${runId}`, () =>
-      clients.s3.send(
-        new PutObjectCommand({
-          Bucket: env.outputsBucket,
-          Key: ledgerKey(runId),
-          Body: `${JSON.stringify(ledger, null, 2)}\n`,
-          ContentType: 'application/json',
-        }),
-      ),
-    );
-    ledgers.set(runId, ledger);
+    await attempt(failures, `${id}: writing the ledger of ${runId}`, async () => {
+      const written = await writeLedger(
+        clients.s3,
+        env.outputsBucket,
+        runId,
+        ledgers.get(runId) ?? {},
+        update,
+      );
+      ledgers.set(runId, written);
+      ledger = written.ledger ?? ledger;
+    });
   }
   const notice = safetyStopMessage(stopped, ledger, env.outputsBucket, env.stackName);
   await attempt(failures, `${id}: publishing to the topic`, () =>
@@ -243,15 +244,65 @@ async function stop(
   );
 }
 
-async function readLedger(s3: S3Client, bucket: string, runId: string): Promise<Ledger | undefined> {
+/** A ledger as read from S3, with the ETag a conditional write must match. */
+interface StoredLedger {
+  readonly ledger?: Ledger;
+  readonly etag?: string;
+}
+
+/** A run that ended this way keeps its record: the Lambda only adds to a live run. */
+const FINAL_STATUSES = new Set(['completed', 'failed', 'stopped-by-safety']);
+const LEDGER_WRITE_TRIES = 5;
+
+async function readLedger(s3: S3Client, bucket: string, runId: string): Promise<StoredLedger> {
   try {
     const object = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: ledgerKey(runId) }));
-    return JSON.parse(await (object.Body as { transformToString(): Promise<string> }).transformToString());
+    const text = await (object.Body as { transformToString(): Promise<string> }).transformToString();
+    return { ledger: JSON.parse(text), etag: object.ETag };
   } catch (error) {
     if (error instanceof NoSuchKey || (error as { name?: string }).name === 'NoSuchKey') {
-      return undefined;
+      return {};
     }
     throw error;
+  }
+}
+
+/**
+ * Write `update(ledger)` only if the ledger is still the one read (S3 If-Match, or
+ * If-None-Match for a new one): the supervisor writes it too, and a blind write would drop what
+ * it wrote in between. On a conflict, read again and re-apply. A ledger that already records
+ * the run's end is left as it is.
+ */
+async function writeLedger(
+  s3: S3Client,
+  bucket: string,
+  runId: string,
+  stored: StoredLedger,
+  update: (existing?: Ledger) => Ledger,
+): Promise<StoredLedger> {
+  let current = stored;
+  for (let tries = 1; ; tries++) {
+    if (current.ledger && FINAL_STATUSES.has(current.ledger.status) && current.ledger.endedAt) {
+      return current;
+    }
+    const ledger = update(current.ledger);
+    try {
+      const put = await s3.send(
+        new PutObjectCommand({
+          Bucket: bucket,
+          Key: ledgerKey(runId),
+          Body: `${JSON.stringify(ledger, null, 2)}\n`,
+          ContentType: 'application/json',
+          ...(current.etag ? { IfMatch: current.etag } : { IfNoneMatch: '*' }),
+        }),
+      );
+      return { ledger, etag: put.ETag };
+    } catch (error) {
+      const name = (error as { name?: string }).name;
+      const conflict = name === 'PreconditionFailed' || name === 'ConditionalRequestConflict';
+      if (!conflict || tries >= LEDGER_WRITE_TRIES) throw error;
+      current = await readLedger(s3, bucket, runId);
+    }
   }
 }
 

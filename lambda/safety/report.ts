@@ -44,18 +44,23 @@ export function ledgerAfterSafetyStop(
     attempts: [],
   };
   const attempts = [...(base.attempts ?? [])];
-  const index = attempts.findIndex((a) => a.instanceId === decision.instanceId);
-  const attempt = {
-    instanceId: decision.instanceId,
-    instanceType: stopped.instanceType,
-    market: stopped.market,
-    startedAt: stopped.launchTime.toISOString(),
-    exitCode: null,
-    ...(index >= 0 ? attempts[index] : {}),
-    endedAt,
-  };
-  if (index >= 0) attempts[index] = attempt;
-  else attempts.push(attempt);
+  const onThisInstance = attempts.flatMap((a, i) => (a.instanceId === decision.instanceId ? [i] : []));
+  // The supervisor may have run several attempts here: close the one still open, if any. An
+  // instance with no attempt at all (the supervisor never started one) gets one, so the ledger
+  // shows where the time went.
+  const open = onThisInstance.filter((i) => !attempts[i].endedAt).pop();
+  if (open !== undefined) {
+    attempts[open] = { ...attempts[open], endedAt };
+  } else if (onThisInstance.length === 0) {
+    attempts.push({
+      instanceId: decision.instanceId,
+      instanceType: stopped.instanceType,
+      market: stopped.market,
+      startedAt: stopped.launchTime.toISOString(),
+      exitCode: null,
+      endedAt,
+    });
+  }
 
   const billable = (base.billableSeconds ?? 0) + Math.round(decision.runtimeSeconds);
   const cost =
