@@ -22,6 +22,10 @@
 - a stack created by moto's ExecuteChangeSet has no Outputs, so deploys use `--method direct`.
 - moto's CloudFormation finds a TemplateURL's bucket only for path-style URLs on `localhost`, so
   the CDK CLI is given http://localhost:PORT rather than 127.0.0.1.
+- moto's Auto Scaling launches a mixed-instances group's members with an empty instance type and
+  no lifecycle: :meth:`Deployment.instance_identity` (what the fake IMDS serves as that instance)
+  takes the type from the group's first override and the market from its instances
+  distribution, as EC2 would have launched it.
 
 Every CDK CLI process runs in its own process group, killed if the caller is interrupted, so a
 Ctrl-C or a failure leaves nothing running.
@@ -41,6 +45,7 @@ from pathlib import Path
 import boto3
 from botocore.exceptions import ClientError
 
+from testing.fake_imds import InstanceIdentity
 from testing.moto_server import MotoServer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -141,6 +146,47 @@ class Deployment:
 
     def destroy(self) -> None:
         self.emulator.destroy(self.assembly)
+
+    def group(self) -> dict:
+        """The GPU Auto Scaling group, as DescribeAutoScalingGroups returns it."""
+        name = self.outputs["GpuGroupName"]
+        groups = self.client("autoscaling").describe_auto_scaling_groups(
+            AutoScalingGroupNames=[name]
+        )["AutoScalingGroups"]
+        if not groups:
+            raise RuntimeError(f"the Auto Scaling group {name} does not exist")
+        return groups[0]
+
+    def instance_identity(self) -> InstanceIdentity:
+        """The identity of the instance the group launched (the one in service), as IMDS on
+        that instance would report it."""
+        group = self.group()
+        members = [i for i in group["Instances"] if i["LifecycleState"] == "InService"]
+        if len(members) != 1:
+            raise RuntimeError(
+                f"expected one instance in service in {group['AutoScalingGroupName']}; found "
+                f"{[(i['InstanceId'], i['LifecycleState']) for i in group['Instances']]}"
+            )
+        instance_id = members[0]["InstanceId"]
+        [reservation] = self.client("ec2").describe_instances(InstanceIds=[instance_id])[
+            "Reservations"
+        ]
+        instance = reservation["Instances"][0]
+        policy = group.get("MixedInstancesPolicy", {})
+        overrides = policy.get("LaunchTemplate", {}).get("Overrides", [])
+        instance_type = instance.get("InstanceType") or overrides[0]["InstanceType"]
+        distribution = policy.get("InstancesDistribution", {})
+        on_demand = (
+            distribution.get("OnDemandBaseCapacity", 0) >= 1
+            or distribution.get("OnDemandPercentageAboveBaseCapacity", 100) == 100
+        )
+        life_cycle = instance.get("InstanceLifecycle") or ("on-demand" if on_demand else "spot")
+        return InstanceIdentity(
+            instance_id=instance_id,
+            instance_type=instance_type,
+            availability_zone=instance["Placement"]["AvailabilityZone"],
+            life_cycle=life_cycle,
+        )
 
 
 @dataclass
