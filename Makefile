@@ -58,7 +58,8 @@ lint: install
 test-stack: install
 	npx jest --ci
 
-# cdk bootstrap + deploy + destroy of TrainingStack into moto's server.
+# cdk bootstrap + deploy + destroy of TrainingStack into moto's server; the demo's pipeline
+# (scripts/demo.py) with a 4-step run, checked through its end state.
 test-deploy: install
 	$(PY) -m pytest -q test/deploy
 
@@ -71,11 +72,12 @@ test-runtime: install
 test-docs: install
 	$(PY) -m pytest -q test/docs
 
+# More flags: make demo DEMO_FLAGS="--keep-emulator --steps 120" (scripts/demo.py --help).
 demo: install
-	$(PY) scripts/demo.py
+	$(PY) scripts/demo.py $(DEMO_FLAGS)
 
 demo-spot: install
-	$(PY) scripts/demo.py --spot-interrupt
+	$(PY) scripts/demo.py --spot-interrupt $(DEMO_FLAGS)
 
 bench: install
 	$(PY) trainer-image/bench/bench.py
