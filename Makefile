@@ -15,7 +15,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: help install demo demo-spot test lint test-stack test-deploy test-trainer test-runtime test-docs lock bench
+.PHONY: help install demo demo-spot test lint test-stack test-deploy test-trainer test-runtime test-docs docs lock bench
 
 help:
 	@echo "make demo   - a whole training run on an emulated AWS (no account, no GPU)"
@@ -69,8 +69,15 @@ test-trainer: install
 test-runtime: install
 	$(PY) -m pytest -q runtime/tests
 
+# The generated tables are current (jest: they need the TypeScript schema and stack), links
+# resolve and documented commands are real (pytest).
 test-docs: install
+	npx jest --ci --config test/docs/jest.config.js
 	$(PY) -m pytest -q test/docs
+
+# Rewrite the generated blocks of README.md and docs/ from the code they describe.
+docs: install
+	npx ts-node --transpile-only scripts/docs/generate.ts
 
 # More flags: make demo DEMO_FLAGS="--keep-emulator --steps 120" (scripts/demo.py --help).
 demo: install

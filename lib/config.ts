@@ -18,6 +18,37 @@ export const MAX_RUNTIME_HOURS_LIMIT = 168;
 
 const GPU_FAMILIES = [...new Set(SUPPORTED_INSTANCE_TYPES.map((t) => t.split('.')[0]))];
 
+/**
+ * How a setting is documented. README.md's settings table is rendered from these and from the
+ * schema itself (defaults, numeric limits): `make docs` regenerates it, test/docs checks it.
+ */
+export interface SettingDoc {
+  /** What the setting does, in a sentence. */
+  readonly description: string;
+  /** What happens when the setting is not given; for settings without a schema default. */
+  readonly whenUnset?: string;
+  /** What is allowed, for settings whose limits are not numeric ranges (formats, patterns). */
+  readonly allowed?: string;
+}
+
+/** The numeric limits of a setting: validation enforces them and the settings table shows them. */
+export interface NumberRange {
+  readonly min: number;
+  /** true: the value must be greater than `min` (not equal to it). */
+  readonly minExclusive?: boolean;
+  /** @default - no upper limit */
+  readonly max?: number;
+  /** Whole numbers only. */
+  readonly integer?: boolean;
+  /** Unit, as the messages and the table name it: hours, minutes, USD, GiB, retries. */
+  readonly unit: string;
+}
+
+/** Documentation of each setting, registered on its schema in `settingsSchema.shape`. */
+export const settingDocs = z.registry<SettingDoc>();
+/** Limits of the numeric settings, registered on the schema inside their `.default()`. */
+export const settingRanges = z.registry<NumberRange>();
+
 const booleanSetting = z.preprocess(
   (v) => (v === 'true' ? true : v === 'false' ? false : v),
   z.boolean({ error: 'must be true or false' }),
@@ -30,9 +61,28 @@ function numberSetting(message: string) {
   );
 }
 
-function integerSetting(min: number, max: number, unit: string) {
-  const message = `must be a whole number of ${unit} from ${min} to ${max}`;
-  return numberSetting(message).refine((n) => Number.isInteger(n) && n >= min && n <= max, message);
+/** The limits in words, as error messages say them: "a whole number of GiB from 100 to 16384". */
+export function describeRange(range: NumberRange): string {
+  if (range.integer && range.max !== undefined && !range.minExclusive) {
+    return `a whole number of ${range.unit} from ${range.min} to ${range.max}`;
+  }
+  const kind = range.integer ? 'a whole number' : 'a number';
+  const lower = `${range.minExclusive ? '>' : '>='} ${range.min}`;
+  const upper = range.max === undefined ? '' : ` and <= ${range.max}`;
+  return `${kind} of ${range.unit} ${lower}${upper}`;
+}
+
+function inRange(n: number, range: NumberRange): boolean {
+  const aboveMin = range.minExclusive ? n > range.min : n >= range.min;
+  const belowMax = range.max === undefined || n <= range.max;
+  return aboveMin && belowMax && (!range.integer || Number.isInteger(n));
+}
+
+function rangeSetting(range: NumberRange) {
+  const message = `must be ${describeRange(range)}`;
+  return numberSetting(message)
+    .refine((n) => inRange(n, range), message)
+    .register(settingRanges, range);
 }
 
 /** A comma-separated list (`-c subnetIds=subnet-a,subnet-b`) or a JSON array from cdk.json. */
@@ -68,42 +118,115 @@ export const settingsSchema = z
     region: z
       .string()
       .regex(/^[a-z]{2}(-gov)?-[a-z]+-\d$/, 'must be an AWS region name such as us-east-1')
-      .optional(),
-    createInstance: booleanSetting.default(false),
-    runConfig: z.string().min(1, 'must be the path of a run config YAML file').optional(),
+      .optional()
+      .register(settingDocs, {
+        description: 'The AWS region of the stack and its GPU instances.',
+        whenUnset: "the AWS CLI's region (`AWS_REGION` or the profile's)",
+        allowed: 'an AWS region name such as `eu-west-1`',
+      }),
+    createInstance: booleanSetting.default(false).register(settingDocs, {
+      description:
+        '`true` starts one GPU instance that trains `runConfig`; `false` removes it (no GPU ' +
+        'cost) and keeps everything else.',
+    }),
+    runConfig: z
+      .string()
+      .min(1, 'must be the path of a run config YAML file')
+      .optional()
+      .register(settingDocs, {
+        description:
+          'The run config YAML, checked at synth against trainer-image/run-config.schema.json.',
+        whenUnset: 'no run (required with `createInstance=true`)',
+        allowed: 'a file path, relative to the working directory',
+      }),
     runId: z
       .string()
       .regex(RUN_ID_PATTERN, 'must match ^[a-z0-9][a-z0-9-]{2,62}$ (lower-case letters, digits, -)')
-      .optional(),
-    instanceTypes: listSetting(instanceType).default(['g5.xlarge']),
-    useSpot: booleanSetting.default(true),
-    maxRuntimeHours: numberSetting(
-      `must be a number of hours > 0 and <= ${MAX_RUNTIME_HOURS_LIMIT}`,
-    )
-      .refine(
-        (n) => n > 0 && n <= MAX_RUNTIME_HOURS_LIMIT,
-        `must be a number of hours > 0 and <= ${MAX_RUNTIME_HOURS_LIMIT} (one week)`,
-      )
-      .default(12),
-    maxRunCostUsd: numberSetting('must be a number of USD > 0')
-      .refine((n) => n > 0, 'must be a number of USD > 0')
-      .optional(),
-    idleMinutes: integerSetting(5, 1440, 'minutes').default(30),
-    monthlyBudgetUsd: numberSetting('must be a number of USD > 0')
-      .refine((n) => n > 0, 'must be a number of USD > 0')
-      .default(50),
-    alertEmail: z.email('must be an email address such as me@example.com').optional(),
+      .optional()
+      .register(settingDocs, {
+        description:
+          'Names the run and its folder `runs/<runId>/`: a finished run is never trained again, ' +
+          'an unfinished one resumes from its newest checkpoint. Needs `runConfig`.',
+        whenUnset: '`run-` + 8 hex digits of sha256(the parsed run config + `imageTag`)',
+        allowed: `\`${RUN_ID_PATTERN.source}\``,
+      }),
+    instanceTypes: listSetting(instanceType)
+      .default(['g5.xlarge'])
+      .register(settingDocs, {
+        description:
+          'GPU types the group may launch, first preferred: a capacity ladder across types ' +
+          'and Availability Zones.',
+        allowed:
+          `comma list of ${GPU_FAMILIES.join(', ')} sizes (the ${SUPPORTED_INSTANCE_TYPES.length} ` +
+          'types priced in lib/pricing.ts); p3 only on its own (it boots another AMI)',
+      }),
+    useSpot: booleanSetting.default(true).register(settingDocs, {
+      description: 'Spot capacity (capacity-optimized); `false` for on-demand.',
+    }),
+    maxRuntimeHours: rangeSetting({
+      min: 0,
+      minExclusive: true,
+      max: MAX_RUNTIME_HOURS_LIMIT,
+      unit: 'hours',
+    })
+      .default(12)
+      .register(settingDocs, {
+        description:
+          'The supervisor stops the run (with a checkpoint) after this long on one instance; ' +
+          'the safety Lambda terminates an instance that outlives it.',
+      }),
+    maxRunCostUsd: rangeSetting({ min: 0, minExclusive: true, unit: 'USD' })
+      .optional()
+      .register(settingDocs, {
+        description:
+          'Per-run cap on the estimated cost (every instance of the run, at its spot or ' +
+          'on-demand price): the supervisor, or else the safety Lambda, stops the run there.',
+        whenUnset: 'no per-run cap',
+      }),
+    idleMinutes: rangeSetting({ min: 5, max: 1440, integer: true, unit: 'minutes' })
+      .default(30)
+      .register(settingDocs, {
+        description:
+          "The supervisor's idle watchdog stops a run whose GPU, CPU and step counter stay idle " +
+          'this long.',
+      }),
+    monthlyBudgetUsd: rangeSetting({ min: 0, minExclusive: true, unit: 'USD' })
+      .default(50)
+      .register(settingDocs, {
+        description:
+          "AWS Budgets notifications on the whole account's monthly cost at 50, 80 and 100 % " +
+          '(actual) and 100 % (forecast).',
+      }),
+    alertEmail: z
+      .email('must be an email address such as me@example.com')
+      .optional()
+      .register(settingDocs, {
+        description:
+          'Subscribed to the alerts topic and the budget (confirm the subscription email).',
+        whenUnset: 'no email; the alerts topic still receives every message',
+        allowed: 'an email address',
+      }),
     githubRepo: z
       .string()
       .regex(/^[A-Za-z0-9][A-Za-z0-9-]*\/[A-Za-z0-9._-]+$/, 'must be owner/name, e.g. acme/llm')
-      .optional(),
+      .optional()
+      .register(settingDocs, {
+        description:
+          'The GitHub repository whose workflow may push the trainer image (the GitHub OIDC role).',
+        whenUnset: 'no GitHub role (synth warns)',
+        allowed: '`owner/name`',
+      }),
     githubBranch: z
       .string()
       .regex(
         /^(?!-|\/)(?!.*\.\.)[A-Za-z0-9._/-]+$/,
         'must be a branch name such as main (no wildcards)',
       )
-      .default('main'),
+      .default('main')
+      .register(settingDocs, {
+        description: 'The one branch whose workflow runs may assume the GitHub role.',
+        allowed: 'a branch name, no wildcards',
+      }),
     githubOidcProviderArn: z
       .string()
       .regex(
@@ -111,22 +234,72 @@ export const settingsSchema = z
         'must be the ARN of the account GitHub OIDC provider, ' +
           'arn:aws:iam::<account>:oidc-provider/token.actions.githubusercontent.com',
       )
-      .optional(),
-    rootVolumeGiB: integerSetting(MIN_ROOT_VOLUME_GIB, 16384, 'GiB').default(200),
+      .optional()
+      .register(settingDocs, {
+        description:
+          "The account's existing GitHub OIDC provider (an account holds one per URL). Needs " +
+          '`githubRepo`.',
+        whenUnset: 'a new provider is created',
+        allowed: '`arn:aws:iam::<account>:oidc-provider/token.actions.githubusercontent.com`',
+      }),
+    rootVolumeGiB: rangeSetting({
+      min: MIN_ROOT_VOLUME_GIB,
+      max: 16384,
+      integer: true,
+      unit: 'GiB',
+    })
+      .default(200)
+      .register(settingDocs, {
+        description: "Size of the instance's encrypted gp3 root volume.",
+      }),
     imageTag: z
       .string()
       .regex(/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/, 'must be a container image tag such as latest')
-      .default('latest'),
+      .default('latest')
+      .register(settingDocs, {
+        description:
+          'The trainer image tag a run uses; `latest` moves with every build, a git sha pins ' +
+          'one build.',
+        allowed: 'a tag in the repository',
+      }),
     vpcId: z
       .string()
       .regex(/^vpc-[0-9a-f]{8,17}$/, 'must be a VPC id such as vpc-0123456789abcdef0')
-      .optional(),
+      .optional()
+      .register(settingDocs, {
+        description: 'Launch into an existing VPC (with `subnetIds`).',
+        whenUnset: 'a dedicated VPC: public subnets in 2 AZs, no NAT gateway',
+        allowed: 'a VPC id; needs `subnetIds`',
+      }),
     subnetIds: listSetting(
       z.string().regex(/^subnet-[0-9a-f]{8,17}$/, 'must be subnet ids such as subnet-0123abcd'),
-    ).optional(),
-    retainData: booleanSetting.default(true),
-    debugHoldMinutes: integerSetting(0, 240, 'minutes').default(0),
-    maxRetries: integerSetting(0, 5, 'retries').default(2),
+    )
+      .optional()
+      .register(settingDocs, {
+        description:
+          'Subnets of `vpcId` to launch in, with a route to the internet or to endpoints for ' +
+          'S3, ECR, SSM, CloudWatch Logs and SNS.',
+        whenUnset: "the dedicated VPC's subnets",
+        allowed: 'comma list of subnet ids; needs `vpcId`',
+      }),
+    retainData: booleanSetting.default(true).register(settingDocs, {
+      description:
+        '`true` keeps the buckets, the image repository and the log groups when the stack is ' +
+        'destroyed; `false` deletes them with it (buckets must be empty).',
+    }),
+    debugHoldMinutes: rangeSetting({ min: 0, max: 240, integer: true, unit: 'minutes' })
+      .default(0)
+      .register(settingDocs, {
+        description:
+          "Keep a failed run's instance this long, detached from its group, for an SSM session.",
+      }),
+    maxRetries: rangeSetting({ min: 0, max: 5, integer: true, unit: 'retries' })
+      .default(2)
+      .register(settingDocs, {
+        description:
+          'Trainer restarts on one instance after a failure (exit 1), each from the newest ' +
+          'checkpoint; bad input (exit 2) is never retried.',
+      }),
   })
   .strict();
 

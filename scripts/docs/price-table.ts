@@ -1,0 +1,81 @@
+/**
+ * docs/costs.md's table of the supported instance types with their on-demand prices, rendered
+ * from lib/pricing.ts (the table the stack and the safety Lambda estimate costs with), so the
+ * docs show exactly the prices the cost caps use.
+ */
+import { settingsSchema } from '../../lib/config';
+import {
+  ON_DEMAND_USD_PER_HOUR,
+  PRICE_TABLE_DATE,
+  SUPPORTED_INSTANCE_TYPES,
+} from '../../lib/pricing';
+import { table } from './markdown';
+
+/** The GPU of each family and the vCPU quota it counts against (AWS's instance type pages). */
+const FAMILIES: Record<string, { gpu: string; quota: 'G and VT' | 'P' }> = {
+  g4dn: { gpu: 'NVIDIA T4 16 GB', quota: 'G and VT' },
+  g5: { gpu: 'NVIDIA A10G 24 GB', quota: 'G and VT' },
+  g6: { gpu: 'NVIDIA L4 24 GB', quota: 'G and VT' },
+  g6e: { gpu: 'NVIDIA L40S 48 GB', quota: 'G and VT' },
+  p3: { gpu: 'NVIDIA V100 16 GB', quota: 'P' },
+  p4d: { gpu: 'NVIDIA A100 40 GB', quota: 'P' },
+  p5: { gpu: 'NVIDIA H100 80 GB', quota: 'P' },
+};
+
+/** Sizes with more than one GPU; every other supported size has one. */
+const GPU_COUNT: Record<string, number> = {
+  'g4dn.12xlarge': 4,
+  'g5.12xlarge': 4,
+  'g5.24xlarge': 4,
+  'g5.48xlarge': 8,
+  'g6.12xlarge': 4,
+  'g6.24xlarge': 4,
+  'g6.48xlarge': 8,
+  'g6e.12xlarge': 4,
+  'g6e.24xlarge': 4,
+  'g6e.48xlarge': 8,
+  'p3.8xlarge': 4,
+  'p3.16xlarge': 8,
+  'p4d.24xlarge': 8,
+  'p5.48xlarge': 8,
+};
+
+/** vCPUs of a size, what the quotas count: xlarge = 4, Nxlarge = 4 N. */
+export function vcpus(instanceType: string): number {
+  const size = instanceType.split('.')[1];
+  const match = /^(\d*)xlarge$/.exec(size);
+  if (!match) throw new Error(`no vCPU count for ${instanceType}`);
+  return 4 * (match[1] === '' ? 1 : Number(match[1]));
+}
+
+export function renderPriceTable(): string {
+  const hours = settingsSchema.shape.maxRuntimeHours.def.defaultValue;
+  const rows = SUPPORTED_INSTANCE_TYPES.map((type) => {
+    const family = FAMILIES[type.split('.')[0]];
+    if (!family) throw new Error(`no GPU described for ${type} in scripts/docs/price-table.ts`);
+    const gpus = GPU_COUNT[type] ?? 1;
+    return [
+      `\`${type}\``,
+      `${gpus} x ${family.gpu}`,
+      String(vcpus(type)),
+      family.quota,
+      String(ON_DEMAND_USD_PER_HOUR[type]),
+      (ON_DEMAND_USD_PER_HOUR[type] * hours).toFixed(2),
+    ];
+  });
+  return (
+    `On-demand prices of lib/pricing.ts, table dated ${PRICE_TABLE_DATE} (us-east-1, Linux; ` +
+    'see the warning above):\n\n' +
+    table(
+      [
+        'type',
+        'GPUs',
+        'vCPUs',
+        'quota',
+        'on-demand USD/hour',
+        `USD for ${hours} h (default maxRuntimeHours)`,
+      ],
+      rows,
+    )
+  );
+}
