@@ -5,6 +5,8 @@
 - :class:`ProgressCallback`: the progress file after every optimizer step (the host supervisor's
   idle watchdog reads it), a readable line every logging_steps, and CloudWatch Embedded Metric
   Format JSON lines on stdout (the instance's log group turns them into metrics).
+- :class:`DivergenceGuard`: a loss that stays NaN or infinite ends the run (exit 2) instead of
+  training garbage until the runtime limit.
 - :class:`InterruptCallback`: on SIGTERM or a spot notice, save after the current step and stop.
 - :class:`PublishCallback`: every checkpoint the Trainer saves locally is published to the run
   folder (manifest last), then old ones are pruned and the TensorBoard logs copied.
@@ -15,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import math
 import os
 import resource
 import sys
@@ -26,6 +29,7 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, Training
 
 from tuning_trainer import checkpoint
 from tuning_trainer.collator import RowCollator
+from tuning_trainer.errors import DivergedError
 from tuning_trainer.signals import Interruption
 from tuning_trainer.storage import Store
 
@@ -141,6 +145,37 @@ class ProgressCallback(TrainerCallback):
         }
         sys.stdout.write(json.dumps(document) + "\n")
         sys.stdout.flush()
+
+
+class DivergenceGuard(TrainerCallback):
+    """Stop a run whose logged training loss is NaN or infinite in consecutive log windows.
+
+    The Trainer runs with ``logging_nan_inf_filter=False`` so that a broken loss reaches the log
+    at all (transformers' default filter replaces it with the running mean, and a diverged bf16
+    run would report a plausible loss while its weights are NaN). One bad window is tolerated
+    (a transient overflow); ``windows`` in a row raise before that step's checkpoint is saved,
+    so no NaN weights are published.
+    """
+
+    def __init__(self, windows: int = 2) -> None:
+        self.windows = windows
+        self.bad: list[int] = []
+
+    def on_log(self, args, state: TrainerState, control, logs=None, **kw) -> None:
+        loss = (logs or {}).get("loss")
+        if loss is None:
+            return
+        if math.isfinite(float(loss)):
+            self.bad.clear()
+            return
+        self.bad.append(state.global_step)
+        if len(self.bad) >= self.windows:
+            raise DivergedError(
+                f"training diverged: the loss was {loss} at steps "
+                f"{', '.join(map(str, self.bad))}; lower training.learning_rate, keep "
+                "training.max_grad_norm > 0, or use precision bf16 instead of fp16 where the GPU "
+                "has it; checkpoints published before the divergence are kept"
+            )
 
 
 class InterruptCallback(TrainerCallback):

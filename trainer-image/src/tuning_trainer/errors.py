@@ -25,3 +25,7 @@ class ConfigError(InputError):
 
 class DataError(InputError):
     pass
+
+
+class DivergedError(InputError):
+    """The loss became NaN or infinite: a retry would replay the same steps, so exit 2."""

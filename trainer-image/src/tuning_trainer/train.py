@@ -210,6 +210,7 @@ def build_trainer(
 
     from tuning_trainer.callbacks import (
         PROGRESS_FILE_ENV,
+        DivergenceGuard,
         InterruptCallback,
         ProgressCallback,
         PublishCallback,
@@ -240,6 +241,7 @@ def build_trainer(
         use_cpu=plan.device == "cpu",
         logging_strategy="steps",
         logging_steps=training.logging_steps,
+        logging_nan_inf_filter=False,  # let DivergenceGuard see a NaN loss
         save_strategy="steps",
         save_steps=training.save_steps,
         save_total_limit=1,  # local staging only; published checkpoints follow the config
@@ -260,6 +262,7 @@ def build_trainer(
     )
     callbacks = [
         ProgressCallback(collator, run_id_of(config), env.get(PROGRESS_FILE_ENV)),
+        DivergenceGuard(),
         InterruptCallback(interruption),
         publisher,
     ]
