@@ -31,12 +31,10 @@ import contextlib
 import importlib.util
 import json
 import logging
-import os
 import re
 import shlex
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -46,24 +44,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-RUNTIME_DIR = ROOT / "runtime"
-sys.path[:0] = [str(ROOT), str(RUNTIME_DIR)]
+sys.path[:0] = [str(ROOT), str(ROOT / "runtime")]
 
 try:
     import boto3  # noqa: F401  (the first import that fails outside the venv)
     import yaml
     from tuning_runtime import contract
 
+    from testing.emulated_instance import EmulatedInstance
     from testing.emulated_stack import (
         STACK,
         CdkError,
         Deployment,
         EmulatedAws,
         EmulatorError,
-        kill_group,
     )
-    from testing.fake_imds import FakeImds, InstanceIdentity
-    from testing.fake_shutdown import read_record
 except ImportError as missing:
     sys.exit(
         f"demo: the Python package '{missing.name}' is missing; the demo runs in the project's "
@@ -77,12 +72,8 @@ DATASET_PREFIX = "datasets/sample"  # the config's data.train/eval, relative to 
 OUTPUT_DIR = ROOT / "demo-output"
 MIN_SPOT_STEPS = 20  # the notice (polled every second) must land before the run ends
 RUN_TIMEOUT_SECONDS = 900
-STOP_WAIT_SECONDS = 30  # Ctrl-C: time for the supervisor to checkpoint and finalise
-# The instance's timings, in seconds rather than minutes so the demo stays short.
-SUPERVISOR_TIMINGS = (
-    "--imds-poll-seconds", "1", "--sample-seconds", "5", "--heartbeat-seconds", "10",
-    "--stop-grace-seconds", "60", "--retry-delay-seconds", "2",
-)  # fmt: skip
+CDK_ERROR_LINES = 40  # of the CDK CLI's output when it fails
+PLACEHOLDER_SPOT_USD_PER_HOUR = 0.001  # below any real GPU spot price
 TRAINER_LINE = re.compile(r"^\S+ \S+ (INFO|WARNING|ERROR) tuning_trainer\.\w+: (.*)$")
 SUPERVISOR_LINE = re.compile(r"^\[tuning-supervisor \S+\] (.*)$")
 RESUMED_FROM = re.compile(r"resuming from \S+/checkpoints/step-(\d+)")
@@ -90,7 +81,6 @@ RESUMED_FROM = re.compile(r"resuming from \S+/checkpoints/step-(\d+)")
 # moto warns for every resource type its CloudFormation skips (alarms, budgets, policies...):
 # the deploy test and testing/emulated_stack.py explain them; the demo's reader needs none.
 warnings.filterwarnings("ignore", message="Tried to parse", category=UserWarning)
-warnings.filterwarnings("ignore", message="No Moto CloudFormation support", category=UserWarning)
 warnings.filterwarnings("ignore", message=r"Exception\(DependencyViolationError\)")
 
 
@@ -260,129 +250,7 @@ class Inbox:
 # -- the instance side ---------------------------------------------------------------------------
 
 
-def descendants(pid: int) -> list[int]:
-    """Every process below ``pid`` (the trainer runs in its own session, out of our group)."""
-    listing = subprocess.run(
-        ["ps", "-A", "-o", "pid=", "-o", "ppid="], capture_output=True, text=True, check=False
-    ).stdout
-    children: dict[int, list[int]] = {}
-    for line in listing.splitlines():
-        child, parent = (int(word) for word in line.split())
-        children.setdefault(parent, []).append(child)
-    found, frontier = [], [pid]
-    while frontier:
-        below = children.get(frontier.pop(), [])
-        found += below
-        frontier += below
-    return found
-
-
-@dataclass
-class Instance:
-    """One emulated GPU instance: its fake IMDS and, once booted, its host supervisor."""
-
-    number: int
-    identity: InstanceIdentity
-    root: Path
-    imds: FakeImds
-    process: subprocess.Popen | None = None
-    log_offset: int = 0
-
-    @property
-    def training_log(self) -> Path:
-        return self.root / "training.log"
-
-    @property
-    def supervisor_log(self) -> Path:
-        return self.root / "supervisor.log"
-
-    @property
-    def shutdown_record(self) -> Path:
-        return self.root / "shutdown-requests.jsonl"
-
-    def progress_step(self) -> int:
-        try:
-            return json.loads((self.root / "run" / "progress.json").read_text())["step"]
-        except (OSError, ValueError, KeyError, TypeError):
-            return 0
-
-    def boot(self, emulator: EmulatedAws, stack_name: str) -> None:
-        """What the systemd unit does at boot: start the supervisor (here with the local launcher
-        and the real trainer CLI, and a recording fake for shutdown)."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        python = sys.executable
-        env = {**os.environ, **emulator.sdk_env()}
-        env.pop("AWS_EC2_METADATA_DISABLED", None)  # an instance has IMDS: the fake one
-        env.update(
-            {
-                contract.ENV_IMDS_ENDPOINT: self.imds.url,
-                "PATH": f"{Path(python).parent}{os.pathsep}{env['PATH']}",  # `aws`: the venv's
-                "PYTHONPATH": str(RUNTIME_DIR),
-                # this instance's own disk for model cache and unpublished checkpoints
-                "LLM_OUTPUT__STAGING_DIR": str(self.root / "scratch" / "staging"),
-                "LLM_MODEL__CACHE_DIR": str(self.root / "scratch" / "models"),
-                "HF_HUB_OFFLINE": "1",
-                "TOKENIZERS_PARALLELISM": "false",
-                "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
-            }
-        )
-        shutdown = [python, str(ROOT / "testing" / "fake_shutdown.py"), str(self.shutdown_record)]
-        argv = [
-            python, "-m", "tuning_runtime", "run",
-            "--settings-parameter", contract.settings_parameter_name(stack_name),
-            "--launcher", "local",
-            "--trainer-command", shlex.join([python, "-m", "tuning_trainer"]),
-            "--shutdown-command", shlex.join([*shutdown, "-h", "now"]),
-            "--no-tmux",
-            "--billing-start", "now",
-            "--state-dir", str(self.root),
-            "--training-log", str(self.training_log),
-            "--supervisor-log", str(self.supervisor_log),
-            *SUPERVISOR_TIMINGS,
-        ]  # fmt: skip
-        self.process = subprocess.Popen(
-            argv,
-            cwd=self.root,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=(self.root / "supervisor.stderr").open("w"),
-            start_new_session=True,
-        )
-
-    def new_log_lines(self) -> list[str]:
-        try:
-            with self.training_log.open("rb") as log:
-                log.seek(self.log_offset)
-                data = log.read()
-        except FileNotFoundError:
-            return []
-        complete = data.rfind(b"\n") + 1
-        self.log_offset += complete
-        return data[:complete].decode(errors="replace").splitlines()
-
-    def stop(self, out: Callable[[str], None]) -> None:
-        """As a host shutdown: SIGTERM to the supervisor, which stops the trainer (it publishes
-        a checkpoint) and finalises; whatever is left after STOP_WAIT_SECONDS is killed."""
-        process = self.process
-        if process is not None and process.poll() is None:
-            below = descendants(process.pid)
-            out(f"stopping instance {self.number}: the supervisor checkpoints and finalises")
-            with contextlib.suppress(ProcessLookupError):
-                process.send_signal(signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired, KeyboardInterrupt):
-                process.wait(timeout=STOP_WAIT_SECONDS)
-            show_progress(self, out)
-            for pid in [*below, *descendants(process.pid)]:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(pid, signal.SIGKILL)  # the trainer leads its own session
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-            kill_group(process)
-        self.imds.stop()
-
-
-def show_progress(instance: Instance, out: Callable[[str], None]) -> None:
+def show_progress(instance: EmulatedInstance, out: Callable[[str], None]) -> None:
     for line in instance.new_log_lines():
         said = SUPERVISOR_LINE.match(line)
         if said:
@@ -395,10 +263,10 @@ def show_progress(instance: Instance, out: Callable[[str], None]) -> None:
 
 
 def supervise(
-    instance: Instance,
+    instance: EmulatedInstance,
     out: Callable[[str], None],
     interrupt_at_step: int | None = None,
-) -> int:
+) -> None:
     """Follow the instance's run to the supervisor's exit; serve a spot notice at a step."""
     assert instance.process is not None
     deadline = time.monotonic() + RUN_TIMEOUT_SECONDS
@@ -421,7 +289,17 @@ def supervise(
             )
         time.sleep(0.3)
     show_progress(instance, out)
-    return instance.process.returncode
+    code = instance.process.returncode
+    ledger = RunOutputs(instance.deployment, instance.deployment.outputs["RunId"]).ledger()
+    out(
+        f"instance {instance.number}: the supervisor exited {code}; ledger: {ledger.get('status')}"
+        f" ({ledger.get('reason')}), last step {ledger.get('lastStep')}"
+    )
+    if code != 0:
+        raise DemoError(
+            f"the host supervisor exited {code}; see supervisor-{instance.number}.log in the "
+            "demo output folder."
+        )
 
 
 # -- reading the end state -----------------------------------------------------------------------
@@ -496,6 +374,16 @@ def show_ledger(ledger: dict, out: Callable[[str], None]) -> None:
     shown = {k: v for k, v in ledger.items() if k != "lastLogLines" or v}
     for line in json.dumps(shown, indent=2).splitlines():
         out(f"  {line}")
+    prices = [
+        a["usdPerHour"]
+        for a in ledger.get("attempts", [])
+        if a.get("market") == "spot" and a.get("usdPerHour") is not None
+    ]
+    if prices and min(prices) < PLACEHOLDER_SPOT_USD_PER_HOUR:
+        out(
+            f"  (usdPerHour {min(prices)}: moto's spot price history is a placeholder, hence the "
+            "~$0 estimate; on AWS the supervisor records the zone's real spot price)"
+        )
 
 
 def show_listing(run: RunOutputs, folder: str, out: Callable[[str], None]) -> list[str]:
@@ -545,7 +433,7 @@ def run_demo(
     result = DemoResult()
     phases = Phases(out, result.phase_seconds)
     own_emulator = emulator is None
-    instances: list[Instance] = []
+    instances: list[EmulatedInstance] = []
     workdir = Path(tempfile.mkdtemp(prefix="tuning-lab-demo-"))
     output_dir = options.output_dir
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -587,45 +475,10 @@ def run_demo(
             )
             max_steps = int(deployment_run_config(deployment)["training"]["max_steps"])
             interrupt_at = max_steps // 2 if options.spot_interrupt else None
-            resumed_at = run_instances(
-                emulator, deployment, run, instances, workdir, out, interrupt_at
-            )
-            for instance in instances:
-                for log, name in ((instance.training_log, "training"),
-                                  (instance.supervisor_log, "supervisor")):  # fmt: skip
-                    if log.exists():
-                        shutil.copy(log, output_dir / f"{name}-{instance.number}.log")
+            resumed_at = run_instances(deployment, run, instances, workdir, out, interrupt_at)
 
         with phases("results: the end state, read back from the emulated AWS"):
-            result.ledger = run.ledger()
-            out(f"ledger (s3://{run.bucket}/{run.prefix}{contract.LEDGER_NAME})")
-            show_ledger(result.ledger, out)
-            (output_dir / "ledger.json").write_text(json.dumps(result.ledger, indent=2) + "\n")
-            result.final_keys = show_listing(run, f"{contract.FINAL_DIR}/", out)
-            result.checkpoint_keys = show_listing(run, "checkpoints/", out)
-            result.messages = inbox.read()
-            show_messages(result.messages, out)
-            (output_dir / "messages.json").write_text(json.dumps(result.messages, indent=2) + "\n")
-            group = deployment.group()
-            result.desired_capacity = group["DesiredCapacity"]
-            live = [i["InstanceId"] for i in group["Instances"]
-                    if i["LifecycleState"] not in ("Terminated", "Terminating")]  # fmt: skip
-            out(f"Auto Scaling group {group['AutoScalingGroupName']}: desired capacity "
-                f"{result.desired_capacity}, instances in it: {live or 'none'}")  # fmt: skip
-            for instance in instances:
-                requests = read_record(instance.shutdown_record)
-                result.shutdown_requests += requests
-                asked = ", ".join(" ".join(["shutdown", *r["args"]]) for r in requests)
-                out(f"instance {instance.number} ({instance.identity.instance_id}): "
-                    f"{asked or 'NO shutdown requested'}")  # fmt: skip
-            state = run.read_json(f"{contract.FINAL_DIR}/trainer_state.json")
-            if state is not None:
-                result.loss_curve = output_dir / "loss-curve.png"
-                summary = plot_loss_curve(
-                    state, result.loss_curve, f"tuning-lab demo: {run.run_id}", resumed_at
-                )
-                out(f"loss curve: {display_path(result.loss_curve)} ({summary})")
-            out(f"logs, ledger and messages: {display_path(output_dir)}/")
+            show_end_state(run, inbox, instances, resumed_at, output_dir, result, out)
 
         hooks.before_destroy(deployment)
         if options.keep_emulator:
@@ -644,12 +497,67 @@ def run_demo(
                 out("emulator stopped")
         check_end_state(result, run.run_id)
         return result
+    except Exception:
+        out(f"\n(the demo stopped during the phase '{phases.current}')")
+        raise
     finally:
         for instance in instances:
-            instance.stop(out)
+            if instance.is_running():
+                out(
+                    f"stopping instance {instance.number}: its supervisor checkpoints and finalises"
+                )
+            instance.stop()
+            show_progress(instance, out)
+            for log, name in ((instance.training_log, "training"),
+                              (instance.supervisor_log, "supervisor")):  # fmt: skip
+                if log.exists():
+                    shutil.copy(log, output_dir / f"{name}-{instance.number}.log")
         if own_emulator and emulator is not None:
             emulator.stop()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def show_end_state(
+    run: RunOutputs,
+    inbox: Inbox,
+    instances: list[EmulatedInstance],
+    resumed_at: int | None,
+    output_dir: Path,
+    result: DemoResult,
+    out: Callable[[str], None],
+) -> None:
+    """Phase 4: the ledger, final/ and checkpoints/, the messages, the group, the shutdown
+    requests and the loss curve, each read back from the emulated AWS into ``result``."""
+    deployment = run.deployment
+    result.ledger = run.ledger()
+    out(f"ledger (s3://{run.bucket}/{run.prefix}{contract.LEDGER_NAME})")
+    show_ledger(result.ledger, out)
+    (output_dir / "ledger.json").write_text(json.dumps(result.ledger, indent=2) + "\n")
+    result.final_keys = show_listing(run, f"{contract.FINAL_DIR}/", out)
+    result.checkpoint_keys = show_listing(run, "checkpoints/", out)
+    result.messages = inbox.read()
+    show_messages(result.messages, out)
+    (output_dir / "messages.json").write_text(json.dumps(result.messages, indent=2) + "\n")
+    group = deployment.group()
+    result.desired_capacity = group["DesiredCapacity"]
+    live = [i["InstanceId"] for i in group["Instances"]
+            if i["LifecycleState"] not in ("Terminated", "Terminating")]  # fmt: skip
+    out(f"Auto Scaling group {group['AutoScalingGroupName']}: desired capacity "
+        f"{result.desired_capacity}, instances in it: {live or 'none'}")  # fmt: skip
+    for instance in instances:
+        requests = instance.shutdown_requests()
+        result.shutdown_requests += requests
+        asked = ", ".join(" ".join(["shutdown", *r["args"]]) for r in requests)
+        out(f"instance {instance.number} ({instance.identity.instance_id}): "
+            f"{asked or 'NO shutdown requested'}")  # fmt: skip
+    state = run.read_json(f"{contract.FINAL_DIR}/trainer_state.json")
+    if state is not None:
+        result.loss_curve = output_dir / "loss-curve.png"
+        summary = plot_loss_curve(
+            state, result.loss_curve, f"tuning-lab demo: {run.run_id}", resumed_at
+        )
+        out(f"loss curve: {display_path(result.loss_curve)} ({summary})")
+    out(f"logs, ledger and messages: {display_path(output_dir)}/")
 
 
 def display_path(path: Path) -> str:
@@ -666,62 +574,46 @@ def deployment_run_config(deployment: Deployment) -> dict:
 
 
 def run_instances(
-    emulator: EmulatedAws,
     deployment: Deployment,
     run: RunOutputs,
-    instances: list[Instance],
+    instances: list[EmulatedInstance],
     workdir: Path,
     out: Callable[[str], None],
     interrupt_at: int | None,
 ) -> int | None:
     """Boot the instance the group launched; after a spot interruption, its replacement.
     Returns the step the replacement resumed from (None without an interruption)."""
-    first = boot_instance(emulator, deployment, instances, workdir, out)
-    code = supervise(first, out, interrupt_at)
+    first = boot_instance(deployment, instances, workdir, out)
+    supervise(first, out, interrupt_at)
     ledger = run.ledger()
-    out(f"instance 1 supervisor exited {code}; ledger: {ledger.get('status')} "
-        f"({ledger.get('reason')}), last step {ledger.get('lastStep')}")  # fmt: skip
-    if code != 0:
-        raise DemoError(
-            f"the host supervisor exited {code}; see supervisor-1.log in the demo output folder."
-        )
     if ledger.get("status") != contract.INTERRUPTED:
         if interrupt_at is not None:
             out("the run finished before the notice took effect; nothing to resume")
         return None
 
-    group = deployment.group()
     out(f"EC2 reclaims {first.identity.instance_id}; the group (desired capacity "
-        f"{group['DesiredCapacity']}) launches a replacement")  # fmt: skip
-    deployment.client("autoscaling").terminate_instance_in_auto_scaling_group(
-        InstanceId=first.identity.instance_id, ShouldDecrementDesiredCapacity=False
-    )
-    second = boot_instance(emulator, deployment, instances, workdir, out)
-    code = supervise(second, out)
-    if code != 0:
-        raise DemoError(
-            f"the host supervisor exited {code}; see supervisor-2.log in the demo output folder."
-        )
+        f"{deployment.group()['DesiredCapacity']}) launches a replacement")  # fmt: skip
+    first.reclaim()
+    second = boot_instance(deployment, instances, workdir, out)
+    supervise(second, out)
     resumed = RESUMED_FROM.search(second.training_log.read_text())
     return int(resumed.group(1)) if resumed else None
 
 
 def boot_instance(
-    emulator: EmulatedAws,
     deployment: Deployment,
-    instances: list[Instance],
+    instances: list[EmulatedInstance],
     workdir: Path,
     out: Callable[[str], None],
-) -> Instance:
-    identity = deployment.instance_identity()
+) -> EmulatedInstance:
     number = len(instances) + 1
-    instance = Instance(number, identity, workdir / f"instance-{number}", FakeImds(identity))
+    instance = EmulatedInstance.launch(deployment, workdir / f"instance-{number}", number)
     instances.append(instance)
-    instance.imds.start()
+    identity = instance.identity
     out(f"instance {number}: {identity.instance_id} ({identity.instance_type}, "
         f"{identity.availability_zone}, {identity.life_cycle}); fake IMDSv2 at "
         f"{instance.imds.url}")  # fmt: skip
-    instance.boot(emulator, STACK)
+    instance.boot()
     return instance
 
 
@@ -773,6 +665,7 @@ def _parse_args(argv: list[str] | None) -> Options:
         prog="scripts/demo.py",
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog='Through make: make demo DEMO_FLAGS="--keep-emulator --steps 120"',
     )
     parser.add_argument(
         "--steps", type=int, help="optimizer steps of the run (default: the config's 60)"
@@ -807,10 +700,20 @@ def _parse_args(argv: list[str] | None) -> Options:
 
 
 def _check_installed() -> None:
-    if importlib.util.find_spec("tuning_trainer") is None:
+    missing = [
+        what
+        for what, found in (
+            ("the trainer package (tuning_trainer)", importlib.util.find_spec("tuning_trainer")),
+            ("the AWS CLI (awscli)", shutil.which("aws", path=str(Path(sys.executable).parent))),
+        )
+        if not found
+    ]
+    if missing:
         raise DemoError(
-            "the trainer package is not installed in this Python: run `make install` "
-            "(or `make demo`, which installs it first)."
+            f"{' and '.join(missing)} {'are' if len(missing) > 1 else 'is'} not installed "
+            f"beside {sys.executable}: run "
+            "`make demo` (it installs .venv first), or `make install` and then "
+            ".venv/bin/python scripts/demo.py."
         )
 
 
@@ -841,8 +744,13 @@ def main(argv: list[str] | None = None) -> int:
         out(f"\ndemo failed: {error}")
         return 1
     except CdkError as error:
-        out(f"\ndemo failed: {error}\nThe CDK app's own message is above. `make test-deploy` "
-            "deploys the same stack into the emulator in a test.")  # fmt: skip
+        lines = str(error).splitlines()
+        out("\ndemo failed: " + "\n".join([lines[0], *lines[1:][-CDK_ERROR_LINES:]]))
+        out(
+            "The CDK CLI's own message is above; `npx cdk synth TrainingStack -c "
+            "createInstance=true -c runConfig=configs/tiny-llama-lora.yaml` shows synth errors "
+            "without the emulator, and `make test-deploy` deploys the same stack in a test."
+        )
         return 1
     print_timings(result.phase_seconds, out)
     out(f"demo finished in {time.monotonic() - started:.0f} s: run {result.run_id} completed on "

@@ -191,7 +191,7 @@ class Deployment:
 
 @dataclass
 class EmulatedAws:
-    """moto's server with a CDK-bootstrapped account, and the CDK CLI pointed at it."""
+    """moto's server with an empty, CDK-bootstrapped account, and the CDK CLI pointed at it."""
 
     port: int = 0
     region: str = REGION
@@ -210,6 +210,9 @@ class EmulatedAws:
             )
         check_port_free(self.port)
         self.moto = MotoServer(port=self.port).start()
+        # moto's backends are global to the process: a second emulator in the same process (the
+        # deploy test after the demo's test) would see the first one's retained resources.
+        self.moto.reset()
         moto = self.moto
         self.cdk_env = {**os.environ, **moto.env(self.region), "CI": "true"}
         # moto's CloudFormation finds templates only on `localhost` (module docstring).

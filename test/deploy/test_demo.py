@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from scripts import demo
+from testing.emulated_instance import descendants
 from testing.emulated_stack import ROOT, Deployment, EmulatedAws
 
 pytestmark = [
@@ -85,7 +86,7 @@ def read_end_state(deployment: Deployment, observed: Observed) -> None:
 def leftover_processes() -> list[str]:
     """Processes below this one that belong to the demo (the supervisor, the trainer)."""
     left = []
-    for pid in demo.descendants(os.getpid()):
+    for pid in descendants(os.getpid()):
         try:
             command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
         except OSError:
