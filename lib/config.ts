@@ -99,18 +99,23 @@ function listSetting<T extends z.ZodType<string>>(item: T) {
   );
 }
 
+/** GPU families whose every size has several GPUs, which one trainer process would leave idle. */
+const MULTI_GPU_FAMILIES = ['p3dn', 'p4d', 'p4de', 'p5', 'p5e', 'p5en', 'p6-b200'];
+const ONE_GPU = 'the trainer uses one GPU, so only single-GPU sizes';
+
 const instanceType = z.string().superRefine((value, ctx) => {
   if (SUPPORTED_INSTANCE_TYPES.includes(value)) return;
   const [family] = value.split('.');
   const sizes = SUPPORTED_INSTANCE_TYPES.filter((t) => t.startsWith(`${family}.`));
-  ctx.addIssue({
-    code: 'custom',
-    message:
-      sizes.length > 0
-        ? `'${value}' is not a ${family} size tuning-lab supports; use one of ${sizes.join(', ')}`
-        : `'${value}' is not a GPU type; use g4dn, g5, g6, g6e, p3, p4d or p5 sizes ` +
-          `(families: ${GPU_FAMILIES.join(', ')}), e.g. g5.xlarge`,
-  });
+  let message: string;
+  if (sizes.length > 0) {
+    message = `'${value}' is not a ${family} size tuning-lab supports (${ONE_GPU}); use one of ${sizes.join(', ')}`;
+  } else if (MULTI_GPU_FAMILIES.includes(family)) {
+    message = `'${value}' has several GPUs and ${ONE_GPU} are supported; use ${GPU_FAMILIES.join(', ')} sizes, e.g. g6e.xlarge`;
+  } else {
+    message = `'${value}' is not a GPU type; use ${GPU_FAMILIES.join(', ')} sizes, e.g. g5.xlarge`;
+  }
+  ctx.addIssue({ code: 'custom', message });
 });
 
 export const settingsSchema = z
@@ -157,8 +162,9 @@ export const settingsSchema = z
           'GPU types the group may launch, first preferred: a capacity ladder across types ' +
           'and Availability Zones.',
         allowed:
-          `comma list of ${GPU_FAMILIES.join(', ')} sizes (the ${SUPPORTED_INSTANCE_TYPES.length} ` +
-          'types priced in lib/pricing.ts); p3 only on its own (it boots another AMI)',
+          `comma list of single-GPU ${GPU_FAMILIES.join(', ')} sizes (the ` +
+          `${SUPPORTED_INSTANCE_TYPES.length} types priced in lib/pricing.ts); p3 only on its own ` +
+          '(it boots another AMI)',
       }),
     useSpot: booleanSetting.default(true).register(settingDocs, {
       description: 'Spot capacity (capacity-optimized); `false` for on-demand.',
@@ -208,13 +214,18 @@ export const settingsSchema = z
       }),
     githubRepo: z
       .string()
-      .regex(/^[A-Za-z0-9][A-Za-z0-9-]*\/[A-Za-z0-9._-]+$/, 'must be owner/name, e.g. acme/llm')
+      .regex(
+        /^[A-Za-z0-9][A-Za-z0-9-]*(@\d+)?\/[A-Za-z0-9._-]+(@\d+)?$/,
+        'must be owner/name, e.g. acme/llm (or owner@id/name@id, as the OIDC subject names it)',
+      )
       .optional()
       .register(settingDocs, {
         description:
           'The GitHub repository whose workflow may push the trainer image (the GitHub OIDC role).',
         whenUnset: 'no GitHub role (synth warns)',
-        allowed: '`owner/name`',
+        allowed:
+          '`owner/name`, or `owner@<id>/name@<id>` where the OIDC token subject names the ' +
+          'repository with ids (repositories created from mid-2026)',
       }),
     githubBranch: z
       .string()

@@ -128,11 +128,12 @@ export class TrainingStack extends Stack {
     });
     new CfnOutput(this, 'GpuGroupName', { value: group });
     new CfnOutput(this, 'SsmSessionCommand', {
-      description: "Opens a shell on the run's instance (then: tmux attach -t training)",
+      description: "Opens a shell on the run's instance (then: sudo tmux attach -t training)",
       value:
         `aws ssm start-session --region ${this.region} --target $(aws autoscaling ` +
         `describe-auto-scaling-groups --region ${this.region} --auto-scaling-group-names ${group} ` +
-        "--query 'AutoScalingGroups[0].Instances[0].InstanceId' --output text)",
+        '--query "AutoScalingGroups[0].Instances[?LifecycleState==\'InService\'] | [0].InstanceId" ' +
+        '--output text)',
     });
     new CfnOutput(this, 'LogGroupName', { value: this.compute.logGroup.logGroupName });
     new CfnOutput(this, 'AlertsTopicArn', { value: this.safety.topic.topicArn });

@@ -110,7 +110,18 @@ describe('bad values name the key, the value and what is allowed', () => {
     ],
     [
       { instanceTypes: 'g5.superlarge' },
-      "'g5.superlarge' is not a g5 size tuning-lab supports; use one of g5.xlarge",
+      "'g5.superlarge' is not a g5 size tuning-lab supports (the trainer uses one GPU, so only " +
+        'single-GPU sizes); use one of g5.xlarge, g5.2xlarge, g5.4xlarge, g5.8xlarge, g5.16xlarge',
+    ],
+    [
+      { instanceTypes: 'g5.12xlarge' },
+      "Invalid setting instanceTypes=g5.12xlarge: 'g5.12xlarge' is not a g5 size tuning-lab " +
+        'supports (the trainer uses one GPU, so only single-GPU sizes)',
+    ],
+    [
+      { instanceTypes: 'p4d.24xlarge' },
+      "'p4d.24xlarge' has several GPUs and the trainer uses one GPU, so only single-GPU sizes " +
+        'are supported; use g4dn, g5, g6, g6e, p3 sizes, e.g. g6e.xlarge',
     ],
     [{ instanceTypes: 'g5.xlarge,p3.2xlarge' }, 'p3 (V100) needs a different Deep Learning AMI'],
     [

@@ -13,7 +13,7 @@ describe('on-demand price table', () => {
 
   test('covers every family the stack accepts, each price positive', () => {
     const families = new Set(SUPPORTED_INSTANCE_TYPES.map((t) => t.split('.')[0]));
-    expect([...families].sort()).toEqual(['g4dn', 'g5', 'g6', 'g6e', 'p3', 'p4d', 'p5']);
+    expect([...families].sort()).toEqual(['g4dn', 'g5', 'g6', 'g6e', 'p3']);
     for (const price of Object.values(ON_DEMAND_USD_PER_HOUR)) expect(price).toBeGreaterThan(0);
   });
 

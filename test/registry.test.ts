@@ -114,10 +114,10 @@ describe('registry layer with githubRepo', () => {
   });
 });
 
-describe('registry layer with another branch and an imported OIDC provider', () => {
+describe('registry layer with another branch, ids in the repository name, an imported OIDC provider', () => {
   const arn = 'arn:aws:iam::123456789012:oidc-provider/token.actions.githubusercontent.com';
   const { template } = synth({
-    githubRepo: 'acme/llm',
+    githubRepo: 'acme@1234/llm@5678',
     githubBranch: 'release',
     githubOidcProviderArn: arn,
   });
@@ -131,14 +131,15 @@ describe('registry layer with another branch and an imported OIDC provider', () 
     });
   });
 
-  test('the trust names the configured branch', () => {
+  test('the trust names the configured branch and the repository exactly as given', () => {
     template.hasResourceProperties('AWS::IAM::Role', {
       AssumeRolePolicyDocument: {
         Statement: [
           Match.objectLike({
             Condition: {
               StringEquals: Match.objectLike({
-                'token.actions.githubusercontent.com:sub': 'repo:acme/llm:ref:refs/heads/release',
+                'token.actions.githubusercontent.com:sub':
+                  'repo:acme@1234/llm@5678:ref:refs/heads/release',
               }),
             },
           }),

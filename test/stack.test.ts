@@ -210,13 +210,14 @@ describe('stack outputs', () => {
     );
   });
 
-  test("the SSM command finds the group's instance and opens a session", () => {
+  test("the SSM command finds the group's in-service instance and opens a session", () => {
     const command = JSON.stringify(outputs.SsmSessionCommand.Value);
     expect(command).toContain(
       'aws ssm start-session --region us-east-1 --target $(aws autoscaling describe-auto-scaling-groups',
     );
+    // JSON.stringify escapes the double quotes the shell sees around the query.
     expect(command).toContain(
-      "--query 'AutoScalingGroups[0].Instances[0].InstanceId' --output text)",
+      `--query \\"AutoScalingGroups[0].Instances[?LifecycleState=='InService'] | [0].InstanceId\\" --output text)`,
     );
   });
 });

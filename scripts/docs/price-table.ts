@@ -18,26 +18,6 @@ const FAMILIES: Record<string, { gpu: string; quota: 'G and VT' | 'P' }> = {
   g6: { gpu: 'NVIDIA L4 24 GB', quota: 'G and VT' },
   g6e: { gpu: 'NVIDIA L40S 48 GB', quota: 'G and VT' },
   p3: { gpu: 'NVIDIA V100 16 GB', quota: 'P' },
-  p4d: { gpu: 'NVIDIA A100 40 GB', quota: 'P' },
-  p5: { gpu: 'NVIDIA H100 80 GB', quota: 'P' },
-};
-
-/** Sizes with more than one GPU; every other supported size has one. */
-const GPU_COUNT: Record<string, number> = {
-  'g4dn.12xlarge': 4,
-  'g5.12xlarge': 4,
-  'g5.24xlarge': 4,
-  'g5.48xlarge': 8,
-  'g6.12xlarge': 4,
-  'g6.24xlarge': 4,
-  'g6.48xlarge': 8,
-  'g6e.12xlarge': 4,
-  'g6e.24xlarge': 4,
-  'g6e.48xlarge': 8,
-  'p3.8xlarge': 4,
-  'p3.16xlarge': 8,
-  'p4d.24xlarge': 8,
-  'p5.48xlarge': 8,
 };
 
 /** vCPUs of a size, what the quotas count: xlarge = 4, Nxlarge = 4 N. */
@@ -53,10 +33,9 @@ export function renderPriceTable(): string {
   const rows = SUPPORTED_INSTANCE_TYPES.map((type) => {
     const family = FAMILIES[type.split('.')[0]];
     if (!family) throw new Error(`no GPU described for ${type} in scripts/docs/price-table.ts`);
-    const gpus = GPU_COUNT[type] ?? 1;
     return [
       `\`${type}\``,
-      `${gpus} x ${family.gpu}`,
+      family.gpu,
       String(vcpus(type)),
       family.quota,
       String(ON_DEMAND_USD_PER_HOUR[type]),
@@ -69,7 +48,7 @@ export function renderPriceTable(): string {
     table(
       [
         'type',
-        'GPUs',
+        'GPU (one per instance)',
         'vCPUs',
         'quota',
         'on-demand USD/hour',
