@@ -8,7 +8,9 @@
 # the rest. Idempotent: running it again (cloud-init runs it once per instance; systemd starts the
 # enabled unit on every boot) converges to the same files and the same running unit.
 # If setup fails, the instance sets its group's capacity to 0 and shuts down (= terminates):
-# a half-configured GPU instance must not bill.
+# a half-configured GPU instance must not bill. Before that it copies this log to the run's
+# logs/ in S3 and sends one `failed` message, so the failure is neither silent nor lost with the
+# instance.
 # Tests set TUNING_LAB_ROOT to install into a scratch folder with fake aws/systemctl/shutdown.
 set -euo pipefail
 root="${TUNING_LAB_ROOT:-}"
@@ -22,13 +24,45 @@ unit=tuning-supervisor.service
 
 log() { echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) $*"; }
 
+# Best effort: the settings name the run, its output folder and the alerts topic.
+report_setup_failure() {
+  local instance_id=$1 line=$2 settings run_id output_uri topic log_uri
+  settings=$(aws ssm get-parameter --region "$region" --name '{{RUN_SETTINGS_PARAMETER}}' \
+    --query Parameter.Value --output text) || return 0
+  read -r run_id output_uri topic < <(python3 -c 'import json, sys
+s = json.load(sys.stdin)
+print(s["runId"], s["outputUri"], s["topicArn"])' <<<"$settings") || return 0
+  log_uri="$output_uri/logs/$instance_id/training-setup.log"
+  aws s3 cp --only-show-errors --region "$region" "$root/var/log/training-setup.log" "$log_uri" ||
+    log_uri="not copied (see the instance's console output)"
+  aws sns publish --region "$region" --topic-arn "$topic" --subject "tuning-lab $run_id: failed" \
+    --message-attributes "{\"runId\": {\"DataType\": \"String\", \"StringValue\": \"$run_id\"},
+      \"status\": {\"DataType\": \"String\", \"StringValue\": \"failed\"}}" \
+    --message "Run: $run_id
+Status: failed
+Reason: setup-failed: the instance's setup (user-data) failed at line $line
+Instance: $instance_id
+Duration: -
+Estimated cost: -
+Model: -
+Logs: $log_uri
+
+Next step:
+No training started: the instance could not install the host supervisor. It set its group's
+capacity to 0 and terminated. Read the setup log, fix the cause (see docs/troubleshooting.md),
+then deploy again with -c createInstance=true; the run resumes from its last checkpoint, if any.
+" >/dev/null || true
+}
+
 give_up() {
   log "setup failed (line $1): setting the group's capacity to 0 and shutting down"
   local token instance_id group
   token=$(curl -sf -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 60' \
     "${AWS_EC2_METADATA_SERVICE_ENDPOINT:-http://169.254.169.254}/latest/api/token") || true
   instance_id=$(curl -sf -H "X-aws-ec2-metadata-token: $token" \
-    "${AWS_EC2_METADATA_SERVICE_ENDPOINT:-http://169.254.169.254}/latest/meta-data/instance-id") || true
+    "${AWS_EC2_METADATA_SERVICE_ENDPOINT:-http://169.254.169.254}/latest/meta-data/instance-id") ||
+    instance_id=unknown-instance
+  report_setup_failure "$instance_id" "$1"
   group=$(aws autoscaling describe-auto-scaling-instances --region "$region" \
     --instance-ids "$instance_id" --query 'AutoScalingInstances[0].AutoScalingGroupName' \
     --output text) || true

@@ -14,7 +14,15 @@ from pathlib import Path
 
 import boto3
 import pytest
-from harness import FAKES, REGION, RUNTIME_DIR, STACK_NAME, build_runtime_archive
+from harness import (
+    FAKES,
+    OUTPUTS_BUCKET,
+    REGION,
+    RUN_ID,
+    RUNTIME_DIR,
+    STACK_NAME,
+    build_runtime_archive,
+)
 
 from tuning_runtime import contract
 from tuning_runtime.launchers import STOP_TIMEOUT_SECONDS
@@ -124,6 +132,23 @@ def test_failed_setup_sets_capacity_to_zero_and_shuts_down(instance, cloud):
     assert (instance.parent / "shutdown.log").read_text().split(" ", 1)[1] == "-h now\n"
     assert cloud.group()["DesiredCapacity"] == 0
     assert not (instance.parent / "systemctl.log").exists()
+
+
+def test_failed_setup_leaves_its_log_in_s3_and_sends_one_failed_message(instance, cloud):
+    run_user_data(instance, render(archive_uri="s3://tuning-assets/runtime/missing.zip"))
+
+    log_key = f"runs/{RUN_ID}/logs/{cloud.instance_id}/training-setup.log"
+    assert cloud.keys("logs/") == [log_key]
+    copied = boto3.client("s3").get_object(Bucket=OUTPUTS_BUCKET, Key=log_key)["Body"].read()
+    assert b"failed; retrying" in copied
+    [message] = cloud.messages()
+    assert message["subject"] == f"tuning-lab {RUN_ID}: failed"
+    assert (message["runId"], message["status"]) == (RUN_ID, "failed")
+    assert (
+        "Reason: setup-failed: the instance's setup (user-data) failed at line" in message["body"]
+    )
+    assert f"Logs: s3://{OUTPUTS_BUCKET}/{log_key}" in message["body"]
+    assert "\nNext step:\nNo training started" in message["body"]
 
 
 def test_user_data_is_shellcheck_clean():
