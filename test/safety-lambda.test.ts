@@ -308,7 +308,7 @@ describe('one safety pass 13 hours after launch', () => {
     ]);
     const overdue = received.find((m) => m.Subject.includes('run-overdue'));
     expect(overdue.Message).toContain('Reason: max-runtime');
-    expect(overdue.Message).toContain('Next step: ');
+    expect(overdue.Message).toContain('\nNext step:\n');
     expect(overdue.MessageAttributes).toMatchObject({
       runId: { Type: 'String', Value: 'run-overdue' },
       status: { Type: 'String', Value: 'stopped-by-safety' },

@@ -1,11 +1,18 @@
 import type { Ledger } from '../lib/contract';
 import type { Decision } from '../lambda/safety/decide';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import {
   formatRunMessage,
   ledgerAfterSafetyStop,
   safetyStopMessage,
+  type RunMessageFields,
   type StoppedInstance,
 } from '../lambda/safety/report';
+
+/** The message cases the supervisor (Python) and this Lambda must render identically. */
+const golden: { cases: { name: string; facts: unknown; subject: string; body: string }[] } =
+  JSON.parse(readFileSync(join(__dirname, '..', 'testing', 'run-messages.golden.json'), 'utf8'));
 
 const NOW = new Date('2026-01-10T12:00:00Z');
 const decision: Decision = {
@@ -170,31 +177,23 @@ describe('SNS message format', () => {
     expect(message.subject.length).toBe(100);
   });
 
-  test('the body has the contract lines in order, then the next step', () => {
+  test.each(golden.cases)('renders the shared golden case: $name', (goldenCase) => {
+    const message = formatRunMessage(goldenCase.facts as RunMessageFields);
+    expect(message.subject).toBe(goldenCase.subject);
+    expect(message.body).toBe(goldenCase.body);
+  });
+
+  test('a failure carries at most the last 20 log lines', () => {
+    const lines = Array.from({ length: 30 }, (_, i) => `line ${i}`);
     const body = formatRunMessage({
       runId: 'run-1',
-      status: 'stopped-by-safety',
-      reason: 'max-cost',
-      instance: 'i-1 g5.xlarge',
-      durationSeconds: 3725,
-      estimatedCostUsd: 1.234,
-      modelUri: null,
-      logsUri: 's3://b/runs/run-1/logs/',
-      nextStep: 'Raise the cap.',
+      status: 'failed',
+      instance: 'i-1',
+      nextStep: 'x',
+      lastLogLines: lines,
     }).body;
-    expect(body.split('\n')).toEqual([
-      'Run: run-1',
-      'Status: stopped-by-safety',
-      'Reason: max-cost',
-      'Instance: i-1 g5.xlarge',
-      'Duration: 1 h 2 min',
-      'Estimated cost: 1.23 USD',
-      'Model: none (no final model was published)',
-      'Logs: s3://b/runs/run-1/logs/',
-      '',
-      'Next step: Raise the cap.',
-      '',
-    ]);
+    expect(body).toContain('Last 20 log lines:\n  line 10\n');
+    expect(body).not.toContain('line 9\n');
   });
 
   test('the safety stop message says which limit fired and how to resume', () => {
@@ -203,9 +202,9 @@ describe('SNS message format', () => {
     expect(message.subject).toBe('tuning-lab run-1: stopped-by-safety');
     expect(message.body).toContain('Reason: max-runtime: ran 12.50 h, limit 12 h');
     expect(message.body).toContain('Instance: i-2 g5.xlarge spot us-east-1b');
-    expect(message.body).toContain('Estimated cost: 6.50 USD');
+    expect(message.body).toContain('Estimated cost: $6.50 (estimate)');
     expect(message.body).toContain(
-      'Next step: the run reached the runtime limit (maxRuntimeHours)',
+      'Next step:\nThe run reached the runtime limit (maxRuntimeHours)',
     );
     expect(message.body).toContain('s3://outputs-bucket/runs/run-1/checkpoints/');
   });

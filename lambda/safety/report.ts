@@ -87,32 +87,45 @@ export interface RunMessage {
 export interface RunMessageFields {
   readonly runId: string;
   readonly status: MessageStatus;
-  readonly reason: string;
+  readonly reason?: string | null;
   readonly instance: string;
-  readonly durationSeconds: number;
-  readonly estimatedCostUsd?: number;
+  readonly durationSeconds?: number | null;
+  readonly estimatedCostUsd?: number | null;
   readonly modelUri?: string | null;
   readonly logsUri?: string | null;
   readonly nextStep: string;
+  readonly lastLogLines?: readonly string[];
 }
 
-/** The one message format every sender uses (contract section 5). */
+/** At most this many of a failed trainer's last log lines go into a message. */
+export const LOG_LINES_IN_MESSAGE = 20;
+const SUBJECT_MAX_CHARS = 100;
+
+/**
+ * The one message format every sender uses (contract section 5). The host supervisor renders
+ * the same facts in Python (runtime/tuning_runtime/messages.py); testing/run-messages.golden.json
+ * holds the cases both must render identically.
+ */
 export function formatRunMessage(fields: RunMessageFields): RunMessage {
-  const subject = `tuning-lab ${fields.runId}: ${fields.status}`.slice(0, 100);
+  const subject = `tuning-lab ${fields.runId}: ${fields.status}`.slice(0, SUBJECT_MAX_CHARS);
+  const cost = fields.estimatedCostUsd ?? null;
   const lines = [
     `Run: ${fields.runId}`,
     `Status: ${fields.status}`,
-    `Reason: ${fields.reason}`,
+    `Reason: ${fields.reason || '-'}`,
     `Instance: ${fields.instance}`,
-    `Duration: ${formatDuration(fields.durationSeconds)}`,
-    `Estimated cost: ${
-      fields.estimatedCostUsd === undefined ? 'unknown' : `${fields.estimatedCostUsd.toFixed(2)} USD`
-    }`,
-    `Model: ${fields.modelUri ?? 'none (no final model was published)'}`,
-    `Logs: ${fields.logsUri ?? 'see the stack output LogGroupName'}`,
+    `Duration: ${formatDuration(fields.durationSeconds ?? null)}`,
+    `Estimated cost: ${cost === null ? '-' : `$${cost.toFixed(2)} (estimate)`}`,
+    `Model: ${fields.modelUri || '-'}`,
+    `Logs: ${fields.logsUri || '-'}`,
     '',
-    `Next step: ${fields.nextStep}`,
+    'Next step:',
+    fields.nextStep,
   ];
+  const tail = (fields.lastLogLines ?? []).slice(-LOG_LINES_IN_MESSAGE);
+  if (tail.length > 0) {
+    lines.push('', `Last ${tail.length} log lines:`, ...tail.map((line) => `  ${line}`));
+  }
   return {
     subject,
     body: `${lines.join('\n')}\n`,
@@ -145,7 +158,7 @@ export function safetyStopMessage(
     modelUri: ledger.finalModelUri ?? null,
     logsUri: ledger.logsUri ?? null,
     nextStep:
-      `the run reached ${limit}; its capacity is now 0 and the instance was terminated. ` +
+      `The run reached ${limit}; its capacity is now 0 and the instance was terminated. ` +
       `Checkpoints are under s3://${outputsBucket}/${runPrefix(runId)}/checkpoints/. To continue, ` +
       `raise the limit and deploy again with the same runConfig (cdk deploy ${stackName} ` +
       '-c createInstance=true -c runConfig=...): the run resumes from its last checkpoint. ' +
@@ -153,12 +166,15 @@ export function safetyStopMessage(
   });
 }
 
-function formatDuration(seconds: number): string {
+function formatDuration(seconds: number | null): string {
+  if (seconds === null) return '-';
   const total = Math.max(0, Math.round(seconds));
   const h = Math.floor(total / 3600);
   const m = Math.floor((total % 3600) / 60);
   const s = total % 60;
-  return h > 0 ? `${h} h ${m} min` : m > 0 ? `${m} min ${s} s` : `${s} s`;
+  const two = (n: number) => String(n).padStart(2, '0');
+  if (h > 0) return `${h} h ${two(m)} min`;
+  return m > 0 ? `${m} min ${two(s)} s` : `${s} s`;
 }
 
 function round2(value: number): number {

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from tuning_runtime import messages
+
+# The cases the supervisor and the safety Lambda (test/safety-report.test.ts) render identically.
+GOLDEN = json.loads(
+    (Path(__file__).resolve().parents[2] / "testing" / "run-messages.golden.json").read_text()
+)["cases"]
 
 CTX = messages.Context(
     instance_id="i-0abc",
@@ -30,6 +38,26 @@ def facts(**changes: object) -> messages.Facts:
         "next_step": "Download the model.",
     }
     return messages.Facts(**{**base, **changes})
+
+
+@pytest.mark.parametrize("case", GOLDEN, ids=[case["name"] for case in GOLDEN])
+def test_renders_the_shared_golden_case(case):
+    given = case["facts"]
+    rendered = messages.Facts(
+        run_id=given["runId"],
+        status=given["status"],
+        reason=given["reason"],
+        instance=given["instance"],
+        duration_seconds=given["durationSeconds"],
+        cost_usd=given["estimatedCostUsd"],
+        model_uri=given["modelUri"],
+        logs_uri=given["logsUri"],
+        next_step=given["nextStep"],
+        last_log_lines=given["lastLogLines"],
+    )
+
+    assert messages.subject(given["runId"], given["status"]) == case["subject"]
+    assert messages.body(rendered) == case["body"]
 
 
 def test_subject_names_run_and_status():
