@@ -59,6 +59,7 @@ try:
         EmulatedAws,
         EmulatorError,
     )
+    from testing.sns_inbox import SnsInbox
 except ImportError as missing:
     sys.exit(
         f"demo: the Python package '{missing.name}' is missing; the demo runs in the project's "
@@ -198,53 +199,6 @@ def run_config_path(steps: int | None, workdir: Path) -> str:
     header = f"# {DEFAULT_CONFIG} with max_steps={steps} (scripts/demo.py --steps {steps})\n"
     path.write_text(header + yaml.safe_dump(config, sort_keys=False))
     return str(path)
-
-
-# -- SNS messages, read back through an SQS queue ------------------------------------------------
-
-
-@dataclass
-class Inbox:
-    """An SQS queue subscribed to the stack's alerts topic: what an email subscriber would get.
-    moto delivers from the KMS-encrypted topic without a key policy for SQS (real SNS needs the
-    queue's principal allowed on the key); the topic, the publisher and the messages are real."""
-
-    deployment: Deployment
-    queue_url: str
-    subscription_arn: str
-    received: list[dict] = field(default_factory=list)
-
-    @classmethod
-    def subscribe(cls, deployment: Deployment) -> Inbox:
-        sqs, sns = deployment.client("sqs"), deployment.client("sns")
-        queue_url = sqs.create_queue(QueueName="tuning-lab-demo-inbox")["QueueUrl"]
-        queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])
-        subscription = sns.subscribe(
-            TopicArn=deployment.outputs["AlertsTopicArn"],
-            Protocol="sqs",
-            Endpoint=queue_arn["Attributes"]["QueueArn"],
-            ReturnSubscriptionArn=True,
-        )
-        return cls(deployment, queue_url, subscription["SubscriptionArn"])
-
-    def read(self) -> list[dict]:
-        """Every message so far: {subject, body, status, runId}, oldest first."""
-        sqs = self.deployment.client("sqs")
-        while True:
-            batch = sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10)
-            if not batch.get("Messages"):
-                return list(self.received)
-            for message in batch["Messages"]:
-                envelope = json.loads(message["Body"])
-                attributes = {k: v["Value"] for k, v in envelope["MessageAttributes"].items()}
-                self.received.append(
-                    {"subject": envelope["Subject"], "body": envelope["Message"], **attributes}
-                )
-                sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
-
-    def delete(self) -> None:
-        self.deployment.client("sns").unsubscribe(SubscriptionArn=self.subscription_arn)
-        self.deployment.client("sqs").delete_queue(QueueUrl=self.queue_url)
 
 
 # -- the instance side ---------------------------------------------------------------------------
@@ -458,7 +412,12 @@ def run_demo(
             )
             run = RunOutputs(deployment, deployment.outputs["RunId"])
             result.run_id = run.run_id
-            inbox = Inbox.subscribe(deployment)
+            inbox = SnsInbox.subscribe(
+                deployment.client("sns"),
+                deployment.client("sqs"),
+                deployment.outputs["AlertsTopicArn"],
+                "tuning-lab-demo-inbox",
+            )
             for key in ("RunId", "GpuGroupName", "DataBucketName", "OutputsBucketName",
                         "AlertsTopicArn"):  # fmt: skip
                 out(f"  {key:<18} {deployment.outputs[key]}")
@@ -519,7 +478,7 @@ def run_demo(
 
 def show_end_state(
     run: RunOutputs,
-    inbox: Inbox,
+    inbox: SnsInbox,
     instances: list[EmulatedInstance],
     resumed_at: int | None,
     output_dir: Path,

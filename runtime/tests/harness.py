@@ -11,7 +11,7 @@ import os
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import boto3
@@ -22,6 +22,7 @@ if str(RUNTIME_DIR) not in sys.path:
 
 from testing.fake_imds import FakeImds, InstanceIdentity  # noqa: E402
 from testing.moto_server import REGION  # noqa: E402
+from testing.sns_inbox import SnsInbox  # noqa: E402
 
 from tuning_runtime import contract  # noqa: E402
 from tuning_runtime.aws import Boto3Aws  # noqa: E402
@@ -88,12 +89,11 @@ class Cloud:
 
     group_name: str
     topic_arn: str
-    queue_url: str
+    inbox: SnsInbox
     instance_id: str
     imds: FakeImds
     parameter_name: str = contract.settings_parameter_name(STACK_NAME)
     output_uri: str = f"s3://{OUTPUTS_BUCKET}/runs/{RUN_ID}"
-    inbox: list = field(default_factory=list)
 
     def settings(self, **overrides: object) -> dict:
         doc = {
@@ -142,20 +142,8 @@ class Cloud:
         return sorted(item["Key"] for item in listed.get("Contents", []))
 
     def messages(self) -> list:
-        """Every SNS message published so far: {subject, body, attributes}."""
-        sqs = boto3.client("sqs")
-        while True:
-            received = sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10)
-            batch = received.get("Messages", [])
-            if not batch:
-                return list(self.inbox)
-            for message in batch:
-                envelope = json.loads(message["Body"])
-                attributes = {k: v["Value"] for k, v in envelope["MessageAttributes"].items()}
-                self.inbox.append(
-                    {"subject": envelope["Subject"], "body": envelope["Message"], **attributes}
-                )
-                sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+        """Every SNS message published so far: {subject, body, runId, status}."""
+        return self.inbox.read()
 
     def statuses(self) -> list:
         return [message["status"] for message in self.messages()]
@@ -185,9 +173,7 @@ def create_cloud(life_cycle: str = "on-demand") -> Cloud:
         s3.create_bucket(Bucket=bucket)
     sns, sqs = boto3.client("sns"), boto3.client("sqs")
     topic_arn = sns.create_topic(Name="tuning-alerts")["TopicArn"]
-    queue_url = sqs.create_queue(QueueName="tuning-alerts-inbox")["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])
-    sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn["Attributes"]["QueueArn"])
+    inbox = SnsInbox.subscribe(sns, sqs, topic_arn, "tuning-alerts-inbox")
     ec2 = boto3.client("ec2")
     image_id = "ami-0123456789abcdef0"  # moto does not validate AMIs unless asked to
     ec2.create_launch_template(
@@ -210,7 +196,7 @@ def create_cloud(life_cycle: str = "on-demand") -> Cloud:
     groups = boto3.client("autoscaling").describe_auto_scaling_groups()
     instance_id = groups["AutoScalingGroups"][0]["Instances"][0]["InstanceId"]
     imds = FakeImds(identity(instance_id, life_cycle)).start()
-    cloud = Cloud(group_name, topic_arn, queue_url, instance_id, imds)
+    cloud = Cloud(group_name, topic_arn, inbox, instance_id, imds)
     cloud.put_settings()
     return cloud
 

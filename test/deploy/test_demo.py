@@ -25,6 +25,7 @@ import pytest
 from scripts import demo
 from testing.emulated_instance import descendants
 from testing.emulated_stack import ROOT, Deployment, EmulatedAws
+from testing.sns_inbox import SnsInbox
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:Tried to parse:UserWarning"),
@@ -41,7 +42,7 @@ class Observed:
 
     result: demo.DemoResult | None = None
     printed: list[str] = field(default_factory=list)
-    queue_url: str = ""
+    inbox: SnsInbox | None = None
     messages: list[dict] = field(default_factory=list)
     ledger: dict = field(default_factory=dict)
     final_files: dict[str, bytes] = field(default_factory=dict)
@@ -53,25 +54,18 @@ class Observed:
 
 
 def subscribe_own_queue(deployment: Deployment, observed: Observed) -> None:
-    sqs = deployment.client("sqs")
-    observed.queue_url = sqs.create_queue(QueueName="test-demo-subscriber")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=observed.queue_url, AttributeNames=["QueueArn"])
-    deployment.client("sns").subscribe(
-        TopicArn=deployment.outputs["AlertsTopicArn"],
-        Protocol="sqs",
-        Endpoint=arn["Attributes"]["QueueArn"],
+    observed.inbox = SnsInbox.subscribe(
+        deployment.client("sns"),
+        deployment.client("sqs"),
+        deployment.outputs["AlertsTopicArn"],
+        "test-demo-subscriber",
     )
     observed.outputs = dict(deployment.outputs)
 
 
 def read_end_state(deployment: Deployment, observed: Observed) -> None:
-    sqs, s3 = deployment.client("sqs"), deployment.client("s3")
-    while batch := sqs.receive_message(QueueUrl=observed.queue_url, MaxNumberOfMessages=10).get(
-        "Messages"
-    ):
-        for message in batch:
-            observed.messages.append(json.loads(message["Body"]))
-            sqs.delete_message(QueueUrl=observed.queue_url, ReceiptHandle=message["ReceiptHandle"])
+    s3 = deployment.client("s3")
+    observed.messages = observed.inbox.read()
     bucket = deployment.outputs["OutputsBucketName"]
     prefix = f"runs/{deployment.outputs['RunId']}/"
     observed.ledger = json.loads(
@@ -134,9 +128,7 @@ def test_final_model_matches_its_manifest(observed: Observed) -> None:
 
 def test_a_subscriber_receives_started_then_completed(observed: Observed) -> None:
     run_id = observed.outputs["RunId"]
-    received = [
-        (m["Subject"], m["MessageAttributes"]["status"]["Value"]) for m in observed.messages
-    ]
+    received = [(m["subject"], m["status"]) for m in observed.messages]
     assert received == [
         (f"tuning-lab {run_id}: started", "started"),
         (f"tuning-lab {run_id}: completed", "completed"),
