@@ -89,6 +89,16 @@ def summarise(name: str, clock, counter: CountingCollator, steps: int) -> dict[s
     }
 
 
+def train_measured(trainer: Any, name: str, real_tokens, steps: int) -> dict[str, Any]:
+    """Train with the token counter and the step clock attached; the row of the table."""
+    counter = CountingCollator(trainer.data_collator, real_tokens)
+    trainer.data_collator = counter
+    clock = StepClock()
+    trainer.add_callback(clock)
+    trainer.train()
+    return summarise(name, clock, counter, steps)
+
+
 def run_config(data: Path, out: Path, steps: int, seed: int, lora: dict, save_steps: int) -> Path:
     import yaml
 
@@ -136,14 +146,12 @@ def build_tuning_trainer(config_path: Path, output_uri: str | None = None):
 def variant_tuning(data: Path, work: Path, steps: int, seed: int) -> dict[str, Any]:
     config = run_config(data, work / "tuning", steps, seed, LORA, save_steps=10_000)
     trainer, _ = build_tuning_trainer(config)
-    counter = CountingCollator(
-        trainer.data_collator, lambda rows, batch: sum(len(r.input_ids) for r in rows)
+    return train_measured(
+        trainer,
+        "tuning-trainer (packing, block-diagonal mask)",
+        lambda rows, batch: sum(len(r.input_ids) for r in rows),
+        steps,
     )
-    trainer.data_collator = counter
-    clock = StepClock()
-    trainer.add_callback(clock)
-    trainer.train()
-    return summarise("tuning-trainer (packing, block-diagonal mask)", clock, counter, steps)
 
 
 def variant_trl(data: Path, work: Path, steps: int, seed: int) -> dict[str, Any]:
@@ -188,14 +196,12 @@ def variant_trl(data: Path, work: Path, steps: int, seed: int) -> dict[str, Any]
         processing_class=tokenizer,
         peft_config=peft_config,
     )
-    counter = CountingCollator(
-        trainer.data_collator, lambda rows, batch: int(batch["attention_mask"].sum())
+    return train_measured(
+        trainer,
+        "TRL SFTTrainer defaults (no packing)",
+        lambda rows, batch: int(batch["attention_mask"].sum()),
+        steps,
     )
-    trainer.data_collator = counter
-    clock = StepClock()
-    trainer.add_callback(clock)
-    trainer.train()
-    return summarise("TRL SFTTrainer defaults (no packing)", clock, counter, steps)
 
 
 def variant_publish(data: Path, work: Path, steps: int, seed: int) -> dict[str, Any]:
