@@ -1,4 +1,12 @@
-import { Annotations, ArnFormat, type CfnElement, RemovalPolicy, Stack, Tags } from 'aws-cdk-lib';
+import {
+  Annotations,
+  ArnFormat,
+  type CfnElement,
+  Duration,
+  RemovalPolicy,
+  Stack,
+  Tags,
+} from 'aws-cdk-lib';
 import * as autoscaling from 'aws-cdk-lib/aws-autoscaling';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as ecr from 'aws-cdk-lib/aws-ecr';
@@ -7,12 +15,12 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import { Construct, type IConstruct } from 'constructs';
-import { runPrefix, runSettingsParameterName, TAG_KEYS } from './contract';
+import { leaseKey, ledgerKey, runPrefix, runSettingsParameterName, TAG_KEYS } from './contract';
 import { UserInputError } from './errors';
 import { loadUserData, runtimeArchive } from './instance-runtime';
 import { acknowledgeFinding, nagArnPrefix } from './nag';
 
-/** The Deep Learning AMI a set of instance types boots, resolved at deploy time from SSM. */
+/** The Deep Learning AMI the GPU instances boot, resolved at deploy time from SSM. */
 export interface AmiChoice {
   readonly description: string;
   /** Public SSM parameter holding the latest AMI id of that DLAMI. */
@@ -21,32 +29,17 @@ export interface AmiChoice {
 }
 
 /**
- * Turing and newer GPUs (g4dn, g5, g6, g6e, p4d, p5) use the Base OSS NVIDIA driver DLAMI on
- * Ubuntu 22.04. Volta (p3) is not supported by the open-source kernel modules of the driver, and
- * the current DLAMIs no longer list P3: it gets the Base Proprietary NVIDIA driver DLAMI on
- * Amazon Linux 2, the one AWS still publishes for P3.
+ * Every allowed GPU family (Turing and newer: g4dn, g5, g6, g6e) boots the Base OSS NVIDIA
+ * Driver GPU DLAMI on Ubuntu 22.04, whose 580-series driver runs the trainer image's CUDA 13.0
+ * build. P3 (Volta) is refused in lib/config.ts: no current DLAMI supports it and CUDA 13 does
+ * not run on it (docs/external-names.md).
  */
-export function amiFor(instanceTypes: readonly string[]): AmiChoice {
-  if (instanceTypes.every((t) => t.startsWith('p3.'))) {
-    return {
-      description: 'Deep Learning Base Proprietary Nvidia Driver AMI (Amazon Linux 2), for P3',
-      parameterName:
-        '/aws/service/deeplearning/ami/x86_64/base-proprietary-nvidia-driver-amazon-linux-2/latest/ami-id',
-      rootDeviceName: '/dev/xvda',
-    };
-  }
-  if (instanceTypes.some((t) => t.startsWith('p3.'))) {
-    throw new UserInputError(
-      `instanceTypes ${instanceTypes.join(',')} mixes p3 with newer GPUs; they need different AMIs.`,
-    );
-  }
-  return {
-    description: 'Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 22.04)',
-    parameterName:
-      '/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id',
-    rootDeviceName: '/dev/sda1',
-  };
-}
+export const GPU_AMI: AmiChoice = {
+  description: 'Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 22.04)',
+  parameterName:
+    '/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id',
+  rootDeviceName: '/dev/sda1',
+};
 
 /** The run the GPU capacity is for, as the safety tags and the instance's S3 grant need it. */
 export interface ComputeRun {
@@ -64,18 +57,18 @@ export interface ExistingNetwork {
 }
 
 export interface TrainingComputeProps {
-  /** Datasets: the instance may read all of it. */
+  /** Datasets: the trainer may read all of it. */
   readonly dataBucket: s3.IBucket;
-  /** Runs: the instance may read and write `runs/<run-id>/` only. */
+  /** Runs: the instance and the trainer may read and write `runs/<run-id>/` only. */
   readonly outputsBucket: s3.IBucket;
   /** The trainer image repository: the instance may pull. */
   readonly repository: ecr.IRepository;
   /** Where the instance reports (the supervisor publishes) and where launch errors go. */
   readonly alertsTopic: sns.ITopic;
-  /** GPU instance types, the first preferred (capacity ladder). */
+  /** GPU instance types; on-demand launches the first that has capacity (capacity ladder). */
   readonly instanceTypes: readonly string[];
   /**
-   * Run on spot capacity (capacity-optimized across types and AZs), else on-demand.
+   * Run on spot capacity (price-capacity-optimized across types and AZs), else on-demand.
    * @default true
    */
   readonly useSpot?: boolean;
@@ -85,7 +78,8 @@ export interface TrainingComputeProps {
    */
   readonly createInstance?: boolean;
   /**
-   * The configured run; without it the instance role gets no outputs-bucket access.
+   * The configured run; without it the instance role gets no outputs-bucket access and there
+   * is no trainer role.
    * @default - no run
    */
   readonly run?: ComputeRun;
@@ -107,17 +101,25 @@ export interface TrainingComputeProps {
 }
 
 /**
- * The compute layer: network, instance role, launch template and the GPU capacity.
+ * The compute layer: network, instance role, trainer role, launch template and the GPU capacity.
  *
  * The capacity is an Auto Scaling group (min 0, max 1) with a mixed-instances policy rather than
  * a bare instance: it gives a capacity ladder across instance types and AZs, and when a spot
  * instance is reclaimed the group launches a replacement that resumes the run from its last
  * checkpoint. Capacity 0 means no instance and no GPU cost.
+ *
+ * Two roles, because the trainer container runs untrusted code (remote model code, a bad
+ * image): the instance role belongs to the host supervisor (capacity, ledger, lease, messages),
+ * and IMDS answers only the host (hop limit 1). The trainer gets short-lived credentials of the
+ * trainer role, which the supervisor assumes for it: read the datasets, write its own run's
+ * checkpoints and model, and nothing that the safety controls read or act with.
  */
 export class TrainingCompute extends Construct {
   public readonly vpc: ec2.IVpc;
   public readonly securityGroup: ec2.ISecurityGroup;
   public readonly instanceRole: iam.Role;
+  /** The trainer's S3 role (present with a run); the instance role may assume it. */
+  public readonly trainerRole?: iam.Role;
   public readonly launchTemplate: ec2.LaunchTemplate;
   public readonly group: autoscaling.AutoScalingGroup;
   /** The instance's log group (setup, supervisor and trainer logs). */
@@ -159,7 +161,8 @@ export class TrainingCompute extends Construct {
     );
 
     this.instanceRole = new iam.Role(this, 'InstanceRole', {
-      description: 'GPU training instance: read data, write its run, pull the image, SSM, logs',
+      description:
+        'GPU instance host: run settings, its run (ledger, lease, logs), image pull, capacity, SSM',
       assumedBy: new iam.ServicePrincipal('ec2.amazonaws.com'),
     });
     // Session Manager only (the minimal instance policy AWS documents for it), rather than the
@@ -176,9 +179,17 @@ export class TrainingCompute extends Construct {
         resources: ['*'],
       }),
     );
-    props.dataBucket.grantRead(this.instanceRole);
-    if (props.run) this.grantRunAccess(props.outputsBucket, props.run.runId);
+    if (props.run) {
+      this.grantRunAccess(this.instanceRole, props.outputsBucket, props.run.runId);
+      this.trainerRole = this.newTrainerRole(
+        props.dataBucket,
+        props.outputsBucket,
+        props.run.runId,
+      );
+    }
     props.repository.grantPull(this.instanceRole);
+    // The first start of a run pins the image tag to its digest (every attempt pulls that).
+    props.repository.grant(this.instanceRole, 'ecr:DescribeImages');
     this.logGroup.grantWrite(this.instanceRole);
     props.alertsTopic.grantPublish(this.instanceRole);
     // The supervisor finds its own group by its instance id and prices a spot instance from
@@ -207,7 +218,7 @@ export class TrainingCompute extends Construct {
       }),
     );
 
-    this.ami = amiFor(props.instanceTypes);
+    this.ami = GPU_AMI;
     Annotations.of(this).addInfo(
       `GPU instances (${props.instanceTypes.join(', ')}) boot the ${this.ami.description}, ` +
         `resolved at deploy time from ${this.ami.parameterName}.`,
@@ -221,8 +232,9 @@ export class TrainingCompute extends Construct {
       // A public address instead of a NAT gateway (no inbound rule lets anything in).
       associatePublicIpAddress: props.network === undefined,
       requireImdsv2: true,
-      // The trainer container reaches IMDS through the docker bridge: one extra hop.
-      httpPutResponseHopLimit: 2,
+      // The host only: a token's one hop does not reach a container behind the docker bridge,
+      // so the trainer never holds the instance role (it gets the trainer role's credentials).
+      httpPutResponseHopLimit: 1,
       detailedMonitoring: true,
       // `shutdown -h now` from the supervisor ends the instance and its billing.
       instanceInitiatedShutdownBehavior: ec2.InstanceInitiatedShutdownBehavior.TERMINATE,
@@ -253,11 +265,15 @@ export class TrainingCompute extends Construct {
           onDemandBaseCapacity: 0,
           onDemandPercentageAboveBaseCapacity: useSpot ? 0 : 100,
           onDemandAllocationStrategy: autoscaling.OnDemandAllocationStrategy.PRIORITIZED,
-          spotAllocationStrategy: autoscaling.SpotAllocationStrategy.CAPACITY_OPTIMIZED_PRIORITIZED,
+          // AWS's recommended spot strategy: the lowest-priced pools among those least likely
+          // to be interrupted, across every listed type and AZ (the list's order is not used).
+          spotAllocationStrategy: autoscaling.SpotAllocationStrategy.PRICE_CAPACITY_OPTIMIZED,
         },
       },
-      // On a rebalance recommendation the group starts the replacement before the reclaim.
-      capacityRebalance: useSpot,
+      // Off: a rebalance would start the replacement while the old instance still trains the
+      // run. The spot notice path alone replaces an instance: the old one checkpoints and
+      // releases the run's lease, and the replacement takes it (docs/architecture.md).
+      capacityRebalance: false,
       notifications: [
         // Launch errors are how a user learns of a 0 vCPU quota or no spot capacity.
         { topic: props.alertsTopic, scalingEvents: autoscaling.ScalingEvents.ALL },
@@ -304,14 +320,10 @@ export class TrainingCompute extends Construct {
         }),
       ],
     });
-    this.acknowledgeFindings(capacityPolicy, props.dataBucket, dedicated);
+    this.acknowledgeFindings(capacityPolicy, dedicated);
   }
 
-  private acknowledgeFindings(
-    capacityPolicy: iam.Policy,
-    dataBucket: s3.IBucket,
-    dedicatedVpc?: ec2.Vpc,
-  ): void {
+  private acknowledgeFindings(capacityPolicy: iam.Policy, dedicatedVpc?: ec2.Vpc): void {
     const policy = this.instanceRole.node.findChild('DefaultPolicy');
     acknowledgeFinding(
       this.group,
@@ -330,18 +342,6 @@ export class TrainingCompute extends Construct {
       'AwsSolutions::AwsSolutions-IAM5[Resource::*]',
       'Session Manager channels, ecr:GetAuthorizationToken, DescribeAutoScalingInstances and ' +
         'DescribeSpotPriceHistory have no resource-level permissions; the rest names its resource.',
-    );
-    for (const action of ['s3:GetBucket*', 's3:GetObject*', 's3:List*']) {
-      acknowledgeFinding(
-        policy,
-        `AwsSolutions::AwsSolutions-IAM5[Action::${action}]`,
-        'bucket.grantRead on the data bucket: the instance reads datasets anywhere in it, nothing else.',
-      );
-    }
-    acknowledgeFinding(
-      policy,
-      `AwsSolutions::AwsSolutions-IAM5[Resource::<${this.logicalIdOf(dataBucket)}.Arn>/*]`,
-      'Datasets may live under any key of the data bucket, which holds nothing but datasets.',
     );
     acknowledgeFinding(
       policy,
@@ -386,26 +386,76 @@ export class TrainingCompute extends Construct {
   }
 
   /** Read and write `runs/<run-id>/` of the outputs bucket, list only that prefix. */
-  private grantRunAccess(outputsBucket: s3.IBucket, runId: string): void {
+  private grantRunAccess(role: iam.Role, outputsBucket: s3.IBucket, runId: string): void {
     const prefix = runPrefix(runId);
     acknowledgeFinding(
-      this.instanceRole.node.findChild('DefaultPolicy'),
+      role.node.findChild('DefaultPolicy'),
       `AwsSolutions::AwsSolutions-IAM5[Resource::<${this.logicalIdOf(outputsBucket)}.Arn>/${prefix}/*]`,
-      'Checkpoints, the final model and the ledger are many objects under the one run prefix.',
+      'Checkpoints, the final model, the ledger and the lease are many objects under the one ' +
+        'run prefix.',
     );
-    this.instanceRole.addToPolicy(
+    role.addToPolicy(
       new iam.PolicyStatement({
         actions: ['s3:GetObject', 's3:PutObject', 's3:DeleteObject', 's3:AbortMultipartUpload'],
         resources: [outputsBucket.arnForObjects(`${prefix}/*`)],
       }),
     );
-    this.instanceRole.addToPolicy(
+    role.addToPolicy(
       new iam.PolicyStatement({
         actions: ['s3:ListBucket'],
         resources: [outputsBucket.bucketArn],
         conditions: { StringLike: { 's3:prefix': [`${prefix}/*`, prefix] } },
       }),
     );
+  }
+
+  /**
+   * The trainer's role: read the datasets, write its own run; never the ledger or the lease
+   * (what the safety controls and the supervisor rely on). Only the instance role may assume it,
+   * and a chained session lasts at most an hour, so the supervisor renews it (contract 3b).
+   */
+  private newTrainerRole(
+    dataBucket: s3.IBucket,
+    outputsBucket: s3.IBucket,
+    runId: string,
+  ): iam.Role {
+    const role = new iam.Role(this, 'TrainerRole', {
+      description: 'The trainer container: read datasets, write its run (not its ledger or lease)',
+      assumedBy: new iam.ArnPrincipal(this.instanceRole.roleArn),
+      maxSessionDuration: Duration.hours(1),
+    });
+    role.grantAssumeRole(this.instanceRole);
+    dataBucket.grantRead(role);
+    this.grantRunAccess(role, outputsBucket, runId);
+    role.addToPolicy(
+      new iam.PolicyStatement({
+        effect: iam.Effect.DENY,
+        actions: ['s3:PutObject', 's3:DeleteObject'],
+        resources: [ledgerKey(runId), leaseKey(runId)].map((key) =>
+          outputsBucket.arnForObjects(key),
+        ),
+      }),
+    );
+    const policy = role.node.findChild('DefaultPolicy');
+    for (const action of ['s3:GetBucket*', 's3:GetObject*', 's3:List*']) {
+      acknowledgeFinding(
+        policy,
+        `AwsSolutions::AwsSolutions-IAM5[Action::${action}]`,
+        'bucket.grantRead on the data bucket: the trainer reads datasets and base models ' +
+          'anywhere in it, nothing else.',
+      );
+    }
+    acknowledgeFinding(
+      policy,
+      `AwsSolutions::AwsSolutions-IAM5[Resource::<${this.logicalIdOf(dataBucket)}.Arn>/*]`,
+      'Datasets may live under any key of the data bucket, which holds nothing but datasets.',
+    );
+    acknowledgeFinding(
+      policy,
+      'NIST.800.53.R5::NIST.800.53.R5-IAMNoInlinePolicy',
+      'CDK grants write one policy owned by this role only; it lives and dies with the role.',
+    );
+    return role;
   }
 
   private network(existing?: ExistingNetwork): {

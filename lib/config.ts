@@ -100,7 +100,9 @@ function listSetting<T extends z.ZodType<string>>(item: T) {
 }
 
 /** GPU families whose every size has several GPUs, which one trainer process would leave idle. */
-const MULTI_GPU_FAMILIES = ['p3dn', 'p4d', 'p4de', 'p5', 'p5e', 'p5en', 'p6-b200'];
+const MULTI_GPU_FAMILIES = ['p4d', 'p4de', 'p5', 'p5e', 'p5en', 'p6-b200'];
+/** Volta: no current Deep Learning AMI lists it, and CUDA 13 (the trainer image) starts at Turing. */
+const VOLTA_FAMILIES = ['p3', 'p3dn'];
 const ONE_GPU = 'the trainer uses one GPU, so only single-GPU sizes';
 
 const instanceType = z.string().superRefine((value, ctx) => {
@@ -108,7 +110,13 @@ const instanceType = z.string().superRefine((value, ctx) => {
   const [family] = value.split('.');
   const sizes = SUPPORTED_INSTANCE_TYPES.filter((t) => t.startsWith(`${family}.`));
   let message: string;
-  if (sizes.length > 0) {
+  if (VOLTA_FAMILIES.includes(family)) {
+    message =
+      `'${value}' is a V100 (Volta) type, which tuning-lab cannot boot: no current Deep Learning ` +
+      'AMI supports P3 and the trainer image (CUDA 13.0) needs Turing or newer ' +
+      '(docs/external-names.md); use g6.xlarge or g5.xlarge (24 GB), g6e.xlarge (48 GB) or ' +
+      'g4dn.xlarge (16 GB)';
+  } else if (sizes.length > 0) {
     message = `'${value}' is not a ${family} size tuning-lab supports (${ONE_GPU}); use one of ${sizes.join(', ')}`;
   } else if (MULTI_GPU_FAMILIES.includes(family)) {
     message = `'${value}' has several GPUs and ${ONE_GPU} are supported; use ${GPU_FAMILIES.join(', ')} sizes, e.g. g6e.xlarge`;
@@ -159,15 +167,17 @@ export const settingsSchema = z
       .default(['g5.xlarge'])
       .register(settingDocs, {
         description:
-          'GPU types the group may launch, first preferred: a capacity ladder across types ' +
-          'and Availability Zones.',
+          'GPU types the group may launch, across Availability Zones: spot takes the ' +
+          'cheapest pool least likely to be interrupted, on-demand the first type with capacity.',
         allowed:
           `comma list of single-GPU ${GPU_FAMILIES.join(', ')} sizes (the ` +
-          `${SUPPORTED_INSTANCE_TYPES.length} types priced in lib/pricing.ts); p3 only on its own ` +
-          '(it boots another AMI)',
+          `${SUPPORTED_INSTANCE_TYPES.length} types priced in lib/pricing.ts); no p3 (no ` +
+          'supported AMI)',
       }),
     useSpot: booleanSetting.default(true).register(settingDocs, {
-      description: 'Spot capacity (capacity-optimized); `false` for on-demand.',
+      description:
+        'Spot capacity (price-capacity-optimized across the types and AZs); `false` for ' +
+        'on-demand (the first type with capacity).',
     }),
     maxRuntimeHours: rangeSetting({
       min: 0,
@@ -269,9 +279,10 @@ export const settingsSchema = z
       .default('latest')
       .register(settingDocs, {
         description:
-          'The trainer image tag a run uses; `latest` moves with every build, a git sha pins ' +
-          'one build.',
-        allowed: 'a tag in the repository',
+          "The trainer image tag a run starts from; the run's first start pins it to that " +
+          "image's digest (ledger `imageUri`), so every later attempt and spot replacement of " +
+          'the run pulls the same image even after `latest` moves.',
+        allowed: 'a tag in the repository (`latest`, or the git sha the workflow pushes)',
       }),
     vpcId: z
       .string()
@@ -419,13 +430,6 @@ function checkCombinations(s: ParsedSettings, raw: Record<string, unknown>): voi
     throw new UserInputError(
       `Invalid setting githubOidcProviderArn=${show(raw.githubOidcProviderArn)}: it is only used ` +
         'for the GitHub role, which needs githubRepo=<owner/name>.',
-    );
-  }
-  const volta = s.instanceTypes.filter((t) => t.startsWith('p3.'));
-  if (volta.length > 0 && volta.length < s.instanceTypes.length) {
-    throw new UserInputError(
-      `Invalid setting instanceTypes=${show(raw.instanceTypes)}: p3 (V100) needs a different ` +
-        'Deep Learning AMI than the other GPU families, so list p3 types alone or none.',
     );
   }
 }

@@ -34,14 +34,39 @@ export function ledgerKey(runId: string): string {
   return `${runPrefix(runId)}/ledger.json`;
 }
 
+/** S3 key of a run's lease (contract section 7): the one instance that may train the run. */
+export function leaseKey(runId: string): string {
+  return `${runPrefix(runId)}/lease.json`;
+}
+
+/**
+ * The safety Lambda's own records, outside every run prefix: neither the instance nor the
+ * trainer may write here, so nothing they do can change what the cost cap counts.
+ */
+export const SAFETY_PREFIX = 'safety';
+
+/** S3 key of a run's meter (contract section 8): what the safety Lambda has seen it cost. */
+export function meterKey(runId: string): string {
+  return `${SAFETY_PREFIX}/meters/${runId}.json`;
+}
+
 /** Run ids: what a user may pass as `runId`, and what the default hash produces. */
 export const RUN_ID_PATTERN = /^[a-z0-9][a-z0-9-]{2,62}$/;
 
 export type RunStatus = 'running' | 'completed' | 'failed' | 'interrupted' | 'stopped-by-safety';
 
-/** Statuses that SNS messages carry (contract section 5). */
+/**
+ * Statuses that SNS messages carry (contract section 5). `extra-instance-stopped` is the safety
+ * Lambda's word for a second billing instance it terminated while the run went on elsewhere.
+ */
 export type MessageStatus =
-  'started' | 'completed' | 'failed' | 'interrupted' | 'resumed' | 'stopped-by-safety';
+  | 'started'
+  | 'completed'
+  | 'failed'
+  | 'interrupted'
+  | 'resumed'
+  | 'stopped-by-safety'
+  | 'extra-instance-stopped';
 
 export type Market = 'spot' | 'on-demand';
 
@@ -51,7 +76,10 @@ export interface RunSettingsDocument {
   readonly stackName: string;
   readonly region: string;
   readonly runId: string;
+  /** `<registry>/<repository>:<tag>`; the first start pins it to a digest (ledger `imageUri`). */
   readonly imageUri: string;
+  /** The role the supervisor assumes for the trainer's S3 credentials (contract section 3b). */
+  readonly trainerRoleArn: string;
   readonly runConfig: unknown;
   readonly dataRootUri: string;
   readonly outputUri: string;
@@ -92,6 +120,8 @@ export interface Ledger {
   attempts?: LedgerAttempt[];
   interruptions?: { instanceId: string; at: string; action: string }[];
   lastStep?: number | null;
+  /** The image every attempt of the run pulls: `<registry>/<repository>@sha256:...`. */
+  imageUri?: string | null;
   finalModelUri?: string | null;
   logsUri?: string | null;
   lastLogLines?: string[];

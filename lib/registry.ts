@@ -109,6 +109,9 @@ export class TrainingRegistry extends Construct {
       }),
     });
     repository.grantPullPush(role);
+    // The workflow skips a commit whose image exists (git-sha tags are immutable): without this a
+    // re-run cannot tell "exists" from "denied" and fails on the push.
+    repository.grant(role, 'ecr:DescribeImages');
     this.githubRole = role;
     const policy = role.node.findChild('DefaultPolicy');
     acknowledgeFinding(

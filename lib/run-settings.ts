@@ -3,9 +3,11 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as ssm from 'aws-cdk-lib/aws-ssm';
 import { Construct } from 'constructs';
 import { runSettingsParameterName, type RunSettingsDocument } from './contract';
+import { UserInputError } from './errors';
 
-/** SSM String parameters of the Standard tier hold at most 4 KB. */
+/** SSM String parameters hold at most 4 KB in the Standard tier, 8 KB in the Advanced tier. */
 export const STANDARD_PARAMETER_LIMIT_BYTES = 4096;
+export const ADVANCED_PARAMETER_LIMIT_BYTES = 8192;
 
 export interface RunSettingsParameterProps {
   /** The document of contract section 1; may contain tokens (bucket names, ARNs). */
@@ -28,6 +30,13 @@ export class RunSettingsParameter extends Construct {
     // part, with each token counted at a generous 100 bytes (ARNs and bucket names are shorter).
     const value = stack.toJsonString(props.document);
     const size = estimateBytes(JSON.stringify(props.document));
+    if (size > ADVANCED_PARAMETER_LIMIT_BYTES) {
+      // A deploy would fail at the parameter, after the rest of the stack was created.
+      throw new UserInputError(
+        `The run settings would be ~${size} bytes, over the ${ADVANCED_PARAMETER_LIMIT_BYTES} ` +
+          'bytes an SSM parameter holds; shorten the run config (runConfig).',
+      );
+    }
     const advanced = size > STANDARD_PARAMETER_LIMIT_BYTES;
     if (advanced) {
       Annotations.of(this).addWarningV2(

@@ -22,7 +22,7 @@ import * as subscriptions from 'aws-cdk-lib/aws-sns-subscriptions';
 import { Construct } from 'constructs';
 import { join } from 'node:path';
 import { SAFETY_ENV } from '../lambda/safety/env';
-import { ledgerKey, TAG_KEYS } from './contract';
+import { ledgerKey, meterKey, TAG_KEYS } from './contract';
 import { acknowledgeFinding, nagArnPrefix } from './nag';
 
 export const SAFETY_HANDLER_ENTRY = join(__dirname, '..', 'lambda', 'safety', 'handler.ts');
@@ -121,15 +121,24 @@ export class TrainingSafety extends Construct {
       masterKey: key,
       enforceSSL: true,
     });
-    topic.addToResourcePolicy(
-      new iam.PolicyStatement({
-        sid: 'BudgetsPublish',
-        principals: [new iam.ServicePrincipal('budgets.amazonaws.com')],
-        actions: ['sns:Publish'],
-        resources: [topic.topicArn],
-        conditions: { StringEquals: { 'aws:SourceAccount': stack.account } },
-      }),
-    );
+    // This policy replaces SNS's default one, so every AWS service that publishes here is named:
+    // the safety Lambda's error alarm (CloudWatch) and the monthly budget (Budgets). The instance
+    // role, the Lambda and Auto Scaling's service-linked role publish through their own IAM
+    // policies (same account).
+    for (const [sid, service] of [
+      ['CloudWatchAlarmsPublish', 'cloudwatch.amazonaws.com'],
+      ['BudgetsPublish', 'budgets.amazonaws.com'],
+    ]) {
+      topic.addToResourcePolicy(
+        new iam.PolicyStatement({
+          sid,
+          principals: [new iam.ServicePrincipal(service)],
+          actions: ['sns:Publish'],
+          resources: [topic.topicArn],
+          conditions: { StringEquals: { 'aws:SourceAccount': stack.account } },
+        }),
+      );
+    }
     if (props.alertEmail)
       topic.addSubscription(new subscriptions.EmailSubscription(props.alertEmail));
     this.topic = topic;
@@ -164,6 +173,7 @@ export class TrainingSafety extends Construct {
         [SAFETY_ENV.topicArn]: topic.topicArn,
         [SAFETY_ENV.outputsBucket]: props.outputsBucket.bucketName,
         [SAFETY_ENV.defaultMaxRuntimeHours]: String(props.defaultMaxRuntimeHours),
+        [SAFETY_ENV.checkIntervalSeconds]: String(checkInterval.toSeconds()),
       },
       bundling: { minify: true, sourceMap: true, target: 'node24' },
     });
@@ -175,10 +185,14 @@ export class TrainingSafety extends Construct {
         'W3005: DependsOn on the role is added by the CDK Function construct; redundant, harmless.',
     });
 
-    // Finding instances and prices has no resource scope in IAM.
+    // Finding instances, their groups and prices has no resource scope in IAM.
     fn.addToRolePolicy(
       new iam.PolicyStatement({
-        actions: ['ec2:DescribeInstances', 'ec2:DescribeSpotPriceHistory'],
+        actions: [
+          'ec2:DescribeInstances',
+          'ec2:DescribeSpotPriceHistory',
+          'autoscaling:DescribeAutoScalingInstances',
+        ],
         resources: ['*'],
       }),
     );
@@ -199,10 +213,23 @@ export class TrainingSafety extends Construct {
         conditions: ownedByThisStack,
       }),
     );
+    // Its own meters (what each run cost, from EC2's records) and the ledger of a run it stops.
     fn.addToRolePolicy(
       new iam.PolicyStatement({
         actions: ['s3:GetObject', 's3:PutObject'],
-        resources: [props.outputsBucket.arnForObjects(ledgerKey('*'))],
+        resources: [
+          props.outputsBucket.arnForObjects(ledgerKey('*')),
+          props.outputsBucket.arnForObjects(meterKey('*')),
+        ],
+      }),
+    );
+    // Without ListBucket S3 answers 403 for an object that does not exist yet; the Lambda tells
+    // "missing" from "denied" by listing that one key (docs/contracts.md section 8).
+    fn.addToRolePolicy(
+      new iam.PolicyStatement({
+        actions: ['s3:ListBucket'],
+        resources: [props.outputsBucket.bucketArn],
+        conditions: { StringLike: { 's3:prefix': [ledgerKey('*'), meterKey('*')] } },
       }),
     );
     topic.grantPublish(fn);
@@ -236,8 +263,9 @@ export class TrainingSafety extends Construct {
     acknowledgeFinding(
       policy,
       'AwsSolutions::AwsSolutions-IAM5[Resource::*]',
-      'ec2:DescribeInstances and ec2:DescribeSpotPriceHistory have no resource-level ' +
-        'permissions; autoscaling:SetDesiredCapacity is limited to groups tagged with this stack.',
+      'ec2:DescribeInstances, ec2:DescribeSpotPriceHistory and ' +
+        'autoscaling:DescribeAutoScalingInstances have no resource-level permissions; ' +
+        'autoscaling:SetDesiredCapacity is limited to groups tagged with this stack.',
     );
     acknowledgeFinding(
       policy,
@@ -245,10 +273,16 @@ export class TrainingSafety extends Construct {
       'Instance ids are not known in advance; TerminateInstances is limited to instances ' +
         'tagged with this stack.',
     );
+    const outputsArn = `<${stack.getLogicalId(outputs.node.defaultChild as CfnElement)}.Arn>`;
     acknowledgeFinding(
       policy,
-      `AwsSolutions::AwsSolutions-IAM5[Resource::<${stack.getLogicalId(outputs.node.defaultChild as CfnElement)}.Arn>/runs/*/ledger.json]`,
-      'The Lambda updates the ledger of whichever run it stops, and no other object.',
+      `AwsSolutions::AwsSolutions-IAM5[Resource::${outputsArn}/${ledgerKey('*')}]`,
+      'The Lambda updates the ledger of whichever run it stops, and no other object of a run.',
+    );
+    acknowledgeFinding(
+      policy,
+      `AwsSolutions::AwsSolutions-IAM5[Resource::${outputsArn}/${meterKey('*')}]`,
+      "One meter per run under the Lambda's own prefix, which nothing else may write.",
     );
     acknowledgeFinding(
       policy,

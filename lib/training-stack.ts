@@ -3,7 +3,7 @@ import { Construct } from 'constructs';
 import { TrainingCompute } from './compute';
 import type { Settings } from './config';
 import { runPrefix, SCHEMA_VERSION } from './contract';
-import { onDemandPrice, PRICE_TABLE_DATE } from './pricing';
+import { onDemandPrice, OTHER_REGION_FACTOR, PRICE_TABLE_DATE, TABLE_REGIONS } from './pricing';
 import { TrainingRegistry } from './registry';
 import { RunSettingsParameter } from './run-settings';
 import { TrainingSafety } from './safety';
@@ -67,7 +67,7 @@ export class TrainingStack extends Stack {
       retainLogs: s.retainData,
     });
 
-    if (s.run) {
+    if (s.run && this.compute.trainerRole) {
       this.runSettings = new RunSettingsParameter(this, 'RunSettings', {
         readers: [this.compute.instanceRole],
         document: {
@@ -76,6 +76,7 @@ export class TrainingStack extends Stack {
           region: this.region,
           runId: s.run.runId,
           imageUri: this.registry.repository.repositoryUriForTag(s.imageTag),
+          trainerRoleArn: this.compute.trainerRole.roleArn,
           runConfig: s.run.config,
           dataRootUri: `s3://${this.storage.dataBucket.bucketName}/`,
           outputUri: `s3://${this.storage.outputsBucket.bucketName}/${runPrefix(s.run.runId)}`,
@@ -100,19 +101,20 @@ export class TrainingStack extends Stack {
   private onDemandPrices(instanceTypes: readonly string[]): Record<string, number> {
     const region = Token.isUnresolved(this.region) ? 'unknown' : this.region;
     const prices: Record<string, number> = {};
-    let estimated = false;
+    const estimated: string[] = [];
     for (const type of instanceTypes) {
       const price = onDemandPrice(type, region);
       if (!price) continue;
       prices[type] = price.usdPerHour;
-      estimated ||= price.estimated;
+      if (price.estimated) estimated.push(type);
     }
-    if (estimated) {
+    if (estimated.length > 0) {
       Annotations.of(this).addWarningV2(
         'tuning-lab:estimated-prices',
-        `No on-demand price table for region ${region} (table of ${PRICE_TABLE_DATE} covers ` +
-          'us-east-1, us-east-2, us-west-2): cost estimates use the us-east-1 price with an ' +
-          'upper-end regional markup. Pass -c region=<region> to make the region explicit.',
+        `No on-demand price of ${estimated.join(', ')} in region ${region} in lib/pricing.ts ` +
+          `(tables of ${PRICE_TABLE_DATE} for ${TABLE_REGIONS.join(', ')}): cost estimates use ` +
+          `the us-east-1 price times ${OTHER_REGION_FACTOR}, above every regional markup found. ` +
+          'Pass -c region=<region> if the region is not known at synth.',
       );
     }
     return prices;

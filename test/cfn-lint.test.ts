@@ -26,10 +26,11 @@ describe('cfn-lint on the synthesized template', () => {
     ).toEqual({ status: 0, output: '' });
   });
 
-  test('p3 in an existing network without retained data has no errors or warnings', () => {
+  test('g4dn on-demand in an existing network without retained data has no errors or warnings', () => {
     expect(
       lint({
-        instanceTypes: 'p3.2xlarge',
+        instanceTypes: 'g4dn.xlarge',
+        useSpot: 'false',
         vpcId: 'vpc-0123456789abcdef0',
         subnetIds: 'subnet-0aaaaaaaaaaaaaaa1',
         retainData: 'false',

@@ -1,5 +1,7 @@
 import { Match } from 'aws-cdk-lib/assertions';
+import { GPU_AMI } from '../lib/compute';
 import { TAG_KEYS } from '../lib/contract';
+import { evaluatePolicy, resolveIntrinsics } from './support/iam-policy';
 import { RUN_CONTEXT, synth } from './support/synth';
 
 const OSS_AMI =
@@ -19,14 +21,31 @@ describe('compute layer during a run', () => {
       .LaunchTemplateData;
   const group = () =>
     Object.values(template.findResources('AWS::AutoScaling::AutoScalingGroup'))[0].Properties;
-  const instancePolicy = () => {
-    const roleId = stack.getLogicalId(stack.compute.instanceRole.node.defaultChild as never);
+  const logicalId = (construct: { node: { defaultChild?: unknown } }) =>
+    stack.getLogicalId(construct.node.defaultChild as never);
+  const statementsOf = (roleId: string) => {
     const policies = template.findResources('AWS::IAM::Policy', {
       Properties: { Roles: [{ Ref: roleId }] },
     });
     return Object.values(policies).flatMap((p) => p.Properties.PolicyDocument.Statement);
   };
-  const outputsId = stack.getLogicalId(stack.storage.outputsBucket.node.defaultChild as never);
+  const instanceRoleId = logicalId(stack.compute.instanceRole);
+  const trainerRoleId = logicalId(stack.compute.trainerRole as never);
+  const instancePolicy = () => statementsOf(instanceRoleId);
+  const trainerPolicy = () => statementsOf(trainerRoleId);
+  const outputsId = logicalId(stack.storage.outputsBucket);
+  const dataId = logicalId(stack.storage.dataBucket);
+  const actionsOf = (statements: { Action: string | string[] }[]) =>
+    statements.flatMap((s) => [s.Action].flat());
+  /** The trainer role's policy with concrete bucket ARNs, for the policy evaluator. */
+  const trainerDocument = () =>
+    resolveIntrinsics(
+      { Statement: trainerPolicy() },
+      {
+        [`${outputsId}.Arn`]: 'arn:aws:s3:::outputs',
+        [`${dataId}.Arn`]: 'arn:aws:s3:::data',
+      },
+    );
 
   test('the security group admits no inbound traffic', () => {
     template.resourceCountIs('AWS::EC2::SecurityGroupIngress', 0);
@@ -35,10 +54,10 @@ describe('compute layer during a run', () => {
       expect(sg.Properties.SecurityGroupIngress).toBeUndefined();
   });
 
-  test('the launch template requires IMDSv2 with hop limit 2', () => {
+  test('the launch template requires IMDSv2 with hop limit 1, so only the host reaches IMDS', () => {
     expect(launchTemplate().MetadataOptions).toEqual({
       HttpTokens: 'required',
-      HttpPutResponseHopLimit: 2,
+      HttpPutResponseHopLimit: 1,
     });
   });
 
@@ -62,6 +81,17 @@ describe('compute layer during a run', () => {
       (p) => p.Default === OSS_AMI,
     );
     expect(ami?.Type).toBe('AWS::SSM::Parameter::Value<AWS::EC2::Image::Id>');
+    expect(GPU_AMI.parameterName).toBe(OSS_AMI);
+  });
+
+  test('synth says which AMI the GPU types boot', () => {
+    const infos = stack.compute.node.metadata
+      .filter((m) => m.type === 'aws:cdk:info')
+      .map((m) => String(m.data));
+    expect(infos).toEqual([
+      `GPU instances (g6.xlarge, g5.xlarge) boot the Deep Learning Base OSS Nvidia Driver GPU ` +
+        `AMI (Ubuntu 22.04), resolved at deploy time from ${OSS_AMI}.`,
+    ]);
   });
 
   test('the user-data names the run-settings parameter and the runtime archive', () => {
@@ -75,7 +105,7 @@ describe('compute layer during a run', () => {
     expect(group()).toMatchObject({ MinSize: '0', MaxSize: '1', DesiredCapacity: '1' });
   });
 
-  test('spot across the listed types in order, capacity-optimized, with capacity rebalance', () => {
+  test('spot across the listed types, price-capacity-optimized', () => {
     expect(group().MixedInstancesPolicy.LaunchTemplate.Overrides).toEqual([
       { InstanceType: 'g6.xlarge' },
       { InstanceType: 'g5.xlarge' },
@@ -84,9 +114,12 @@ describe('compute layer during a run', () => {
       OnDemandAllocationStrategy: 'prioritized',
       OnDemandBaseCapacity: 0,
       OnDemandPercentageAboveBaseCapacity: 0,
-      SpotAllocationStrategy: 'capacity-optimized-prioritized',
+      SpotAllocationStrategy: 'price-capacity-optimized',
     });
-    expect(group().CapacityRebalance).toBe(true);
+  });
+
+  test('capacity rebalance is off: no replacement starts while the old instance still trains', () => {
+    expect(group().CapacityRebalance).toBe(false);
   });
 
   test('the group spans the public subnets of two AZs', () => {
@@ -174,20 +207,141 @@ describe('compute layer during a run', () => {
     );
   });
 
-  test('the instance reads the data bucket, pulls the image, writes its logs, publishes alerts', () => {
-    const actions = instancePolicy().flatMap((s) => [s.Action].flat());
+  test('the instance pulls the image, writes its logs, publishes alerts, reads its settings', () => {
+    const actions = actionsOf(instancePolicy());
     expect(actions).toEqual(
       expect.arrayContaining([
-        's3:GetObject*',
         'ecr:BatchGetImage',
         'ecr:GetAuthorizationToken',
         'logs:PutLogEvents',
         'sns:Publish',
         'ssm:GetParameter',
         'ec2:DescribeSpotPriceHistory',
+        'autoscaling:DescribeAutoScalingInstances',
       ]),
     );
     expect(actions).not.toContain('ecr:PutImage');
+  });
+
+  test('the instance does not read the data bucket (the trainer role does)', () => {
+    expect(JSON.stringify(instancePolicy())).not.toContain(dataId);
+  });
+
+  test('the instance may describe the images of the repository (to pin the tag to a digest)', () => {
+    const repositoryId = logicalId(stack.registry.repository);
+    expect(instancePolicy()).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({
+          Action: expect.arrayContaining(['ecr:DescribeImages', 'ecr:BatchGetImage']),
+          Effect: 'Allow',
+          Resource: { 'Fn::GetAtt': [repositoryId, 'Arn'] },
+        }),
+      ]),
+    );
+  });
+
+  test.each([
+    ['s3:PutObject', `outputs/runs/${runId}/ledger.json`, 'allow'],
+    ['s3:PutObject', `outputs/runs/${runId}/lease.json`, 'allow'],
+    ['s3:PutObject', `outputs/safety/meters/${runId}.json`, 'implicit-deny'],
+    ['s3:PutObject', 'outputs/runs/another-run/ledger.json', 'implicit-deny'],
+    ['s3:GetObject', 'data/datasets/sample/train.jsonl', 'implicit-deny'],
+  ])('the instance role: %s on %s is %s', (action, path, decision) => {
+    // Every other resource gets a placeholder ARN that no S3 request matches.
+    const document = resolveIntrinsics(
+      { Statement: instancePolicy() },
+      { [`${outputsId}.Arn`]: 'arn:aws:s3:::outputs', [`${dataId}.Arn`]: 'arn:aws:s3:::data' },
+      (name) => `arn:aws:placeholder:::${name}`,
+    );
+    expect(evaluatePolicy(document, { action, resource: `arn:aws:s3:::${path}` })).toBe(decision);
+  });
+
+  test('the instance may assume the trainer role and no other', () => {
+    const assume = instancePolicy().filter((s) => actionsOf([s]).includes('sts:AssumeRole'));
+    expect(assume).toEqual([
+      {
+        Action: 'sts:AssumeRole',
+        Effect: 'Allow',
+        Resource: { 'Fn::GetAtt': [trainerRoleId, 'Arn'] },
+      },
+    ]);
+  });
+
+  test('the trainer role trusts only the instance role, for at most an hour', () => {
+    const role = template.toJSON().Resources[trainerRoleId].Properties;
+    expect(role.AssumeRolePolicyDocument).toEqual({
+      Version: '2012-10-17',
+      Statement: [
+        {
+          Action: 'sts:AssumeRole',
+          Effect: 'Allow',
+          Principal: { AWS: { 'Fn::GetAtt': [instanceRoleId, 'Arn'] } },
+        },
+      ],
+    });
+    expect(role.MaxSessionDuration).toBe(3600);
+    expect(role.ManagedPolicyArns).toBeUndefined();
+  });
+
+  test('the trainer role is explicitly denied writing or deleting the ledger and the lease', () => {
+    const denies = trainerPolicy().filter((s) => s.Effect === 'Deny');
+    const objectArn = (key: string) => ({
+      'Fn::Join': ['', [{ 'Fn::GetAtt': [outputsId, 'Arn'] }, `/${key}`]],
+    });
+    expect(denies).toEqual([
+      {
+        Action: ['s3:DeleteObject', 's3:PutObject'],
+        Effect: 'Deny',
+        Resource: expect.arrayContaining([
+          objectArn(`runs/${runId}/ledger.json`),
+          objectArn(`runs/${runId}/lease.json`),
+        ]),
+      },
+    ]);
+    expect(denies[0].Resource).toHaveLength(2);
+  });
+
+  test.each([
+    ['s3:PutObject', `runs/${runId}/ledger.json`, 'explicit-deny'],
+    ['s3:DeleteObject', `runs/${runId}/ledger.json`, 'explicit-deny'],
+    ['s3:PutObject', `runs/${runId}/lease.json`, 'explicit-deny'],
+    ['s3:DeleteObject', `runs/${runId}/lease.json`, 'explicit-deny'],
+    ['s3:GetObject', `runs/${runId}/ledger.json`, 'allow'],
+    ['s3:PutObject', `runs/${runId}/checkpoints/step-100/model.safetensors`, 'allow'],
+    ['s3:PutObject', 'runs/another-run/checkpoints/x', 'implicit-deny'],
+    ['s3:PutObject', 'safety/meters/run.json', 'implicit-deny'],
+  ])('the trainer role: %s on outputs/%s is %s', (action, key, decision) => {
+    expect(
+      evaluatePolicy(trainerDocument(), { action, resource: `arn:aws:s3:::outputs/${key}` }),
+    ).toBe(decision);
+  });
+
+  test('the trainer role reads any dataset of the data bucket and writes none', () => {
+    const request = (action: string) => ({
+      action,
+      resource: 'arn:aws:s3:::data/datasets/sample/train.jsonl',
+    });
+    expect(evaluatePolicy(trainerDocument(), request('s3:GetObject'))).toBe('allow');
+    expect(evaluatePolicy(trainerDocument(), request('s3:PutObject'))).toBe('implicit-deny');
+  });
+
+  test('the trainer role lists only its run prefix of the outputs bucket', () => {
+    expect(trainerPolicy()).toEqual(
+      expect.arrayContaining([
+        {
+          Action: 's3:ListBucket',
+          Effect: 'Allow',
+          Resource: { 'Fn::GetAtt': [outputsId, 'Arn'] },
+          Condition: { StringLike: { 's3:prefix': [`runs/${runId}/*`, `runs/${runId}`] } },
+        },
+      ]),
+    );
+  });
+
+  test('the trainer role has S3 actions only: no capacity, SSM, SNS, EC2 or STS', () => {
+    const actions = actionsOf(trainerPolicy());
+    expect(actions.length).toBeGreaterThan(0);
+    for (const action of actions) expect(action).toMatch(/^s3:/);
   });
 
   test('the instance may set the capacity of its own group, or leave it, and no other', () => {
@@ -241,6 +395,29 @@ describe('compute layer without a run', () => {
     expect(group().CapacityRebalance).toBe(false);
   });
 
+  test('there is no trainer role and the instance may assume no role', () => {
+    expect(stack.compute.trainerRole).toBeUndefined();
+    const assumable = template.findResources('AWS::IAM::Role', {
+      Properties: {
+        AssumeRolePolicyDocument: {
+          Statement: [Match.objectLike({ Principal: { AWS: Match.anyValue() } })],
+        },
+      },
+    });
+    expect(Object.keys(assumable)).toEqual([]);
+    const instancePolicies = template.findResources('AWS::IAM::Policy', {
+      Properties: {
+        Roles: [{ Ref: stack.getLogicalId(stack.compute.instanceRole.node.defaultChild as never) }],
+      },
+    });
+    const actions = Object.values(instancePolicies).flatMap((p) =>
+      p.Properties.PolicyDocument.Statement.flatMap((s: { Action: string | string[] }) =>
+        [s.Action].flat(),
+      ),
+    );
+    expect(actions).not.toContain('sts:AssumeRole');
+  });
+
   test('the instance role gets no outputs-bucket write', () => {
     const roleId = stack.getLogicalId(stack.compute.instanceRole.node.defaultChild as never);
     const policies = template.findResources('AWS::IAM::Policy', {
@@ -254,31 +431,22 @@ describe('compute layer without a run', () => {
   });
 });
 
-describe('compute layer for p3 in an existing network', () => {
-  const { template, report, stack } = synth({
-    instanceTypes: 'p3.2xlarge',
+describe('compute layer on-demand in an existing network', () => {
+  const { template, report } = synth({
+    instanceTypes: 'g4dn.xlarge',
+    useSpot: 'false',
     vpcId: 'vpc-0123456789abcdef0',
     subnetIds: 'subnet-0aaaaaaaaaaaaaaa1,subnet-0bbbbbbbbbbbbbbb2',
   });
 
-  test('p3 boots the proprietary-driver Amazon Linux 2 DLAMI and synth says so', () => {
+  test('g4dn boots the same OSS driver AMI from /dev/sda1', () => {
     const defaults = Object.values(
       template.toJSON().Parameters as Record<string, { Default: string }>,
     ).map((p) => p.Default);
-    expect(defaults).toContain(
-      '/aws/service/deeplearning/ami/x86_64/base-proprietary-nvidia-driver-amazon-linux-2/latest/ami-id',
-    );
+    expect(defaults).toContain(OSS_AMI);
     const launchTemplate = Object.values(template.findResources('AWS::EC2::LaunchTemplate'))[0]
       .Properties.LaunchTemplateData;
-    expect(launchTemplate.BlockDeviceMappings[0].DeviceName).toBe('/dev/xvda');
-    const infos = stack.compute.node.metadata
-      .filter((m) => m.type === 'aws:cdk:info')
-      .map((m) => String(m.data));
-    expect(infos).toEqual([
-      expect.stringContaining(
-        'boot the Deep Learning Base Proprietary Nvidia Driver AMI (Amazon Linux 2), for P3',
-      ),
-    ]);
+    expect(launchTemplate.BlockDeviceMappings[0].DeviceName).toBe('/dev/sda1');
   });
 
   test('an existing network synthesizes without findings or warnings about it', () => {
@@ -294,5 +462,13 @@ describe('compute layer for p3 in an existing network', () => {
       'subnet-0bbbbbbbbbbbbbbb2',
     ]);
     template.hasResourceProperties('AWS::EC2::SecurityGroup', { VpcId: 'vpc-0123456789abcdef0' });
+  });
+
+  test('instances get no public address (the network routes them)', () => {
+    const launchTemplate = Object.values(template.findResources('AWS::EC2::LaunchTemplate'))[0]
+      .Properties.LaunchTemplateData;
+    expect(launchTemplate.NetworkInterfaces).toEqual([
+      expect.objectContaining({ DeviceIndex: 0, AssociatePublicIpAddress: false }),
+    ]);
   });
 });

@@ -121,9 +121,8 @@ describe('bad values name the key, the value and what is allowed', () => {
     [
       { instanceTypes: 'p4d.24xlarge' },
       "'p4d.24xlarge' has several GPUs and the trainer uses one GPU, so only single-GPU sizes " +
-        'are supported; use g4dn, g5, g6, g6e, p3 sizes, e.g. g6e.xlarge',
+        'are supported; use g4dn, g5, g6, g6e sizes, e.g. g6e.xlarge',
     ],
-    [{ instanceTypes: 'g5.xlarge,p3.2xlarge' }, 'p3 (V100) needs a different Deep Learning AMI'],
     [
       { maxRuntimeHours: '0' },
       'Invalid setting maxRuntimeHours=0: must be a number of hours > 0 and <= 168',
@@ -196,6 +195,36 @@ describe('bad values name the key, the value and what is allowed', () => {
 
   test('the message is one line', () => {
     expect(errorOf({ instanceTypes: 'm5.large' })).not.toContain('\n');
+  });
+});
+
+describe('P3 (V100, Volta) is refused', () => {
+  const refusal = (list: string, type: string) =>
+    `Invalid setting instanceTypes=${list}: '${type}' is a V100 (Volta) type, which tuning-lab ` +
+    'cannot boot: no current Deep Learning AMI supports P3 and the trainer image (CUDA 13.0) ' +
+    'needs Turing or newer (docs/external-names.md); use g6.xlarge or g5.xlarge (24 GB), ' +
+    'g6e.xlarge (48 GB) or g4dn.xlarge (16 GB).';
+
+  test('p3.2xlarge names Volta, the missing AMI, CUDA 13.0 and the types to use instead', () => {
+    expect(errorOf({ instanceTypes: 'p3.2xlarge' })).toBe(refusal('p3.2xlarge', 'p3.2xlarge'));
+  });
+
+  test('p3dn.24xlarge gets the same refusal, not the multi-GPU one', () => {
+    expect(errorOf({ instanceTypes: 'p3dn.24xlarge' })).toBe(
+      refusal('p3dn.24xlarge', 'p3dn.24xlarge'),
+    );
+  });
+
+  test('a p3 type beside supported ones is refused too', () => {
+    expect(errorOf({ instanceTypes: 'g5.xlarge,p3.2xlarge' })).toBe(
+      refusal('g5.xlarge,p3.2xlarge', 'p3.2xlarge'),
+    );
+  });
+
+  test('every supported family is Turing or newer', () => {
+    expect(
+      parse({ instanceTypes: 'g4dn.xlarge,g5.xlarge,g6.xlarge,g6e.xlarge' }).instanceTypes,
+    ).toEqual(['g4dn.xlarge', 'g5.xlarge', 'g6.xlarge', 'g6e.xlarge']);
   });
 });
 

@@ -112,6 +112,19 @@ describe('registry layer with githubRepo', () => {
       }
     }
   });
+
+  test('the role may describe the images of this repository, to skip a commit already pushed', () => {
+    const policies = template.findResources('AWS::IAM::Policy', {
+      Properties: { Roles: [{ Ref: Match.stringLikeRegexp('GitHubImageRole') }] },
+    });
+    const statements = Object.values(policies)[0].Properties.PolicyDocument.Statement;
+    const describing = statements.filter((s: { Action: string | string[] }) =>
+      [s.Action].flat().includes('ecr:DescribeImages'),
+    );
+    expect(describing).toEqual([
+      expect.objectContaining({ Effect: 'Allow', Resource: { 'Fn::GetAtt': [repoId, 'Arn'] } }),
+    ]);
+  });
 });
 
 describe('registry layer with another branch, ids in the repository name, an imported OIDC provider', () => {

@@ -1,8 +1,13 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { UserInputError } from '../lib/errors';
-import { canonicalJson, defaultRunId, loadRunConfig } from '../lib/run-config';
+import {
+  canonicalJson,
+  defaultRunId,
+  loadRunConfig,
+  MAX_RUN_CONFIG_BYTES,
+} from '../lib/run-config';
 import { ROOT } from './support/synth';
 
 const dir = mkdtempSync(join(tmpdir(), 'run-config-'));
@@ -55,6 +60,97 @@ describe('loading a run config', () => {
   test('a YAML list instead of a mapping is rejected', () => {
     const path = configFile('list.yaml', '- model\n- data\n');
     expect(errorOf(path)).toContain('must be a YAML mapping with the sections model, lora, data');
+  });
+});
+
+describe('inputs that must never reach the run settings', () => {
+  const NO_SCHEMA = join(dir, 'no-schema.json');
+
+  test('a directory is not a file', () => {
+    const folder = join(dir, 'configs-folder');
+    mkdirSync(folder);
+    expect(errorOf(folder)).toBe(
+      `Invalid setting runConfig=${folder}: not a file (${folder}); give the path of the YAML file.`,
+    );
+  });
+
+  test('a YAML alias bomb fails in one line instead of exhausting memory', () => {
+    // Each level repeats the previous one 9 times: 9^8 strings if every alias were expanded.
+    const levels = ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h'];
+    const yaml = levels
+      .map((name, i) =>
+        i === 0
+          ? `${name}: &${name} [x, x, x, x, x, x, x, x, x]`
+          : `${name}: &${name} [${Array(9)
+              .fill(`*${levels[i - 1]}`)
+              .join(', ')}]`,
+      )
+      .join('\n');
+    const path = configFile('bomb.yaml', `${yaml}\n`);
+    expect(errorOf(path)).toBe(
+      `Invalid setting runConfig=${path}: too many YAML aliases (*name) expanded; write the ` +
+        'values out instead.',
+    );
+  });
+
+  test('a config over 6144 bytes as JSON is refused with its size', () => {
+    // {"pad":"x...x"}: 10 bytes of JSON around the value.
+    const path = configFile('large.yaml', `pad: ${'x'.repeat(6200)}\n`);
+    expect(MAX_RUN_CONFIG_BYTES).toBe(6144);
+    expect(errorOf(path, NO_SCHEMA)).toBe(
+      `Invalid setting runConfig=${path}: 6210 bytes as JSON, over the 6144 a run config may ` +
+        'have (it travels in an SSM parameter of at most 8 KB); remove what repeats a default.',
+    );
+  });
+
+  test('a config of exactly 6144 bytes as JSON is accepted', () => {
+    const path = configFile('just-fits.yaml', `pad: ${'x'.repeat(6134)}\n`);
+    expect(loadRunConfig(path, { cwd: ROOT, schemaPath: NO_SCHEMA })).toEqual({
+      pad: 'x'.repeat(6134),
+    });
+  });
+
+  test('YAML comments and indentation do not count toward the size', () => {
+    const comment = `# ${'c'.repeat(7000)}\n`;
+    const path = configFile('commented.yaml', `${comment}${VALID}`);
+    expect(() => loadRunConfig(path, { cwd: ROOT })).not.toThrow();
+  });
+
+  test('a CloudFormation dynamic reference in a nested string is refused, naming the field', () => {
+    const path = configFile(
+      'resolve.yaml',
+      VALID.replace(
+        'train: datasets/sample/train.jsonl',
+        "train: '{{resolve:ssm:/prod/dataset-path}}'",
+      ),
+    );
+    expect(errorOf(path)).toBe(
+      `Invalid setting runConfig=${path}: field data.train holds a CloudFormation dynamic ` +
+        'reference ({{resolve:...}}), which CloudFormation would resolve into the run settings ' +
+        'the instance reads; put the value itself, or keep secrets out of the run config.',
+    );
+  });
+
+  test('a CDK token in a key is refused, naming the field', () => {
+    const path = configFile('token-key.yaml', `${VALID}training:\n  "\${Token[X.1]}": 1\n`);
+    expect(errorOf(path)).toBe(
+      `Invalid setting runConfig=${path}: field training.\${Token[X.1]} holds a CDK token ` +
+        '(${Token[...]}), which CloudFormation would resolve into the run settings the instance ' +
+        'reads; put the value itself, or keep secrets out of the run config.',
+    );
+  });
+
+  test('template syntax in a list item is named by its index', () => {
+    const path = configFile(
+      'token-list.yaml',
+      `${VALID}lora:\n  target_modules: [q_proj, "{{resolve:secretsmanager:key}}"]\n`,
+    );
+    expect(errorOf(path)).toContain('field lora.target_modules.1 holds a CloudFormation dynamic');
+  });
+
+  test('every refusal is one line', () => {
+    const path = configFile('resolve-2.yaml', `${VALID}note: "{{resolve:ssm:/x}}"\n`);
+    expect(errorOf(path, NO_SCHEMA)).not.toContain('\n');
   });
 });
 

@@ -15,6 +15,7 @@ function instance(
     availabilityZone: 'us-east-1a',
     launchTime: hoursAgo(1),
     market: 'spot',
+    inGroup: true,
     usdPerHour: 0.5,
     ...overrides,
     tags: {
@@ -39,34 +40,73 @@ describe('decideTerminations', () => {
     ],
     [
       'over the run cost cap',
-      instance({ launchTime: hoursAgo(5), tags: { [TAG_KEYS.maxRunCostUsd]: '2' } }),
-      'stop',
-      'max-cost',
-    ],
-    [
-      'under the run cost cap',
-      instance({ launchTime: hoursAgo(3), tags: { [TAG_KEYS.maxRunCostUsd]: '2' } }),
-      'keep',
-      undefined,
-    ],
-    [
-      'over the cap counting earlier instances of the run',
       instance({
-        launchTime: hoursAgo(1),
-        priorRunCostUsd: 1.8,
+        launchTime: hoursAgo(5),
+        runCostUsd: 2.5,
         tags: { [TAG_KEYS.maxRunCostUsd]: '2' },
       }),
       'stop',
       'max-cost',
     ],
     [
+      'exactly at the run cost cap',
+      instance({ runCostUsd: 2, tags: { [TAG_KEYS.maxRunCostUsd]: '2' } }),
+      'stop',
+      'max-cost',
+    ],
+    [
+      'under the run cost cap',
+      instance({
+        launchTime: hoursAgo(3),
+        runCostUsd: 1.5,
+        tags: { [TAG_KEYS.maxRunCostUsd]: '2' },
+      }),
+      'keep',
+      undefined,
+    ],
+    [
+      "over the cap counting the run's earlier instances (the meter's total)",
+      instance({
+        launchTime: hoursAgo(1),
+        runCostUsd: 2.3,
+        tags: { [TAG_KEYS.maxRunCostUsd]: '2' },
+      }),
+      'stop',
+      'max-cost',
+    ],
+    [
+      "the run's meter, not this instance's runtime, is the run's cost",
+      instance({ launchTime: hoursAgo(5), runCostUsd: 1, tags: { [TAG_KEYS.maxRunCostUsd]: '2' } }),
+      'keep',
+      undefined,
+    ],
+    [
+      'no run-id tag: the instance is its own run, priced by its runtime',
+      instance({
+        launchTime: hoursAgo(5),
+        tags: { [TAG_KEYS.runId]: '', [TAG_KEYS.maxRunCostUsd]: '2' },
+      }),
+      'stop',
+      'max-cost',
+    ],
+    [
       'both limits: runtime wins',
-      instance({ launchTime: hoursAgo(13), tags: { [TAG_KEYS.maxRunCostUsd]: '1' } }),
+      instance({
+        launchTime: hoursAgo(13),
+        runCostUsd: 7,
+        tags: { [TAG_KEYS.maxRunCostUsd]: '1' },
+      }),
       'stop',
       'max-runtime',
     ],
     [
-      'no price: the cost cap cannot fire',
+      'no run cost (no meter): the cost cap cannot fire',
+      instance({ launchTime: hoursAgo(5), tags: { [TAG_KEYS.maxRunCostUsd]: '1' } }),
+      'keep',
+      undefined,
+    ],
+    [
+      'no price and no run cost: the cost cap cannot fire',
       instance({
         launchTime: hoursAgo(5),
         usdPerHour: undefined,
@@ -115,7 +155,11 @@ describe('decideTerminations', () => {
     ],
     [
       'cost cap tag unreadable: ignored',
-      instance({ launchTime: hoursAgo(5), tags: { [TAG_KEYS.maxRunCostUsd]: 'lots' } }),
+      instance({
+        launchTime: hoursAgo(5),
+        runCostUsd: 50,
+        tags: { [TAG_KEYS.maxRunCostUsd]: 'lots' },
+      }),
       'keep',
       undefined,
     ],
@@ -137,7 +181,7 @@ describe('decideTerminations', () => {
         instance({
           launchTime: hoursAgo(4),
           usdPerHour: 1.006,
-          priorRunCostUsd: 3,
+          runCostUsd: 7.0213,
           tags: { [TAG_KEYS.maxRunCostUsd]: '5' },
         }),
       ],
@@ -153,6 +197,17 @@ describe('decideTerminations', () => {
       runCostUsd: 7.02,
     });
     expect(decision.detail).toBe('run cost ~7.02 USD, cap 5 USD');
+  });
+
+  test('an unpriced run under a cap says the cap was not checked', () => {
+    const [decision] = decideTerminations(
+      [instance({ usdPerHour: undefined, tags: { [TAG_KEYS.maxRunCostUsd]: '5' } })],
+      LIMITS,
+      NOW,
+    );
+    expect(decision.detail).toBe(
+      'within limits (1.00 of 12 h); cost cap not checked: no price for g5.xlarge',
+    );
   });
 
   test('the default limit is named in the detail when the tag is missing', () => {
@@ -173,6 +228,95 @@ describe('decideTerminations', () => {
     expect(decisions.map((d) => [d.instanceId, d.action])).toEqual([
       ['i-a', 'keep'],
       ['i-b', 'stop'],
+    ]);
+  });
+});
+
+describe('at most one billing instance in the group and one outside it', () => {
+  const live = (id: string, launchedHoursAgo: number, overrides: Partial<InstanceView> = {}) =>
+    instance({ instanceId: id, launchTime: hoursAgo(launchedHoursAgo), ...overrides });
+  const outcome = (instances: InstanceView[]) =>
+    decideTerminations(instances, LIMITS, NOW).map((d) => [d.instanceId, d.action, d.reason]);
+
+  test('of two live group members the newer is stopped, naming the older as kept', () => {
+    const decisions = decideTerminations([live('i-old', 2), live('i-new', 1)], LIMITS, NOW);
+    expect(decisions[0]).toMatchObject({ instanceId: 'i-old', action: 'keep' });
+    expect(decisions[1]).toMatchObject({
+      instanceId: 'i-new',
+      action: 'stop',
+      reason: 'extra-instance',
+      keptInstanceId: 'i-old',
+      runId: 'run-1',
+    });
+    expect(decisions[1].detail).toBe(
+      'a second billing instance of stack TrainingStack in its Auto Scaling group; i-old ' +
+        '(launched earlier) keeps the run',
+    );
+  });
+
+  test('the newer is stopped whatever order the instances are listed in', () => {
+    expect(outcome([live('i-new', 1), live('i-old', 2)])).toEqual([
+      ['i-new', 'stop', 'extra-instance'],
+      ['i-old', 'keep', undefined],
+    ]);
+  });
+
+  test('one in the group and one detached (a debug hold) are both kept', () => {
+    expect(outcome([live('i-group', 1), live('i-held', 2, { inGroup: false })])).toEqual([
+      ['i-group', 'keep', undefined],
+      ['i-held', 'keep', undefined],
+    ]);
+  });
+
+  test('of two detached instances the newer is stopped', () => {
+    const decisions = decideTerminations(
+      [live('i-held', 3, { inGroup: false }), live('i-stray', 1, { inGroup: false })],
+      LIMITS,
+      NOW,
+    );
+    expect(decisions.map((d) => [d.instanceId, d.action, d.reason])).toEqual([
+      ['i-held', 'keep', undefined],
+      ['i-stray', 'stop', 'extra-instance'],
+    ]);
+    expect(decisions[1].keptInstanceId).toBe('i-held');
+    expect(decisions[1].detail).toBe(
+      'a second billing instance of stack TrainingStack outside its group; i-held ' +
+        '(launched earlier) keeps the run',
+    );
+  });
+
+  test('an instance stopped for max-runtime does not hold a place', () => {
+    expect(outcome([live('i-overdue', 13), live('i-new', 1)])).toEqual([
+      ['i-overdue', 'stop', 'max-runtime'],
+      ['i-new', 'keep', undefined],
+    ]);
+  });
+
+  test('an instance that no longer bills does not hold a place', () => {
+    expect(outcome([live('i-gone', 2, { state: 'terminated' }), live('i-new', 1)])).toEqual([
+      ['i-gone', 'skip', undefined],
+      ['i-new', 'keep', undefined],
+    ]);
+  });
+
+  test("another stack's instance neither holds a place nor is stopped", () => {
+    const other = live('i-other', 2, { tags: { [TAG_KEYS.stack]: 'OtherStack' } });
+    expect(outcome([other, live('i-mine', 1)])).toEqual([
+      ['i-other', 'skip', undefined],
+      ['i-mine', 'keep', undefined],
+    ]);
+  });
+
+  test('a third live instance in the group is stopped too, naming the oldest', () => {
+    const decisions = decideTerminations(
+      [live('i-1', 3), live('i-2', 2), live('i-3', 1)],
+      LIMITS,
+      NOW,
+    );
+    expect(decisions.map((d) => [d.action, d.keptInstanceId])).toEqual([
+      ['keep', undefined],
+      ['stop', 'i-1'],
+      ['stop', 'i-1'],
     ]);
   });
 });

@@ -3,6 +3,7 @@ import type { Decision } from '../lambda/safety/decide';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
+  extraInstanceMessage,
   formatRunMessage,
   ledgerAfterSafetyStop,
   safetyStopMessage,
@@ -83,6 +84,15 @@ describe('ledger after a safety stop', () => {
     expect(ledgerAfterSafetyStop(supervisorLedger, stopped, 'run-1', NOW).estimatedCostUsd).toBe(
       6.5,
     );
+  });
+
+  test("the meter's totals replace what the ledger claims", () => {
+    const metered = { ...stopped, runTotals: { billableSeconds: 50_000, costUsd: 9.876 } };
+    const claimsNothing: Ledger = { ...supervisorLedger, billableSeconds: 0, estimatedCostUsd: 0 };
+    expect(ledgerAfterSafetyStop(claimsNothing, metered, 'run-1', NOW)).toMatchObject({
+      billableSeconds: 50_000,
+      estimatedCostUsd: 9.88,
+    });
   });
 
   test("the supervisor's fields and attempts are kept; this attempt gets its end time", () => {
@@ -207,5 +217,39 @@ describe('SNS message format', () => {
       'Next step:\nThe run reached the runtime limit (maxRuntimeHours)',
     );
     expect(message.body).toContain('s3://outputs-bucket/runs/run-1/checkpoints/');
+  });
+});
+
+describe('the extra-instance message', () => {
+  const extra: StoppedInstance = {
+    ...stopped,
+    decision: {
+      instanceId: 'i-3',
+      action: 'stop',
+      reason: 'extra-instance',
+      detail:
+        'a second billing instance of stack TrainingStack in its Auto Scaling group; i-2 ' +
+        '(launched earlier) keeps the run',
+      runId: 'run-1',
+      runtimeSeconds: 600,
+      instanceCostUsd: 0.17,
+      keptInstanceId: 'i-2',
+    },
+  };
+  const message = extraInstanceMessage(extra, 'TrainingStack');
+
+  test('has its own status in the subject and the attributes', () => {
+    expect(message.subject).toBe('tuning-lab run-1: extra-instance-stopped');
+    expect(message.attributes).toEqual({ runId: 'run-1', status: 'extra-instance-stopped' });
+  });
+
+  test("names the reason, this instance's cost and the instance that goes on", () => {
+    expect(message.body).toContain(
+      'Reason: extra-instance: a second billing instance of stack TrainingStack',
+    );
+    expect(message.body).toContain('Instance: i-3 g5.xlarge spot us-east-1b');
+    expect(message.body).toContain('Duration: 10 min 00 s');
+    expect(message.body).toContain('Estimated cost: $0.17 (estimate)');
+    expect(message.body).toContain('this one was terminated and i-2 goes on');
   });
 });

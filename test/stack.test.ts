@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildTrainingApp } from '../lib/app';
 import { parseSettings } from '../lib/config';
-import { ON_DEMAND_USD_PER_HOUR } from '../lib/pricing';
+import { ON_DEMAND_USD_PER_HOUR, PRICE_TABLE_DATE, TABLE_REGIONS } from '../lib/pricing';
 import { CDK_JSON_CONTEXT, ROOT, RUN_CONTEXT, synth } from './support/synth';
 
 function nagApp(context: Record<string, unknown>) {
@@ -44,9 +44,9 @@ describe('cdk-nag gates (AwsSolutions and NIST 800-53 rev 5)', () => {
       { ...RUN_CONTEXT, githubRepo: 'acme/llm', alertEmail: 'me@acme.dev', maxRunCostUsd: '20' },
     ],
     [
-      'p3 on-demand in an existing network, data not retained',
+      'g4dn on-demand in an existing network, data not retained',
       {
-        instanceTypes: 'p3.2xlarge',
+        instanceTypes: 'g4dn.xlarge',
         useSpot: 'false',
         vpcId: 'vpc-0123456789abcdef0',
         subnetIds: 'subnet-0aaaaaaaaaaaaaaa1',
@@ -118,6 +118,7 @@ describe('run settings parameter', () => {
       region: 'us-east-1',
       runId: settings.run?.runId,
       imageUri: expect.stringMatching(/TOKEN.*:latest$/),
+      trainerRoleArn: 'TOKEN',
       runConfig: settings.run?.config,
       dataRootUri: 's3://TOKEN/',
       outputUri: `s3://TOKEN/runs/${settings.run?.runId}`,
@@ -132,6 +133,17 @@ describe('run settings parameter', () => {
         'g6.xlarge': ON_DEMAND_USD_PER_HOUR['g6.xlarge'],
         'g5.xlarge': ON_DEMAND_USD_PER_HOUR['g5.xlarge'],
       },
+    });
+  });
+
+  test("the trainer role ARN in it is the trainer role's", () => {
+    const parts = parameter().Value['Fn::Join'][1] as unknown[];
+    const at = parts.findIndex((p) => typeof p === 'string' && p.endsWith('"trainerRoleArn":"'));
+    expect(parts[at + 1]).toEqual({
+      'Fn::GetAtt': [
+        stack.getLogicalId(stack.compute.trainerRole?.node.defaultChild as never),
+        'Arn',
+      ],
     });
   });
 
@@ -160,7 +172,8 @@ describe('run settings parameter', () => {
 describe('run settings over 4 KB', () => {
   const dir = mkdtempSync(join(tmpdir(), 'big-run-'));
   const path = join(dir, 'big.yaml');
-  const modules = Array.from({ length: 400 }, (_, i) => `    - layers.${i}.self_attn.q_proj`).join(
+  // ~4.5 KB of run config: over the Standard tier with the rest, under the 6 KB run-config cap.
+  const modules = Array.from({ length: 150 }, (_, i) => `    - layers.${i}.self_attn.q_proj`).join(
     '\n',
   );
   writeFileSync(
@@ -175,17 +188,46 @@ describe('run settings over 4 KB', () => {
   });
 });
 
-describe('prices outside the table', () => {
-  const { template, report } = synth({ ...RUN_CONTEXT, region: 'ap-northeast-1' });
+describe('prices in a region without a table', () => {
+  const { template, report } = synth({ ...RUN_CONTEXT, region: 'ca-central-1' });
 
-  test('are estimated with the regional markup and synth warns', () => {
+  test('are estimated as the us-east-1 price times 1.75 and synth warns', () => {
     const value = JSON.stringify(
       Object.values(template.findResources('AWS::SSM::Parameter'))[0].Properties.Value,
     );
     expect(value).toContain(
-      `\\"g5.xlarge\\":${Math.round(ON_DEMAND_USD_PER_HOUR['g5.xlarge'] * 1.6 * 10000) / 10000}`,
+      `\\"g5.xlarge\\":${Math.round(ON_DEMAND_USD_PER_HOUR['g5.xlarge'] * 1.75 * 10000) / 10000}`,
     );
-    expect(report).toContain('No on-demand price table for region ap-northeast-1');
+    expect(report).toContain(
+      `No on-demand price of g5.xlarge in region ca-central-1 in lib/pricing.ts (tables of ` +
+        `${PRICE_TABLE_DATE} for ${TABLE_REGIONS.join(', ')}): cost estimates use the us-east-1 ` +
+        'price times 1.75, above every regional markup found.',
+    );
+  });
+});
+
+describe('prices in a region with a table', () => {
+  const { template, report } = synth({ ...RUN_CONTEXT, region: 'sa-east-1' });
+
+  test("come from the region's table, without a warning", () => {
+    const value = JSON.stringify(
+      Object.values(template.findResources('AWS::SSM::Parameter'))[0].Properties.Value,
+    );
+    expect(value).toContain('\\"g5.xlarge\\":1.71');
+    expect(report).not.toContain('tuning-lab:estimated-prices');
+    expect(report).not.toContain('No on-demand price');
+  });
+});
+
+describe('a type missing from its region table', () => {
+  const { report } = synth({
+    ...RUN_CONTEXT,
+    region: 'eu-west-1',
+    instanceTypes: 'g5.xlarge,g6e.xlarge',
+  });
+
+  test('is the only one the warning names', () => {
+    expect(report).toContain('No on-demand price of g6e.xlarge in region eu-west-1');
   });
 });
 

@@ -2,6 +2,14 @@
  * The safety Lambda's decisions, as plain data in and out: which of a stack's instances must be
  * stopped now, and why. No AWS imports; the adapter (handler.ts) gathers the inputs and performs
  * the effects.
+ *
+ * Three rules, in this order for each live instance of the stack:
+ * 1. max-runtime: it ran longer than its `tuning-lab:max-runtime-hours` tag allows;
+ * 2. max-cost: its run cost more than its `tuning-lab:max-run-cost-usd` tag allows, counted from
+ *    EC2's records alone (meter.ts), never from what an instance wrote;
+ * 3. extra-instance: a stack bills for at most one instance in its Auto Scaling group and one
+ *    outside it (detached for a debug hold); the oldest of each keeps its place, any other is
+ *    terminated while the run goes on.
  */
 import { TAG_KEYS, type Market } from '../../lib/contract';
 
@@ -14,10 +22,12 @@ export interface InstanceView {
   readonly launchTime: Date;
   readonly market: Market;
   readonly tags: Readonly<Record<string, string>>;
+  /** Whether the stack's Auto Scaling group counts it (false: detached or launched outside). */
+  readonly inGroup: boolean;
   /** What the instance costs per hour now; undefined when no price is known. */
   readonly usdPerHour?: number;
-  /** Estimated cost of the run's earlier instances (from its ledger). */
-  readonly priorRunCostUsd?: number;
+  /** What the run has cost so far, from the run's meter; undefined when unknown. */
+  readonly runCostUsd?: number;
 }
 
 export interface Limits {
@@ -27,7 +37,7 @@ export interface Limits {
   readonly defaultMaxRuntimeHours: number;
 }
 
-export type StopReason = 'max-runtime' | 'max-cost';
+export type StopReason = 'max-runtime' | 'max-cost' | 'extra-instance';
 
 export interface Decision {
   readonly instanceId: string;
@@ -40,11 +50,18 @@ export interface Decision {
   readonly runtimeSeconds: number;
   /** This instance's cost so far; undefined when its price is unknown. */
   readonly instanceCostUsd?: number;
-  /** The run's cost so far (earlier instances + this one); undefined when unknown. */
+  /** The run's cost so far (every instance of it); undefined when unknown. */
   readonly runCostUsd?: number;
+  /** For an extra instance: the instance that keeps its place. */
+  readonly keptInstanceId?: string;
 }
 
-const ENDING_STATES = new Set(['shutting-down', 'terminated', 'stopping', 'stopped']);
+const LIVE_STATES = new Set(['pending', 'running']);
+
+/** Whether an instance in this state bills (or is about to). */
+export function isLive(state: string): boolean {
+  return LIVE_STATES.has(state);
+}
 
 /** Decide, for every instance, whether it must be stopped at `now`. */
 export function decideTerminations(
@@ -52,18 +69,42 @@ export function decideTerminations(
   limits: Limits,
   now: Date,
 ): Decision[] {
-  return instances.map((instance) => decideOne(instance, limits, now));
+  const decisions = instances.map((instance) => decideLimits(instance, limits, now));
+  // Of the live instances still kept, the oldest in the group and the oldest outside it stay.
+  const places = new Map<boolean, InstanceView>();
+  const byAge = instances
+    .map((instance, i) => ({ instance, i }))
+    .filter(({ i }) => decisions[i].action === 'keep')
+    .sort((a, b) => a.instance.launchTime.getTime() - b.instance.launchTime.getTime());
+  for (const { instance, i } of byAge) {
+    const holder = places.get(instance.inGroup);
+    if (!holder) {
+      places.set(instance.inGroup, instance);
+      continue;
+    }
+    const where = instance.inGroup ? 'in its Auto Scaling group' : 'outside its group';
+    decisions[i] = {
+      ...decisions[i],
+      action: 'stop',
+      reason: 'extra-instance',
+      keptInstanceId: holder.instanceId,
+      detail:
+        `a second billing instance of stack ${limits.stackName} ${where}; ` +
+        `${holder.instanceId} (launched earlier) keeps the run`,
+    };
+  }
+  return decisions;
 }
 
-function decideOne(instance: InstanceView, limits: Limits, now: Date): Decision {
+function decideLimits(instance: InstanceView, limits: Limits, now: Date): Decision {
   const runtimeSeconds = Math.max(0, (now.getTime() - instance.launchTime.getTime()) / 1000);
-  const runId = instance.tags[TAG_KEYS.runId];
+  const runId = instance.tags[TAG_KEYS.runId] || undefined;
   const base = { instanceId: instance.instanceId, runId, runtimeSeconds };
 
   if (instance.tags[TAG_KEYS.stack] !== limits.stackName) {
     return { ...base, action: 'skip', detail: 'not an instance of this stack' };
   }
-  if (ENDING_STATES.has(instance.state)) {
+  if (!isLive(instance.state)) {
     return { ...base, action: 'skip', detail: `already ${instance.state}` };
   }
 
@@ -71,10 +112,8 @@ function decideOne(instance: InstanceView, limits: Limits, now: Date): Decision 
     instance.usdPerHour === undefined
       ? undefined
       : round2((runtimeSeconds / 3600) * instance.usdPerHour);
-  const runCostUsd =
-    instanceCostUsd === undefined
-      ? undefined
-      : round2((instance.priorRunCostUsd ?? 0) + instanceCostUsd);
+  // Without a run (no run-id tag) the instance is its own run.
+  const runCostUsd = runId === undefined ? instanceCostUsd : round2OrUndefined(instance.runCostUsd);
   const costs = { instanceCostUsd, runCostUsd };
 
   const taggedHours = positiveNumber(instance.tags[TAG_KEYS.maxRuntimeHours]);
@@ -122,4 +161,8 @@ function positiveNumber(value: string | undefined): number | undefined {
 
 function round2(value: number): number {
   return Math.round(value * 100) / 100;
+}
+
+function round2OrUndefined(value: number | undefined): number | undefined {
+  return value === undefined ? undefined : round2(value);
 }

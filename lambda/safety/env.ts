@@ -12,6 +12,8 @@ export const SAFETY_ENV = {
   outputsBucket: 'TUNING_LAB_OUTPUTS_BUCKET',
   /** Runtime limit for an instance of this stack whose limit tag is missing or unreadable. */
   defaultMaxRuntimeHours: 'TUNING_LAB_DEFAULT_MAX_RUNTIME_HOURS',
+  /** Seconds between scheduled passes: what a meter counts for an instance a pass missed. */
+  checkIntervalSeconds: 'TUNING_LAB_CHECK_INTERVAL_SECONDS',
   /** The region the Lambda runs in (set by the Lambda service itself). */
   region: 'AWS_REGION',
 } as const;
@@ -21,6 +23,7 @@ export interface SafetyEnv {
   readonly topicArn: string;
   readonly outputsBucket: string;
   readonly defaultMaxRuntimeHours: number;
+  readonly checkIntervalSeconds: number;
   readonly region: string;
 }
 
@@ -30,18 +33,19 @@ export function readSafetyEnv(env: Record<string, string | undefined>): SafetyEn
   if (missing.length > 0) {
     throw new Error(`safety Lambda: missing environment variables ${missing.join(', ')}`);
   }
-  const hours = Number(env[SAFETY_ENV.defaultMaxRuntimeHours]);
-  if (!Number.isFinite(hours) || hours <= 0) {
-    throw new Error(
-      `safety Lambda: ${SAFETY_ENV.defaultMaxRuntimeHours} must be a number of hours > 0, ` +
-        `got '${env[SAFETY_ENV.defaultMaxRuntimeHours]}'`,
-    );
-  }
+  const positive = (name: string, unit: string): number => {
+    const value = Number(env[name]);
+    if (!Number.isFinite(value) || value <= 0) {
+      throw new Error(`safety Lambda: ${name} must be a number of ${unit} > 0, got '${env[name]}'`);
+    }
+    return value;
+  };
   return {
     stackName: env[SAFETY_ENV.stackName] as string,
     topicArn: env[SAFETY_ENV.topicArn] as string,
     outputsBucket: env[SAFETY_ENV.outputsBucket] as string,
-    defaultMaxRuntimeHours: hours,
+    defaultMaxRuntimeHours: positive(SAFETY_ENV.defaultMaxRuntimeHours, 'hours'),
+    checkIntervalSeconds: positive(SAFETY_ENV.checkIntervalSeconds, 'seconds'),
     region: env[SAFETY_ENV.region] as string,
   };
 }

@@ -1,14 +1,18 @@
 /**
  * The safety Lambda (every 5 minutes): stops this stack's GPU instances that outlived their
- * runtime limit or their run's cost cap, even if the instance's own supervisor died.
+ * runtime limit or their run's cost cap, and any second billing instance, even if the
+ * instance's own supervisor died or the code on it misbehaves.
  *
- * Thin adapter: gathers instances (by the `tuning-lab:stack` tag), prices and ledgers, asks the
- * pure core (decide.ts) what to stop, then for each: group capacity 0, terminate, ledger, one SNS
- * message. Idempotent: an instance already shutting down or terminated is skipped. A failed step
- * does not stop the others; the invocation throws at the end so the error alarm fires.
+ * Thin adapter: gathers the stack's instances (by the `tuning-lab:stack` tag), whether its group
+ * counts them, their prices, and each run's meter (what the run cost, from EC2's records alone:
+ * meter.ts), asks the pure core (decide.ts) what to stop, then for each: group capacity 0 (limits
+ * only), terminate, ledger, one SNS message. Idempotent: an instance already shutting down or
+ * terminated is skipped. A failed step does not stop the others; the invocation throws at the end
+ * so the error alarm fires.
  */
 import {
   AutoScalingClient,
+  DescribeAutoScalingInstancesCommand,
   SetDesiredCapacityCommand,
 } from '@aws-sdk/client-auto-scaling';
 import {
@@ -18,13 +22,33 @@ import {
   TerminateInstancesCommand,
   type Instance,
 } from '@aws-sdk/client-ec2';
-import { GetObjectCommand, NoSuchKey, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { S3Client } from '@aws-sdk/client-s3';
 import { PublishCommand, SNSClient } from '@aws-sdk/client-sns';
-import { AUTOSCALING_GROUP_TAG, ledgerKey, TAG_KEYS, type Ledger } from '../../lib/contract';
+import {
+  AUTOSCALING_GROUP_TAG,
+  ledgerKey,
+  meterKey,
+  TAG_KEYS,
+  type Ledger,
+} from '../../lib/contract';
 import { onDemandPrice } from '../../lib/pricing';
-import { decideTerminations, type Decision, type InstanceView } from './decide';
+import { decideTerminations, isLive, type Decision, type InstanceView } from './decide';
 import { readSafetyEnv, type SafetyEnv } from './env';
-import { ledgerAfterSafetyStop, safetyStopMessage, type StoppedInstance } from './report';
+import {
+  meterBillableSeconds,
+  meterCostUsd,
+  stateTransitionTime,
+  updateMeter,
+  type Meter,
+} from './meter';
+import {
+  extraInstanceMessage,
+  ledgerAfterSafetyStop,
+  safetyStopMessage,
+  type RunMessage,
+  type StoppedInstance,
+} from './report';
+import { readJson, updateJson, type Stored } from './store';
 
 export interface SafetyClients {
   readonly ec2: EC2Client;
@@ -41,7 +65,6 @@ export interface SafetyReport {
   readonly failures: string[];
 }
 
-const ENDING_STATES = new Set(['shutting-down', 'terminated', 'stopping', 'stopped']);
 /** Stands in for the run id in the message about an instance without a run-id tag. */
 export const UNKNOWN_RUN_ID = 'unknown-run';
 
@@ -53,15 +76,20 @@ export async function enforceLimits(
 ): Promise<SafetyReport> {
   const failures: string[] = [];
   const instances = await listStackInstances(clients.ec2, env.stackName);
-  const ledgers = new Map<string, StoredLedger>();
+  const members = await groupMembers(
+    clients.autoscaling,
+    instances.filter((i) => isLive(i.State?.Name ?? '')).map((i) => i.InstanceId as string),
+  );
   const views: InstanceView[] = [];
   for (const instance of instances) {
-    const view = await describeForDecision(clients, env, instance, ledgers, now, failures);
+    const view = await describeForDecision(clients, env, instance, members, now, failures);
     if (view) views.push(view);
   }
+  const meters = await meterRuns(clients.s3, env, views, now, failures);
+  const priced = views.map((view) => withRunCost(view, meters));
 
   const decisions = decideTerminations(
-    views,
+    priced,
     { stackName: env.stackName, defaultMaxRuntimeHours: env.defaultMaxRuntimeHours },
     now,
   );
@@ -77,8 +105,9 @@ export async function enforceLimits(
     if (decision.action === 'keep') report.kept.push(entry);
     if (decision.action === 'skip') report.skipped.push(entry);
     if (decision.action !== 'stop') continue;
-    const view = views.find((v) => v.instanceId === decision.instanceId) as InstanceView;
-    await stop(clients, env, view, decision, ledgers, now, failures);
+    const view = priced.find((v) => v.instanceId === decision.instanceId) as InstanceView;
+    const meter = decision.runId ? meters.get(decision.runId) : undefined;
+    await stop(clients, env, view, decision, meter, now, failures);
     report.stopped.push({ ...entry, runId: decision.runId, reason: decision.reason });
   }
 
@@ -105,51 +134,106 @@ async function listStackInstances(ec2: EC2Client, stackName: string): Promise<In
   return instances;
 }
 
+/** The live instances an Auto Scaling group counts (a detached one keeps its tags). */
+async function groupMembers(autoscaling: AutoScalingClient, ids: string[]): Promise<Set<string>> {
+  const members = new Set<string>();
+  for (let i = 0; i < ids.length; i += 50) {
+    const found = await autoscaling.send(
+      new DescribeAutoScalingInstancesCommand({ InstanceIds: ids.slice(i, i + 50) }),
+    );
+    for (const member of found.AutoScalingInstances ?? []) {
+      if (member.InstanceId) members.add(member.InstanceId);
+    }
+  }
+  return members;
+}
+
 async function describeForDecision(
   clients: SafetyClients,
   env: SafetyEnv,
   instance: Instance,
-  ledgers: Map<string, StoredLedger>,
+  members: Set<string>,
   now: Date,
   failures: string[],
-): Promise<InstanceView | undefined> {
+): Promise<(InstanceView & { endedAt?: Date }) | undefined> {
   const instanceId = instance.InstanceId;
   if (!instanceId || !instance.LaunchTime) return undefined;
   const tags = Object.fromEntries(
     (instance.Tags ?? []).filter((t) => t.Key).map((t) => [t.Key as string, t.Value ?? '']),
   );
   const state = instance.State?.Name ?? 'unknown';
-  const view: InstanceView = {
+  const view = {
     instanceId,
     state,
     instanceType: instance.InstanceType ?? 'unknown',
     availabilityZone: instance.Placement?.AvailabilityZone,
     launchTime: new Date(instance.LaunchTime),
-    market: instance.InstanceLifecycle === 'spot' ? 'spot' : 'on-demand',
+    market: instance.InstanceLifecycle === 'spot' ? ('spot' as const) : ('on-demand' as const),
     tags,
+    inGroup: members.has(instanceId),
   };
-  if (ENDING_STATES.has(state)) return view; // nothing to price: it is skipped
-
-  let usdPerHour: number | undefined;
+  if (!isLive(state)) {
+    // Ended: no live price; the meter uses the price it last saw, else this on-demand bound.
+    const usdPerHour = onDemandPrice(view.instanceType, env.region)?.usdPerHour;
+    return { ...view, usdPerHour, endedAt: stateTransitionTime(instance.StateTransitionReason) };
+  }
   try {
-    usdPerHour = await hourlyPrice(clients.ec2, env.region, view, now);
+    return { ...view, usdPerHour: await hourlyPrice(clients.ec2, env.region, view, now) };
   } catch (error) {
     failures.push(`${instanceId}: pricing failed: ${message(error)}`);
+    return view;
   }
-  let priorRunCostUsd: number | undefined;
-  const runId = tags[TAG_KEYS.runId];
-  if (runId) {
+}
+
+/**
+ * Each run's meter after this pass: what its instances billed, from EC2's records (meter.ts).
+ * A meter that cannot be read or written leaves its run's cost unknown (the cap cannot fire on
+ * it this pass) and fails the invocation, so the error alarm says so.
+ */
+async function meterRuns(
+  s3: S3Client,
+  env: SafetyEnv,
+  views: (InstanceView & { endedAt?: Date })[],
+  now: Date,
+  failures: string[],
+): Promise<Map<string, Meter>> {
+  const runs = new Map<string, typeof views>();
+  for (const view of views) {
+    const runId = view.tags[TAG_KEYS.runId];
+    if (view.tags[TAG_KEYS.stack] !== env.stackName || !runId) continue;
+    runs.set(runId, [...(runs.get(runId) ?? []), view]);
+  }
+  const meters = new Map<string, Meter>();
+  for (const [runId, seen] of runs) {
+    const observations = seen.map((view) => ({
+      instanceId: view.instanceId,
+      instanceType: view.instanceType,
+      market: view.market,
+      launchTime: view.launchTime,
+      live: isLive(view.state),
+      endedAt: view.endedAt,
+      usdPerHour: view.usdPerHour,
+    }));
+    // Only a run with a live instance is metered: an ended run's meter is final.
+    if (!observations.some((o) => o.live)) continue;
     try {
-      const stored = await readLedger(clients.s3, env.outputsBucket, runId);
-      ledgers.set(runId, stored);
-      // A running ledger's totals cover the run's earlier instances; this one is priced live.
-      // Should the supervisor already have counted part of this instance, the cap fires early.
-      priorRunCostUsd = stored.ledger?.estimatedCostUsd ?? 0;
+      const key = meterKey(runId);
+      const stored = await readJson<Meter>(s3, env.outputsBucket, key);
+      const update = (current?: Meter) =>
+        updateMeter(current, runId, observations, now, env.checkIntervalSeconds);
+      const written = await updateJson(s3, env.outputsBucket, key, stored, update);
+      meters.set(runId, written.value as Meter);
     } catch (error) {
-      failures.push(`${instanceId}: reading the ledger of ${runId} failed: ${message(error)}`);
+      failures.push(`metering run ${runId} failed: ${message(error)}`);
     }
   }
-  return { ...view, usdPerHour, priorRunCostUsd };
+  return meters;
+}
+
+function withRunCost(view: InstanceView, meters: Map<string, Meter>): InstanceView {
+  const meter = meters.get(view.tags[TAG_KEYS.runId] ?? '');
+  const counted = meter?.instances[view.instanceId]?.usdPerHour !== undefined;
+  return { ...view, runCostUsd: meter && counted ? meterCostUsd(meter) : undefined };
 }
 
 /** Spot: the latest spot price of the type in its AZ; on-demand (or no spot price): the table. */
@@ -182,14 +266,16 @@ async function stop(
   env: SafetyEnv,
   view: InstanceView,
   decision: Decision,
-  ledgers: Map<string, StoredLedger>,
+  meter: Meter | undefined,
   now: Date,
   failures: string[],
 ): Promise<void> {
   const id = decision.instanceId;
   const groupName = view.tags[AUTOSCALING_GROUP_TAG];
-  // Capacity first, so the group does not launch a replacement for what we terminate.
-  if (groupName) {
+  const extra = decision.reason === 'extra-instance';
+  // A limit ends the run: capacity first, so the group does not launch a replacement for what
+  // we terminate. An extra instance goes alone; the run goes on where it is.
+  if (groupName && !extra) {
     await attempt(failures, `${id}: setting ${groupName} capacity to 0`, () =>
       clients.autoscaling.send(
         new SetDesiredCapacityCommand({
@@ -210,25 +296,34 @@ async function stop(
     availabilityZone: view.availabilityZone,
     market: view.market,
     launchTime: view.launchTime,
+    runTotals: meter && {
+      billableSeconds: meterBillableSeconds(meter),
+      costUsd: meterCostUsd(meter),
+    },
   };
-  // Without a run-id tag there is no ledger to update, but the user still gets the message.
-  const runId = decision.runId ?? UNKNOWN_RUN_ID;
-  const update = (existing?: Ledger) => ledgerAfterSafetyStop(existing, stopped, runId, now);
-  let ledger = update(ledgers.get(runId)?.ledger);
-  if (decision.runId) {
-    await attempt(failures, `${id}: writing the ledger of ${runId}`, async () => {
-      const written = await writeLedger(
-        clients.s3,
-        env.outputsBucket,
-        runId,
-        ledgers.get(runId) ?? {},
-        update,
-      );
-      ledgers.set(runId, written);
-      ledger = written.ledger ?? ledger;
-    });
+  let notice: RunMessage;
+  if (extra) {
+    notice = extraInstanceMessage(stopped, env.stackName);
+  } else {
+    // Without a run-id tag there is no ledger to update, but the user still gets the message.
+    const runId = decision.runId ?? UNKNOWN_RUN_ID;
+    const update = (existing?: Ledger) => ledgerAfterSafetyStop(existing, stopped, runId, now);
+    let ledger = update(undefined);
+    if (decision.runId) {
+      await attempt(failures, `${id}: writing the ledger of ${runId}`, async () => {
+        const key = ledgerKey(runId);
+        const stored: Stored<Ledger> = await readJson<Ledger>(clients.s3, env.outputsBucket, key);
+        // A run that ended keeps its record: the Lambda only adds to a live run.
+        const onlyIfLive = (current?: Ledger) =>
+          current && FINAL_STATUSES.has(current.status) && current.endedAt
+            ? undefined
+            : update(current);
+        const written = await updateJson(clients.s3, env.outputsBucket, key, stored, onlyIfLive);
+        ledger = written.value ?? ledger;
+      });
+    }
+    notice = safetyStopMessage(stopped, ledger, env.outputsBucket, env.stackName);
   }
-  const notice = safetyStopMessage(stopped, ledger, env.outputsBucket, env.stackName);
   await attempt(failures, `${id}: publishing to the topic`, () =>
     clients.sns.send(
       new PublishCommand({
@@ -244,67 +339,8 @@ async function stop(
   );
 }
 
-/** A ledger as read from S3, with the ETag a conditional write must match. */
-interface StoredLedger {
-  readonly ledger?: Ledger;
-  readonly etag?: string;
-}
-
 /** A run that ended this way keeps its record: the Lambda only adds to a live run. */
 const FINAL_STATUSES = new Set(['completed', 'failed', 'stopped-by-safety']);
-const LEDGER_WRITE_TRIES = 5;
-
-async function readLedger(s3: S3Client, bucket: string, runId: string): Promise<StoredLedger> {
-  try {
-    const object = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: ledgerKey(runId) }));
-    const text = await (object.Body as { transformToString(): Promise<string> }).transformToString();
-    return { ledger: JSON.parse(text), etag: object.ETag };
-  } catch (error) {
-    if (error instanceof NoSuchKey || (error as { name?: string }).name === 'NoSuchKey') {
-      return {};
-    }
-    throw error;
-  }
-}
-
-/**
- * Write `update(ledger)` only if the ledger is still the one read (S3 If-Match, or
- * If-None-Match for a new one): the supervisor writes it too, and a blind write would drop what
- * it wrote in between. On a conflict, read again and re-apply. A ledger that already records
- * the run's end is left as it is.
- */
-async function writeLedger(
-  s3: S3Client,
-  bucket: string,
-  runId: string,
-  stored: StoredLedger,
-  update: (existing?: Ledger) => Ledger,
-): Promise<StoredLedger> {
-  let current = stored;
-  for (let tries = 1; ; tries++) {
-    if (current.ledger && FINAL_STATUSES.has(current.ledger.status) && current.ledger.endedAt) {
-      return current;
-    }
-    const ledger = update(current.ledger);
-    try {
-      const put = await s3.send(
-        new PutObjectCommand({
-          Bucket: bucket,
-          Key: ledgerKey(runId),
-          Body: `${JSON.stringify(ledger, null, 2)}\n`,
-          ContentType: 'application/json',
-          ...(current.etag ? { IfMatch: current.etag } : { IfNoneMatch: '*' }),
-        }),
-      );
-      return { ledger, etag: put.ETag };
-    } catch (error) {
-      const name = (error as { name?: string }).name;
-      const conflict = name === 'PreconditionFailed' || name === 'ConditionalRequestConflict';
-      if (!conflict || tries >= LEDGER_WRITE_TRIES) throw error;
-      current = await readLedger(s3, bucket, runId);
-    }
-  }
-}
 
 async function attempt(failures: string[], what: string, action: () => Promise<unknown>) {
   try {

@@ -17,12 +17,14 @@ export interface StoppedInstance {
   readonly availabilityZone?: string;
   readonly market: Market;
   readonly launchTime: Date;
+  /** The run's totals from its meter (EC2's records), when the run has one. */
+  readonly runTotals?: { readonly billableSeconds: number; readonly costUsd: number };
 }
 
 /**
  * The ledger after the Lambda stopped `stopped`'s instance: status `stopped-by-safety` with the
- * reason, end time, billable seconds and cost added to what earlier instances used. Every field
- * the supervisor wrote is kept.
+ * reason, end time, and the run's billable seconds and cost as the meter counted them (else the
+ * ledger's totals plus this instance). Every other field the supervisor wrote is kept.
  */
 export function ledgerAfterSafetyStop(
   existing: Ledger | undefined,
@@ -62,9 +64,13 @@ export function ledgerAfterSafetyStop(
     });
   }
 
-  const billable = (base.billableSeconds ?? 0) + Math.round(decision.runtimeSeconds);
+  const billable =
+    stopped.runTotals?.billableSeconds ??
+    (base.billableSeconds ?? 0) + Math.round(decision.runtimeSeconds);
   const cost =
-    decision.runCostUsd ?? (base.estimatedCostUsd ?? 0) + (decision.instanceCostUsd ?? 0);
+    stopped.runTotals?.costUsd ??
+    decision.runCostUsd ??
+    (base.estimatedCostUsd ?? 0) + (decision.instanceCostUsd ?? 0);
   return {
     ...base,
     schemaVersion: base.schemaVersion ?? SCHEMA_VERSION,
@@ -163,6 +169,26 @@ export function safetyStopMessage(
       `raise the limit and deploy again with the same runConfig (cdk deploy ${stackName} ` +
       '-c createInstance=true -c runConfig=...): the run resumes from its last checkpoint. ' +
       'See docs/runbook.md.',
+  });
+}
+
+/** The message for a second billing instance the Lambda terminated while the run went on. */
+export function extraInstanceMessage(stopped: StoppedInstance, stackName: string): RunMessage {
+  const { decision } = stopped;
+  return formatRunMessage({
+    runId: decision.runId ?? 'unknown-run',
+    status: 'extra-instance-stopped',
+    reason: `extra-instance: ${decision.detail}`,
+    instance: [decision.instanceId, stopped.instanceType, stopped.market, stopped.availabilityZone]
+      .filter(Boolean)
+      .join(' '),
+    durationSeconds: decision.runtimeSeconds,
+    estimatedCostUsd: decision.instanceCostUsd ?? null,
+    nextStep:
+      `Stack ${stackName} may bill for one instance in its group and one held for debugging; ` +
+      `this one was terminated and ${decision.keptInstanceId ?? 'the older instance'} goes on. ` +
+      'Nothing for you to do unless you started it yourself with the stack tags. See ' +
+      'docs/runbook.md.',
   });
 }
 
