@@ -6,6 +6,8 @@ shutdown, and helpers to run a supervisor and wait for what it does. Fixtures: c
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
 import sys
@@ -29,6 +31,8 @@ from tuning_runtime.aws import Boto3Aws  # noqa: E402
 from tuning_runtime.host import Host  # noqa: E402
 from tuning_runtime.imds import Imds  # noqa: E402
 from tuning_runtime.launchers import LocalLauncher  # noqa: E402
+from tuning_runtime.lease import LeaseTimings  # noqa: E402
+from tuning_runtime.ledger import iso  # noqa: E402
 from tuning_runtime.settings import fetch_settings_text  # noqa: E402
 from tuning_runtime.supervisor import Paths, Supervisor, Timings  # noqa: E402
 
@@ -40,6 +44,9 @@ OUTPUTS_BUCKET = "tuning-outputs"
 DATA_BUCKET = "tuning-data"
 INSTANCE_TYPE = "g5.xlarge"
 ON_DEMAND_USD_PER_HOUR = 1.006
+REPOSITORY = "trainer"
+IMAGE_URI = f"123456789012.dkr.ecr.{REGION}.amazonaws.com/{REPOSITORY}:latest"
+TRAINER_ROLE = "TrainingStack-TrainerRole"
 # Seconds instead of minutes, so a branch runs in about a second.
 FAST = Timings(
     imds_poll_seconds=0.1,
@@ -48,6 +55,7 @@ FAST = Timings(
     heartbeat_seconds=0.5,
     retry_delay_seconds=0.05,
     boot_retry_delays=(0.1,),
+    lease=LeaseTimings(ttl_seconds=3, renew_seconds=0.5, poll_seconds=0.2, max_wait_seconds=30),
 )
 
 
@@ -92,6 +100,8 @@ class Cloud:
     inbox: SnsInbox
     instance_id: str
     imds: FakeImds
+    image_digest: str
+    trainer_role_arn: str
     parameter_name: str = contract.settings_parameter_name(STACK_NAME)
     output_uri: str = f"s3://{OUTPUTS_BUCKET}/runs/{RUN_ID}"
 
@@ -101,7 +111,8 @@ class Cloud:
             "stackName": STACK_NAME,
             "region": REGION,
             "runId": RUN_ID,
-            "imageUri": f"123456789012.dkr.ecr.{REGION}.amazonaws.com/trainer:latest",
+            "imageUri": IMAGE_URI,
+            "trainerRoleArn": self.trainer_role_arn,
             "runConfig": {"model": {"base_model": "builtin:tiny-llama", "method": "lora"}},
             "dataRootUri": f"s3://{DATA_BUCKET}/",
             "outputUri": self.output_uri,
@@ -157,6 +168,46 @@ class Cloud:
         found = boto3.client("ec2").describe_instances(InstanceIds=[instance_id])
         return found["Reservations"][0]["Instances"][0]["State"]["Name"]
 
+    def lease(self) -> dict | None:
+        key = f"runs/{RUN_ID}/{contract.LEASE_NAME}"
+        try:
+            body = boto3.client("s3").get_object(Bucket=OUTPUTS_BUCKET, Key=key)["Body"].read()
+        except boto3.client("s3").exceptions.NoSuchKey:
+            return None
+        return json.loads(body)
+
+    def put_lease(self, holder: str, expires_in_seconds: float) -> None:
+        """The lease as another instance's supervisor would have written it."""
+        now = time.time()
+        doc = {
+            "schemaVersion": 1,
+            "runId": RUN_ID,
+            "holder": holder,
+            "renewedAt": iso(now),
+            "expiresAt": iso(now + expires_in_seconds),
+            "released": False,
+        }
+        boto3.client("s3").put_object(
+            Bucket=OUTPUTS_BUCKET, Key=f"runs/{RUN_ID}/{contract.LEASE_NAME}", Body=json.dumps(doc)
+        )
+
+    def second_instance(self) -> str:
+        """Another instance of the stack and run, outside the group (as a stray replacement)."""
+        ec2 = boto3.client("ec2")
+        image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+        tags = [
+            {"Key": contract.TAG_STACK, "Value": STACK_NAME},
+            {"Key": contract.TAG_RUN_ID, "Value": RUN_ID},
+        ]
+        found = ec2.run_instances(
+            ImageId=image,
+            MinCount=1,
+            MaxCount=1,
+            InstanceType=INSTANCE_TYPE,
+            TagSpecifications=[{"ResourceType": "instance", "Tags": tags}],
+        )
+        return found["Instances"][0]["InstanceId"]
+
     def replace_instance(self) -> str:
         """EC2 reclaims the spot instance; the group launches a replacement (returned)."""
         client = boto3.client("autoscaling")
@@ -196,9 +247,49 @@ def create_cloud(life_cycle: str = "on-demand") -> Cloud:
     groups = boto3.client("autoscaling").describe_auto_scaling_groups()
     instance_id = groups["AutoScalingGroups"][0]["Instances"][0]["InstanceId"]
     imds = FakeImds(identity(instance_id, life_cycle)).start()
-    cloud = Cloud(group_name, topic_arn, inbox, instance_id, imds)
+    digest = push_image(REPOSITORY, "latest", "build-1")
+    role_arn = boto3.client("iam").create_role(
+        RoleName=TRAINER_ROLE,
+        AssumeRolePolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"}
+                ],
+            }
+        ),
+    )["Role"]["Arn"]
+    cloud = Cloud(group_name, topic_arn, inbox, instance_id, imds, digest, role_arn)
     cloud.put_settings()
     return cloud
+
+
+def push_image(repository: str, tag: str, build: str) -> str:
+    """An image manifest pushed to ECR as the image workflow would (moto stores the manifest
+    only); ``build`` makes each build's digest differ. Returns the digest."""
+    ecr = boto3.client("ecr")
+    with contextlib.suppress(ecr.exceptions.RepositoryAlreadyExistsException):
+        ecr.create_repository(repositoryName=repository)
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+            "config": {
+                "mediaType": "application/vnd.docker.container.image.v1+json",
+                "size": 7023,
+                "digest": "sha256:" + hashlib.sha256(build.encode()).hexdigest(),
+            },
+            "layers": [
+                {
+                    "mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                    "size": 1,
+                    "digest": "sha256:" + hashlib.sha256(f"{build}-layer".encode()).hexdigest(),
+                }
+            ],
+        }
+    )
+    image = ecr.put_image(repositoryName=repository, imageManifest=manifest, imageTag=tag)
+    return image["image"]["imageId"]["imageDigest"]
 
 
 def identity(instance_id: str, life_cycle: str = "on-demand") -> InstanceIdentity:
@@ -224,7 +315,7 @@ def build_supervisor(
     return Supervisor(
         aws=aws,
         imds=Imds(imds_url or cloud.imds.url),
-        make_launcher=lambda settings: LocalLauncher(trainer),
+        make_launcher=lambda settings, image_uri: LocalLauncher(trainer),
         host=Host(shutdown_command=(str(FAKES / "shutdown.sh"), "-h", "now"), tmux=None),
         paths=Paths(
             run_dir=str(run_root / "run"),

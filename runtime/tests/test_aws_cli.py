@@ -8,7 +8,7 @@ import boto3
 import pytest
 from harness import OUTPUTS_BUCKET, REGION
 
-from tuning_runtime.aws import AwsCli, AwsError, _listed, split_s3_uri
+from tuning_runtime.aws import AwsCli, AwsError, _listed, check_cli_version, split_s3_uri
 
 URI = f"s3://{OUTPUTS_BUCKET}/runs/run-1/ledger.json"
 
@@ -98,3 +98,40 @@ def test_listing_settles_whether_a_denied_key_exists(cli):
     cli.put_object(URI, b"{}", "application/json")
 
     assert _listed(cli, URI)
+
+
+@pytest.mark.parametrize(
+    ("printed", "problem"),
+    [
+        ("aws-cli/1.44.28 Python/3.10.12 Linux/6.8.0-1044-aws botocore/1.42.38", None),
+        ("aws-cli/1.36.10 Python/3.10.12 Linux/6.8 botocore/1.35.69", None),
+        ("aws-cli/2.22.5 Python/3.12.6 Linux/6.8 exe/x86_64.ubuntu.22", None),
+        ("aws-cli/1.36.9 Python/3.10.12 Linux/6.8 botocore/1.35.68", "AWS CLI 1.36.9 cannot"),
+        ("aws-cli/2.17.34 Python/3.11.9 Linux/6.8 exe/x86_64", "install 1.36.10+ or 2.22.5+"),
+        ("command not found", "cannot read the AWS CLI version"),
+    ],
+)
+def test_a_cli_that_cannot_write_conditionally_is_named(printed, problem):
+    found = check_cli_version(printed)
+
+    assert found is None if problem is None else problem in found
+
+
+def test_the_pinned_cli_writes_conditionally(cli):
+    assert check_cli_version(cli.version()) is None
+
+
+def test_a_conditional_write_never_falls_back_to_a_plain_one(aws_env, tmp_path):
+    old_cli = tmp_path / "aws"
+    old_cli.write_text(
+        "#!/bin/sh\n"
+        'echo "Unknown options: --if-match, abc" >&2\n'
+        'echo "$@" >> "$0.calls"\n'
+        "exit 252\n"
+    )
+    old_cli.chmod(0o755)
+
+    with pytest.raises(AwsError, match="Unknown options"):
+        AwsCli(REGION, executable=str(old_cli)).put_object(URI, b"{}", "text/plain", if_match="x")
+
+    assert len((tmp_path / "aws.calls").read_text().splitlines()) == 1

@@ -9,7 +9,6 @@ from tuning_runtime.supervisor import HOST_STOP, IDLE, MAX_COST, MAX_RUNTIME, NO
 from tuning_runtime.watchdog import CpuMeter, IdleWatchdog
 
 SPOT = Notice("terminate", "2026-01-01T00:02:00Z", "spot-interruption")
-REBALANCE = Notice("rebalance", "2026-01-01T00:00:00Z", "rebalance-recommendation")
 RETRY = ("retry", "")
 
 
@@ -29,7 +28,6 @@ RETRY = ("retry", "")
         (75, None, 0, None, RETRY),  # 75 with no notice: nobody will replace us, so resume here
         (75, None, 2, None, ("failed", "trainer-failed")),
         (75, NOTICE, 0, SPOT, ("interrupted", "spot-interruption")),
-        (75, NOTICE, 0, REBALANCE, ("interrupted", "rebalance-recommendation")),
         (75, None, 0, SPOT, ("interrupted", "spot-interruption")),  # the trainer saw it first
         (1, NOTICE, 2, SPOT, ("interrupted", "spot-interruption")),  # going away: never failed
         (-9, NOTICE, 0, SPOT, ("interrupted", "spot-interruption")),

@@ -42,10 +42,13 @@ def test_no_notice_until_ec2_sends_one(imds):
     assert notice.time.endswith("Z")
 
 
-def test_spot_notice_wins_over_a_rebalance_recommendation(imds):
+def test_a_rebalance_recommendation_is_no_notice_but_is_reported(imds):
     client = Imds(imds.url)
+    assert client.rebalance_recommended() is None
     imds.recommend_rebalance()
-    assert client.notice().reason == "rebalance-recommendation"
+
+    assert client.notice() is None
+    assert client.rebalance_recommended().endswith("Z")
 
     imds.interrupt(action="stop")
 

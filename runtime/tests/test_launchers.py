@@ -122,7 +122,7 @@ def test_pull_gives_up_with_the_reason_after_its_retries(docker_log, monkeypatch
 
 
 def test_mounted_folders_are_handed_to_the_images_non_root_user(docker_log, tmp_path, monkeypatch):
-    monkeypatch.setenv("FAKE_DOCKER_IMAGE_USER", "1000:1000")
+    monkeypatch.setenv("FAKE_DOCKER_IMAGE_USER", "10001:10001")
     found, said = launcher(image="public.ecr.aws/acme/trainer:1")
     found.scratch_dir = str(tmp_path / "scratch")
     run_dir = tmp_path / "run"
@@ -133,9 +133,9 @@ def test_mounted_folders_are_handed_to_the_images_non_root_user(docker_log, tmp_
     proc = found.start(TrainerJob(str(run_dir), {}, "stream"), TrainingLog(str(tmp_path / "t.log")))
     proc.popen.wait(timeout=30)
 
-    assert "runs as user '1000:1000'" in said[-1]
+    assert "runs as user '10001:10001'" in said[-1]
     for path in (run_dir, run_dir / "config.yaml", tmp_path / "scratch"):
-        assert (path.stat().st_uid, path.stat().st_gid) == (1000, 1000)
+        assert (path.stat().st_uid, path.stat().st_gid) == (10001, 10001)
 
 
 def test_docker_run_exit_code_is_the_trainers(docker_log, tmp_path, monkeypatch):

@@ -118,7 +118,6 @@ def test_duration_reads_naturally(seconds, text):
         ("failed", "final-model-missing", "final/manifest.json is missing"),
         ("failed", "supervisor-error", "host supervisor hit an unexpected error"),
         ("interrupted", "spot-interruption", "replacement that resumes from step 1200"),
-        ("interrupted", "rebalance-recommendation", "recommended leaving this spot instance"),
         ("interrupted", "host-shutdown", "shut down or rebooted from outside"),
         ("stopped-by-safety", "idle", "idle for 30 minutes"),
         ("stopped-by-safety", "max-runtime", "reached maxRuntimeHours"),

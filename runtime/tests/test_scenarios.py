@@ -12,9 +12,7 @@ import hashlib
 import json
 import os
 import shlex
-import shutil
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -34,6 +32,8 @@ from harness import (
     wait_for,
 )
 from testing.moto_server import REGION
+from testing.safety_lambda import NodeMissingError, bundle_safety_lambda
+from testing.safety_lambda import run_safety_lambda as run_safety_lambda_bundle
 
 from tuning_runtime import contract
 from tuning_runtime.ledger import parse_iso
@@ -232,30 +232,19 @@ def test_hung_trainer_is_stopped_by_the_idle_watchdog(cloud, fakes, tmp_path, pr
 
 
 def run_safety_lambda(run_root: Path) -> dict:
-    """One scheduled pass of the safety Lambda (lambda/safety/handler.ts, bundled by esbuild as
-    the stack bundles it) in Node, against moto through the AWS SDK v3 clients."""
-    esbuild = REPO / "node_modules" / ".bin" / "esbuild"
-    if not esbuild.exists() or not shutil.which("node"):
-        pytest.skip("the safety Lambda needs node and the npm packages (make install)")
-    bundle = run_root / "safety-handler.js"
-    subprocess.run(
-        [str(esbuild), str(REPO / "lambda/safety/handler.ts"), "--bundle", "--platform=node",
-         "--target=node20", "--format=cjs", "--log-level=warning", f"--outfile={bundle}"],
-        check=True, timeout=120,
-    )  # fmt: skip
-    env = {
-        **os.environ,
-        "TUNING_LAB_STACK_NAME": STACK_NAME,
-        "TUNING_LAB_TOPIC_ARN": boto3.client("sns").list_topics()["Topics"][0]["TopicArn"],
-        "TUNING_LAB_OUTPUTS_BUCKET": OUTPUTS_BUCKET,
-        "TUNING_LAB_DEFAULT_MAX_RUNTIME_HOURS": "12",
-        "AWS_REGION": REGION,
-    }
-    call = f"require({json.dumps(str(bundle))}).handler().then(r => console.log(JSON.stringify(r)))"
-    done = subprocess.run(
-        ["node", "-e", call], env=env, capture_output=True, text=True, timeout=120, check=True
+    """One scheduled pass of the safety Lambda in Node, against moto (dummy credentials)."""
+    try:
+        bundle = bundle_safety_lambda(run_root / "safety-handler.js")
+    except NodeMissingError as missing:
+        pytest.skip(str(missing))
+    return run_safety_lambda_bundle(
+        bundle,
+        stack_name=STACK_NAME,
+        topic_arn=boto3.client("sns").list_topics()["Topics"][0]["TopicArn"],
+        outputs_bucket=OUTPUTS_BUCKET,
+        region=REGION,
+        env=dict(os.environ),
     )
-    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def test_when_the_supervisor_dies_the_safety_lambda_still_stops_the_instance(

@@ -18,6 +18,7 @@ VALID = {
     "region": "eu-west-1",
     "runId": "run-3f2a9c1b",
     "imageUri": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/trainer:latest",
+    "trainerRoleArn": "arn:aws:iam::123456789012:role/TrainingStack-TrainerRole",
     "runConfig": {"model": {"base_model": "Qwen/Qwen2.5-7B-Instruct", "method": "lora"}},
     "dataRootUri": "s3://data-bucket/",
     "outputUri": "s3://outputs-bucket/runs/run-3f2a9c1b",

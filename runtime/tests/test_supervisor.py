@@ -13,21 +13,25 @@ import time
 import boto3
 import pytest
 from harness import (
+    FAKE_TRAINER,
     FAKES,
     FAST,
+    IMAGE_URI,
     ON_DEMAND_USD_PER_HOUR,
     OUTPUTS_BUCKET,
+    REPOSITORY,
     RUN_ID,
     Background,
     FakeImds,
     build_supervisor,
     identity,
     progress_step,
+    push_image,
     wait_for,
 )
 
 from tuning_runtime import contract
-from tuning_runtime.launchers import DockerLauncher
+from tuning_runtime.launchers import DockerLauncher, LocalLauncher
 from tuning_runtime.ledger import parse_iso
 
 FINISH_BOUND_SECONDS = 60  # DESIGN.md section 4: terminate requested within 60 s of trainer exit
@@ -185,19 +189,23 @@ def test_spot_notice_checkpoints_and_leaves_the_group_to_replace_us(
     assert shutdown_within_bound(fakes, ledger)
 
 
-def test_rebalance_recommendation_moves_the_run_like_a_notice(
+def test_a_rebalance_recommendation_is_logged_and_the_run_stays(
     spot_cloud, fakes, tmp_path, monkeypatch
 ):
-    monkeypatch.setenv("FAKE_TRAINER_PLAN", "train")
+    monkeypatch.setenv("FAKE_TRAINER_PLAN", "train-40")
     supervisor = Background(build_supervisor(spot_cloud, tmp_path))
     wait_for(lambda: progress_step(tmp_path) >= 2, what="training steps")
 
     spot_cloud.imds.recommend_rebalance()
+    wait_for(
+        lambda: "recommended rebalancing" in (tmp_path / "training.log").read_text(),
+        what="the recommendation in the training log",
+    )
+    assert supervisor.thread.is_alive()  # no checkpoint-and-leave on a mere recommendation
     supervisor.join()
 
     ledger = spot_cloud.ledger()
-    assert (ledger["status"], ledger["reason"]) == ("interrupted", "rebalance-recommendation")
-    assert ledger["interruptions"][0]["action"] == "rebalance"
+    assert (ledger["status"], ledger["interruptions"]) == ("completed", [])
 
 
 def test_replacement_instance_resumes_the_interrupted_run(spot_cloud, fakes, tmp_path, monkeypatch):
@@ -349,7 +357,7 @@ def test_unexpected_supervisor_error_fails_the_run_and_terminates(
 ):
     supervisor = build_supervisor(cloud, tmp_path)
 
-    def broken_launcher(settings):
+    def broken_launcher(settings, image_uri):
         raise RuntimeError("launcher exploded")
 
     supervisor.make_launcher = broken_launcher
@@ -381,8 +389,8 @@ def test_an_image_that_cannot_be_pulled_fails_the_run(cloud, fakes, tmp_path, mo
     monkeypatch.setenv("FAKE_DOCKER_LOG", str(tmp_path / "docker.log"))
     monkeypatch.setenv("FAKE_DOCKER_PULL_FAILURES", "99")
     supervisor = build_supervisor(cloud, tmp_path)
-    supervisor.make_launcher = lambda settings: DockerLauncher(
-        settings.image_uri, settings.region, settings.log_group_name, supervisor.aws,
+    supervisor.make_launcher = lambda settings, image_uri: DockerLauncher(
+        image_uri, settings.region, settings.log_group_name, supervisor.aws,
         scratch_dir=str(tmp_path / "scratch"), docker=str(FAKES / "docker.sh"),
         retry_delays=(0, 0), sleep=lambda _: None,
     )  # fmt: skip
@@ -419,3 +427,57 @@ def test_a_restarted_supervisor_resumes_on_the_same_instance(cloud, fakes, tmp_p
         (True, 0),
     ]
     assert ledger["startedAt"] == boot and ledger["status"] == "completed"
+
+
+def test_the_first_start_pins_the_image_tag_to_its_digest(cloud, fakes, tmp_path, monkeypatch):
+    monkeypatch.setenv("FAKE_TRAINER_PLAN", "complete")
+    supervisor = build_supervisor(cloud, tmp_path)
+    given: list = []
+    supervisor.make_launcher = lambda settings, image_uri: (
+        given.append(image_uri) or LocalLauncher(FAKE_TRAINER)
+    )
+
+    assert supervisor.run() == 0
+
+    pinned = f"{IMAGE_URI.rsplit(':', 1)[0]}@{cloud.image_digest}"
+    assert given == [pinned] and cloud.ledger()["imageUri"] == pinned
+
+
+def test_a_resumed_run_keeps_its_image_after_the_tag_moved(
+    spot_cloud, fakes, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("FAKE_TRAINER_PLAN", "exit-75,complete")
+    run_to_end(spot_cloud, tmp_path / "first", monkeypatch, "exit-75,complete", maxRetries=0)
+    first_image = spot_cloud.ledger()["imageUri"]
+    moved = push_image(REPOSITORY, "latest", "build-2")  # a new build takes the tag
+    boto3.client("autoscaling").update_auto_scaling_group(
+        AutoScalingGroupName=spot_cloud.group_name, DesiredCapacity=1
+    )
+    supervisor = build_supervisor(spot_cloud, tmp_path / "second")
+    given: list = []
+    supervisor.make_launcher = lambda settings, image_uri: (
+        given.append(image_uri) or LocalLauncher(FAKE_TRAINER)
+    )
+
+    assert supervisor.run() == 0
+
+    assert moved != spot_cloud.image_digest
+    assert given == [first_image] and first_image.endswith(spot_cloud.image_digest)
+    assert spot_cloud.ledger()["imageUri"] == first_image
+
+
+def test_a_tag_the_registry_lacks_fails_the_run_before_any_attempt(
+    cloud, fakes, tmp_path, monkeypatch
+):
+    cloud.put_settings(imageUri=IMAGE_URI.replace(":latest", ":no-such-tag"))
+
+    assert build_supervisor(cloud, tmp_path).run() == 0
+
+    ledger = cloud.ledger()
+    assert (ledger["status"], ledger["reason"]) == ("failed", "image-pull-failed")
+    assert ledger["attempts"] == [] and ledger["imageUri"] is None
+    assert (
+        "no image tagged no-such-tag in the repository trainer"
+        in (tmp_path / "training.log").read_text()
+    )
+    assert cloud.group()["DesiredCapacity"] == 0 and cloud.lease()["released"] is True

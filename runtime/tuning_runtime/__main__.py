@@ -26,6 +26,7 @@ from .aws import AwsCli, Boto3Aws
 from .host import SHUTDOWN_COMMAND, Host
 from .imds import Imds
 from .launchers import DockerLauncher, LocalLauncher
+from .lease import LeaseTimings
 from .settings import RunSettings, SettingsError, fetch_settings_text, parse_settings
 from .supervisor import Paths, Supervisor, Timings
 
@@ -85,6 +86,10 @@ def _parser() -> argparse.ArgumentParser:
         "retry_delay_seconds",
     ):
         run.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(defaults, name))
+    for name in ("ttl_seconds", "renew_seconds", "poll_seconds", "max_wait_seconds"):
+        run.add_argument(
+            f"--lease-{name.replace('_', '-')}", type=float, default=getattr(defaults.lease, name)
+        )
 
     check = commands.add_parser("check-settings", help="validate a run-settings JSON file")
     check.add_argument("file")
@@ -134,7 +139,7 @@ def _run(args: argparse.Namespace) -> int:
         print("no run settings: set --settings-parameter or --settings-file", file=sys.stderr)
         return 2
 
-    def make_launcher(settings: RunSettings) -> object:
+    def make_launcher(settings: RunSettings, image_uri: str) -> object:
         if args.launcher == "local":
             return LocalLauncher(shlex.split(args.trainer_command))
         scratch = args.scratch_dir or (
@@ -142,9 +147,7 @@ def _run(args: argparse.Namespace) -> int:
             if os.path.ismount(INSTANCE_STORE)
             else os.path.join(args.state_dir, "scratch")
         )
-        return DockerLauncher(
-            settings.image_uri, region, settings.log_group_name, aws, scratch_dir=scratch
-        )
+        return DockerLauncher(image_uri, region, settings.log_group_name, aws, scratch_dir=scratch)
 
     stop = threading.Event()
 
@@ -160,6 +163,12 @@ def _run(args: argparse.Namespace) -> int:
         stop_grace_seconds=args.stop_grace_seconds,
         heartbeat_seconds=args.heartbeat_seconds,
         retry_delay_seconds=args.retry_delay_seconds,
+        lease=LeaseTimings(
+            ttl_seconds=args.lease_ttl_seconds,
+            renew_seconds=args.lease_renew_seconds,
+            poll_seconds=args.lease_poll_seconds,
+            max_wait_seconds=args.lease_max_wait_seconds,
+        ),
     )
     supervisor = Supervisor(
         aws=aws,

@@ -1,10 +1,14 @@
-"""The supervisor's one door to AWS: the AWS CLI (v2 on the Deep Learning AMI), called as a process.
+"""The supervisor's one door to AWS: the AWS CLI the Deep Learning AMI ships, called as a process.
 
-The DLAMI's system python3 is not guaranteed to have boto3, but it always has the AWS CLI, so the
-supervisor stays standard-library only. Requests are the API's own shapes (``{"InstanceIds":
-[...]}``) passed with ``--cli-input-json``; the same shapes work with :class:`Boto3Aws`, which the
-unit tests use because starting the CLI costs ~0.7 s per call there. Both honour
-``AWS_ENDPOINT_URL`` (moto in tests and the demo).
+The Base OSS DLAMI (Ubuntu 22.04) ships AWS CLI v1 (the `awscli` 1.4x package, on its
+python3.10) and no boto3 for the system python3, so the supervisor stays standard-library only
+and works with v1 as with v2: every call names ``--region`` (v1 ignores ``AWS_REGION``), and the
+ledger and the lease need conditional writes (``put-object --if-match``/``--if-none-match``),
+which v1 has from 1.36.10 and v2 from 2.22.5 (:func:`check_cli_version`).
+
+Requests are the API's own shapes (``{"InstanceIds": [...]}``) passed with ``--cli-input-json``;
+the same shapes work with :class:`Boto3Aws`, which the unit tests use because starting the CLI
+costs ~0.7 s per call there. Both honour ``AWS_ENDPOINT_URL`` (moto in tests and the demo).
 """
 
 from __future__ import annotations
@@ -26,6 +30,10 @@ CALL_TIMEOUT_SECONDS = 120
 UPLOAD_TIMEOUT_SECONDS = 600
 
 
+# The first releases whose `s3api put-object` has --if-match (If-None-Match came earlier).
+MIN_CLI_VERSIONS = {1: (1, 36, 10), 2: (2, 22, 5)}
+
+
 class AwsError(RuntimeError):
     def __init__(self, operation: str, code: str, message: str) -> None:
         super().__init__(f"{operation} failed: {message.strip()}")
@@ -42,6 +50,22 @@ def _listed(aws: object, uri: str) -> bool:
     bucket, key = split_s3_uri(uri)
     found = aws.call("s3", "ListObjectsV2", {"Bucket": bucket, "Prefix": key, "MaxKeys": 1})
     return any(item.get("Key") == key for item in found.get("Contents", []))
+
+
+def check_cli_version(text: str) -> str | None:
+    """None when ``aws --version`` output names a CLI that writes conditionally, else why not."""
+    found = re.search(r"aws-cli/(\d+)\.(\d+)\.(\d+)", text)
+    if not found:
+        return f"cannot read the AWS CLI version from {text!r}"
+    version = tuple(int(part) for part in found.groups())
+    needed = MIN_CLI_VERSIONS.get(version[0])
+    if needed is None or version < needed:
+        wanted = " or ".join(".".join(map(str, v)) + "+" for v in MIN_CLI_VERSIONS.values())
+        return (
+            f"AWS CLI {'.'.join(map(str, version))} cannot write S3 objects conditionally "
+            f"(put-object --if-match), which the ledger and the run lease need; install {wanted}"
+        )
+    return None
 
 
 def split_s3_uri(uri: str) -> tuple[str, str]:
@@ -119,13 +143,8 @@ class AwsCli:
             args += ["--content-type", content_type, "--output", "json"]
             conditions = ["--if-match", if_match] if if_match else []
             conditions += ["--if-none-match", "*"] if if_none_match else []
-            try:
-                self._run("PutObject", args + conditions)
-            except AwsError as error:
-                if not conditions or "Unknown options" not in str(error):
-                    raise
-                # An AWS CLI older than 2.22 cannot write conditionally: a plain write then.
-                self._run("PutObject", args)
+            # No unconditional fallback: the lease and the ledger are only safe conditional.
+            self._run("PutObject", args + conditions)
 
     def object_exists(self, uri: str) -> bool:
         bucket, key = split_s3_uri(uri)
@@ -144,6 +163,11 @@ class AwsCli:
 
     def ecr_password(self) -> str:
         return self._run("GetLoginPassword", ["ecr", "get-login-password"]).stdout.strip()
+
+    def version(self) -> str:
+        """What ``aws --version`` prints, e.g. ``aws-cli/1.44.28 Python/3.10.12 Linux/...``."""
+        done = self._run("Version", ["--version"])
+        return (done.stdout or done.stderr).strip()
 
 
 class Boto3Aws:

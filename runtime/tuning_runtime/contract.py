@@ -24,6 +24,12 @@ ENV_OUTPUT_URI = "LLM_OUTPUT__URI"
 ENV_DATA_ROOT = "LLM_DATA__ROOT"
 ENV_PROGRESS_FILE = "TUNING_PROGRESS_FILE"
 ENV_IMDS_ENDPOINT = "AWS_EC2_METADATA_SERVICE_ENDPOINT"
+# The supervisor forwards spot notices as SIGTERM; the trainer cannot reach IMDS (hop limit 1).
+ENV_SPOT_POLLING = "LLM_INTERRUPTION__SPOT_POLLING"
+
+# Section 3b: the trainer's credentials, files in the run folder the trainer shares.
+CREDENTIALS_NAME = "credentials.json"  # credential_process output: Version 1, keys, Expiration
+AWS_CONFIG_NAME = "aws-config"  # [default] credential_process = cat <credentials.json>
 
 EXIT_COMPLETED = 0
 EXIT_FAILED = 1
@@ -32,6 +38,7 @@ EXIT_INTERRUPTED = 75
 
 # Run layout under outputUri (DESIGN.md section 3).
 LEDGER_NAME = "ledger.json"
+LEASE_NAME = "lease.json"  # section 7
 FINAL_DIR = "final"
 MANIFEST_NAME = "manifest.json"
 LOGS_DIR = "logs"
@@ -52,7 +59,6 @@ REASON_FINAL_MODEL_MISSING = "final-model-missing"
 REASON_IMAGE_PULL_FAILED = "image-pull-failed"
 REASON_SUPERVISOR_ERROR = "supervisor-error"
 REASON_SPOT_INTERRUPTION = "spot-interruption"
-REASON_REBALANCE = "rebalance-recommendation"
 REASON_HOST_SHUTDOWN = "host-shutdown"
 REASON_IDLE = "idle"
 REASON_MAX_RUNTIME = "max-runtime"
@@ -63,7 +69,16 @@ LAST_LOG_LINES = 50
 # Section 5: SNS. The statuses of a message; `started` and `resumed` are events, not ledger states.
 STARTED = "started"
 RESUMED = "resumed"
-MESSAGE_STATUSES = (STARTED, COMPLETED, FAILED, INTERRUPTED, RESUMED, STOPPED_BY_SAFETY)
+EXTRA_INSTANCE_STOPPED = "extra-instance-stopped"  # the safety Lambda's, never the supervisor's
+MESSAGE_STATUSES = (
+    STARTED,
+    COMPLETED,
+    FAILED,
+    INTERRUPTED,
+    RESUMED,
+    STOPPED_BY_SAFETY,
+    EXTRA_INSTANCE_STOPPED,
+)
 SUBJECT_MAX_CHARS = 100
 ATTRIBUTE_RUN_ID = "runId"
 ATTRIBUTE_STATUS = "status"

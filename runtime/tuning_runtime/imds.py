@@ -34,8 +34,8 @@ class Identity:
 
 @dataclass(frozen=True)
 class Notice:
-    action: str  # terminate | stop | hibernate (spot/instance-action), or "rebalance"
-    time: str  # when EC2 acts (instance-action) or when it recommended (rebalance)
+    action: str  # terminate | stop | hibernate (spot/instance-action)
+    time: str  # when EC2 acts
     reason: str  # the ledger reason this notice leads to
 
 
@@ -91,16 +91,19 @@ class Imds:
             raise ImdsError(f"instance identity document lacks {missing}") from None
 
     def notice(self) -> Notice | None:
-        """A spot interruption notice, else a rebalance recommendation, else None."""
+        """A spot interruption notice (stop, hibernate or terminate in two minutes), else None."""
         action = self.get("/latest/meta-data/spot/instance-action")
         if action:
             body = json.loads(action)
             return Notice(body.get("action", "terminate"), body.get("time", ""), _SPOT)
-        rebalance = self.get("/latest/meta-data/events/recommendations/rebalance")
-        if rebalance:
-            return Notice("rebalance", json.loads(rebalance).get("noticeTime", ""), _REBALANCE)
         return None
+
+    def rebalance_recommended(self) -> str | None:
+        """When EC2 recommended rebalancing, else None. Only logged: capacity rebalancing is off
+        and a recommendation may never turn into an interruption, so the run stays put until a
+        spot notice (docs/architecture.md)."""
+        rebalance = self.get("/latest/meta-data/events/recommendations/rebalance")
+        return json.loads(rebalance).get("noticeTime", "") if rebalance else None
 
 
 _SPOT = contract.REASON_SPOT_INTERRUPTION
-_REBALANCE = contract.REASON_REBALANCE

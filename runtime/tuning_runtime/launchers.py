@@ -9,6 +9,10 @@
 Either way the trainer's output is appended to the training log (which tmux follows) and its
 last lines are kept for the ledger when it fails. Stopping sends SIGTERM to the trainer only (as
 ``docker stop`` does to PID 1), so it can publish a checkpoint, and kills it after the grace time.
+
+Either way the trainer holds no credential of the host's: its AWS config points at the trainer
+role's keys the supervisor keeps in the run folder (credentials.py), IMDS is off for it, and the
+supervisor forwards spot notices as SIGTERM (:func:`trainer_aws_env`).
 """
 
 from __future__ import annotations
@@ -130,6 +134,41 @@ class TrainerProcess:
         return list(self.tail)
 
 
+# The host's own ways to credentials, none of which the trainer may inherit.
+HOST_CREDENTIAL_VARIABLES = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_ROLE_ARN",
+    contract.ENV_IMDS_ENDPOINT,
+)
+
+
+def write_trainer_aws_config(run_dir: str, visible_run_dir: str) -> None:
+    """The trainer's AWS config in ``run_dir``: its credentials are the trainer role's keys in the
+    same folder, which it sees as ``visible_run_dir``."""
+    credentials = f"{visible_run_dir}/{contract.CREDENTIALS_NAME}"
+    with open(os.path.join(run_dir, contract.AWS_CONFIG_NAME), "w") as config:
+        config.write(f"[default]\ncredential_process = cat {credentials}\n")
+
+
+def trainer_aws_env(visible_run_dir: str) -> dict:
+    """What makes the trainer use that config, and nothing of the host's."""
+    return {
+        "AWS_CONFIG_FILE": f"{visible_run_dir}/{contract.AWS_CONFIG_NAME}",
+        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+        "AWS_EC2_METADATA_DISABLED": "true",
+        contract.ENV_SPOT_POLLING: "never",
+    }
+
+
 def _popen(argv: list, env: dict) -> subprocess.Popen:
     return subprocess.Popen(
         argv,
@@ -158,8 +197,10 @@ class LocalLauncher:
         pass  # a local trainer dies with its process group
 
     def start(self, job: TrainerJob, training_log: TrainingLog) -> TrainerProcess:
-        env = dict(os.environ)
+        env = {k: v for k, v in os.environ.items() if k not in HOST_CREDENTIAL_VARIABLES}
         env.update(job.env)
+        write_trainer_aws_config(job.run_dir, job.run_dir)
+        env.update(trainer_aws_env(job.run_dir))
         env[contract.ENV_PROGRESS_FILE] = os.path.join(job.run_dir, job.progress_name)
         argv = [*self.command, *TRAIN_ARGS, os.path.join(job.run_dir, job.config_name)]
         popen = _popen(argv, env)
@@ -283,14 +324,13 @@ class DockerLauncher:
 
     def run_argv(self, job: TrainerJob) -> list:
         env = dict(job.env)
+        env.update(trainer_aws_env(CONTAINER_RUN_DIR))
         env[contract.ENV_PROGRESS_FILE] = f"{CONTAINER_RUN_DIR}/{job.progress_name}"
         # Model downloads, the Hugging Face cache and unpublished checkpoints go to the scratch
         # volume (instance storage when the instance has it), not the container's /tmp.
         env["HF_HOME"] = f"{CONTAINER_SCRATCH_DIR}/huggingface"
         env["LLM_MODEL__CACHE_DIR"] = f"{CONTAINER_SCRATCH_DIR}/models"
         env["LLM_OUTPUT__STAGING_DIR"] = f"{CONTAINER_SCRATCH_DIR}/staging"
-        if os.environ.get(contract.ENV_IMDS_ENDPOINT):
-            env[contract.ENV_IMDS_ENDPOINT] = os.environ[contract.ENV_IMDS_ENDPOINT]
         argv = [
             self.docker, "run", "--name", CONTAINER_NAME, "--sig-proxy=false",
             "--gpus", "all", "--stop-timeout", str(STOP_TIMEOUT_SECONDS),
@@ -308,7 +348,7 @@ class DockerLauncher:
         return [*argv, self.image_uri, *TRAIN_ARGS, f"{CONTAINER_RUN_DIR}/{job.config_name}"]
 
     def _hand_to_image_user(self, *folders: str) -> None:
-        """The image runs as a non-root user (USER 1000:1000): it must be able to write the
+        """The image runs as a non-root user (USER 10001:10001): it must be able to write the
         progress file and the model cache in the folders we mount."""
         if not self.image_user:  # root (or not known): nothing to hand over
             return
@@ -323,6 +363,7 @@ class DockerLauncher:
 
     def start(self, job: TrainerJob, training_log: TrainingLog) -> TrainerProcess:
         os.makedirs(self.scratch_dir, exist_ok=True)
+        write_trainer_aws_config(job.run_dir, CONTAINER_RUN_DIR)
         self._hand_to_image_user(job.run_dir, self.scratch_dir)
         self._docker("rm", "--force", CONTAINER_NAME, timeout=120)
         popen = _popen(self.run_argv(job), dict(os.environ))

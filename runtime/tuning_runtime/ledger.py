@@ -51,6 +51,7 @@ def new_ledger(run_id: str) -> dict:
         "attempts": [],
         "interruptions": [],
         "lastStep": None,
+        "imageUri": None,
         "finalModelUri": None,
         "logsUri": None,
         "lastLogLines": None,

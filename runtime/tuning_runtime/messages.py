@@ -135,10 +135,6 @@ def next_step(status: str, reason: str | None, ctx: Context) -> str:
             "starts within 15 minutes (no spot capacity), add instance types "
             "(-c instanceTypes=...) or set -c useSpot=false and redeploy."
         ),
-        (contract.INTERRUPTED, contract.REASON_REBALANCE): (
-            f"EC2 recommended leaving this spot instance, so the run checkpointed and moves: the "
-            f"group launches a replacement that resumes from {step}."
-        ),
         (contract.INTERRUPTED, contract.REASON_HOST_SHUTDOWN): (
             "The instance was shut down or rebooted from outside the supervisor. The run resumes "
             f"from {step} when the instance or its replacement starts; if nothing starts, redeploy."

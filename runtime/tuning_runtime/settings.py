@@ -31,6 +31,7 @@ class RunSettings:
     region: str
     run_id: str
     image_uri: str
+    trainer_role_arn: str
     run_config: dict
     data_root_uri: str
     output_uri: str
@@ -53,6 +54,7 @@ FIELDS = (
     "region",
     "runId",
     "imageUri",
+    "trainerRoleArn",
     "runConfig",
     "dataRootUri",
     "outputUri",
@@ -144,6 +146,7 @@ def parse_settings(text: str) -> RunSettings:
         region=_string(doc, "region"),
         run_id=run_id,
         image_uri=_string(doc, "imageUri"),
+        trainer_role_arn=_string(doc, "trainerRoleArn", "arn:"),
         run_config=doc["runConfig"],
         data_root_uri=_string(doc, "dataRootUri", "s3://"),
         output_uri=output_uri,

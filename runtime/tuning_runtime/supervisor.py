@@ -2,10 +2,12 @@
 
     python3 -m tuning_runtime run        # what the systemd unit runs (see --help for the seams)
 
-It reads the run settings, records the run in the ledger, starts the trainer (retrying failures
-from the last checkpoint), watches for spot notices, idleness and the run's limits, and
-finalises: ledger, one SNS message, group capacity 0, ``shutdown -h now``. Every way out of
-:meth:`Supervisor.run` except the host stopping us ends in a shutdown request.
+It reads the run settings, takes the run's lease (one instance per run), records the run in the
+ledger, pins the image to the digest the run started with, hands the trainer its own short-lived
+credentials, starts it (retrying failures from the last checkpoint), watches for spot notices,
+idleness and the run's limits, and finalises: ledger, one SNS message, lease released, group
+capacity 0, ``shutdown -h now``. Every way out of :meth:`Supervisor.run` except the host stopping
+us ends in a shutdown request.
 """
 
 from __future__ import annotations
@@ -17,15 +19,17 @@ import os
 import threading
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Callable
 
-from . import contract, ledger, messages, outputs, watchdog
-from .aws import AwsError
+from . import contract, images, ledger, messages, outputs, watchdog
+from .aws import AwsError, check_cli_version
+from .credentials import TrainerCredentials
 from .host import Group, Host, best_effort
 from .imds import Identity, Imds, ImdsError, Notice
 from .launchers import PrepareError, TrainerJob, TrainerProcess, TrainingLog
+from .lease import Lease, LeaseBusyError, LeaseLostError, LeaseTimings
 from .settings import RunSettings, SettingsError, parse_settings
 
 log = logging.getLogger(__name__)
@@ -33,6 +37,7 @@ log = logging.getLogger(__name__)
 # Why the supervisor stopped the trainer (WatchResult.cause).
 NOTICE = "notice"
 HOST_STOP = "host-stop"
+LEASE_LOST = "lease-lost"
 IDLE = contract.REASON_IDLE
 MAX_RUNTIME = contract.REASON_MAX_RUNTIME
 MAX_COST = contract.REASON_MAX_COST
@@ -47,6 +52,7 @@ class Timings:
     heartbeat_seconds: float = 300.0  # ledger lastStep/cost refresh while training
     retry_delay_seconds: float = 15.0
     boot_retry_delays: tuple = (5, 10, 20, 40)  # IMDS / SSM right after boot
+    lease: LeaseTimings = field(default_factory=LeaseTimings)
 
 
 @dataclass(frozen=True)
@@ -95,7 +101,7 @@ class Supervisor:
         self,
         aws: object,
         imds: Imds,
-        make_launcher: Callable[[RunSettings], object],
+        make_launcher: Callable[[RunSettings, str], object],
         host: Host,
         paths: Paths,
         settings_source: Callable[[], str],
@@ -122,6 +128,9 @@ class Supervisor:
         self.usd_per_hour: float | None = None
         self.last_step: int | None = None
         self.proc: TrainerProcess | None = None
+        self.lease: Lease | None = None
+        self.credentials: TrainerCredentials | None = None
+        self.image_uri: str | None = None
 
     # -- entry point -------------------------------------------------------------------------
 
@@ -152,16 +161,45 @@ class Supervisor:
             return self._end_without_ledger()
         settings = self.settings
         self.instance_started_at = self.instance_started_at or started
-        self.store = ledger.LedgerStore(self.aws, settings.output_uri)
+        problem = check_cli_version(self.aws.version()) if hasattr(self.aws, "version") else None
+        if problem:
+            self.say(f"cannot run: {problem}")
+            return self._end_without_ledger()
         self.usd_per_hour = self._price()
         self.say(
             f"run {settings.run_id} on {self._instance()} in group {self.group.name or '(none)'}"
         )
+        lease = Lease(
+            self.aws,
+            settings.output_uri,
+            settings.run_id,
+            self.identity.instance_id,
+            self.timings.lease,
+            sleep=self.stop_event.wait,
+        )
+        try:
+            lease.acquire(self.say, stopping=self.stop_event.is_set)
+        except LeaseBusyError as busy:
+            return self._leave_to_holder(busy)
+        self.lease = lease
+        self.store = ledger.LedgerStore(self.aws, settings.output_uri)
         event = self._begin()
         self._publish(event, None)
-        self.launcher = self.make_launcher(settings)
         self.host.follow_in_tmux(self.paths.training_log)
         self._write_run_config()
+        try:
+            self.image_uri = self._pinned_image()
+        except PrepareError as error:
+            self.say(str(error))
+            return self._finalise(contract.FAILED, error.reason, last_lines=error.detail)
+        self.credentials = TrainerCredentials(
+            self.aws,
+            settings.trainer_role_arn,
+            f"trainer-{self.identity.instance_id}",
+            self.paths.run_dir,
+        )
+        self.credentials.refresh()
+        self.launcher = self.make_launcher(settings, self.image_uri)
         best_effort("removing a trainer left by an earlier supervisor", self.launcher.clean_up)
         try:
             self.launcher.prepare(self.say)
@@ -169,6 +207,16 @@ class Supervisor:
             self.say(str(error))
             return self._finalise(contract.FAILED, error.reason, last_lines=error.detail)
         return self._train_until_done()
+
+    def _leave_to_holder(self, busy: LeaseBusyError) -> int:
+        """Another instance trains the run: this one must not. It leaves the ledger and the
+        group's capacity to the holder (capacity 0 could end the holder) and shuts down."""
+        if self.stop_event.is_set():
+            self.say(f"the host is stopping while {busy}")
+            return 0
+        self.say(f"{busy}; this instance shuts down without training (the run goes on there)")
+        best_effort("requesting shutdown", self.host.shutdown)
+        return 0
 
     def _train_until_done(self) -> int:
         failures = 0
@@ -185,6 +233,8 @@ class Supervisor:
             self.proc = self.launcher.start(self._job(failures + 1), self.training_log)
             result = self._watch(self.proc)
             self.say(f"trainer exited with {result.exit_code}" + self._why(result))
+            if result.cause == LEASE_LOST:
+                return self._after_lease_lost(result.exit_code)
             decision = decide(
                 result.exit_code, result.cause, failures, self.settings.max_retries, result.notice
             )
@@ -225,9 +275,19 @@ class Supervisor:
         next_heartbeat = now + timings.heartbeat_seconds
         cause: str | None = None
         notice: Notice | None = None
+        rebalance_seen = False
         progress_path = os.path.join(self.paths.run_dir, "progress.json")
         while True:
             code = proc.poll()
+            if code is None and cause != LEASE_LOST:
+                try:
+                    self.lease.renew_if_due()
+                except LeaseLostError as lost:
+                    # Another instance trains the run now: stop writing at once, no checkpoint.
+                    cause = LEASE_LOST
+                    self.say(f"{lost}: stopping the trainer without a checkpoint")
+                    proc.force_kill()
+                self.credentials.refresh_if_due()
             if code is not None:
                 self._note_step(watchdog.progress_step(progress_path))
                 if code == contract.EXIT_INTERRUPTED and notice is None and cause is None:
@@ -245,6 +305,8 @@ class Supervisor:
                     cause = NOTICE
                     proc.stop(timings.stop_grace_seconds)
                     self._record_notice(notice)
+                elif not rebalance_seen:
+                    rebalance_seen = self._note_rebalance()
             if cause is None and now >= next_sample:
                 next_sample = now + timings.sample_seconds
                 step = watchdog.progress_step(progress_path)
@@ -268,6 +330,17 @@ class Supervisor:
             if proc.kill_if_overdue():
                 self.say("the trainer did not exit within the grace time: killed")
             time.sleep(0.2)
+
+    def _note_rebalance(self) -> bool:
+        """Log a rebalance recommendation once; the run stays until a spot notice."""
+        when = best_effort("reading the rebalance recommendation", self.imds.rebalance_recommended)
+        if when is None:
+            return False
+        self.say(
+            f"EC2 recommended rebalancing away from this spot instance ({when}); the run stays "
+            "here and moves only on an interruption notice (capacity rebalancing is off)"
+        )
+        return True
 
     def _poll_notice(self) -> Notice | None:
         try:
@@ -353,6 +426,8 @@ class Supervisor:
             self._publish(status, reason, last_lines=last_lines or [])
         else:
             self.say(f"the ledger already says {self.ledger.get('status')}: no message from here")
+        if self.lease is not None:  # the trainer has exited: the next instance may take the run
+            best_effort("releasing the run's lease", self.lease.release)
         if status == contract.INTERRUPTED and reason == contract.REASON_HOST_SHUTDOWN:
             return 0  # the host is going down (or rebooting); the run resumes when one starts
         if status == contract.INTERRUPTED:
@@ -362,6 +437,15 @@ class Supervisor:
         else:
             best_effort("setting the group's capacity to 0", self.group.set_capacity_to_zero)
         self.say("requesting shutdown (the instance terminates)")
+        self.host.shutdown()
+        return 0
+
+    def _after_lease_lost(self, exit_code: int) -> int:
+        """The run is another instance's now: record only this attempt's end (the holder owns
+        the run's status and capacity) and shut down."""
+        self._update(partial(self._end_attempt, exit_code=exit_code), "recording the attempt's end")
+        self._upload_logs()
+        self.say("requesting shutdown (the instance terminates); the run goes on elsewhere")
         self.host.shutdown()
         return 0
 
@@ -457,6 +541,19 @@ class Supervisor:
         self._update(begin, "recording the start")
         return event["value"]
 
+    def _pinned_image(self) -> str:
+        """The image every attempt of this run pulls: the digest its tag named at the run's first
+        start (recorded in the ledger), so a spot replacement never resumes on another build."""
+        pinned = self.ledger.get("imageUri")
+        if pinned:
+            self.say(f"image pinned at the run's first start: {pinned}")
+            return pinned
+        pinned = images.resolve_digest(self.aws, self.settings.image_uri)
+        self._update(lambda doc: images.record(doc, pinned), "recording the image digest")
+        pinned = self.ledger.get("imageUri") or pinned  # a concurrent first start wins
+        self.say(f"image {self.settings.image_uri} is {pinned}; every attempt of the run uses it")
+        return pinned
+
     def _update(self, mutate: Callable, what: str) -> None:
         updated = best_effort(what, self.store.update, mutate)
         if updated is not None:
@@ -527,7 +624,7 @@ class Supervisor:
             region=settings.region,
             stack_name=settings.stack_name,
             output_uri=settings.output_uri,
-            image_uri=settings.image_uri,
+            image_uri=self.image_uri or settings.image_uri,
             idle_minutes=settings.idle_minutes,
             last_step=doc.get("lastStep") or self.last_step,
             debug_hold_minutes=settings.debug_hold_minutes,

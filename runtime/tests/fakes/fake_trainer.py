@@ -13,6 +13,7 @@ repeats), counting starts in $FAKE_TRAINER_STATE:
 - ``bad-input``: prints a config error, exit 2
 - ``exit-75``: exit 75 at once, as after an interruption nobody announced
 - ``train``: a step every 0.1 s until SIGTERM, then publishes checkpoints/step-N, exit 75
+- ``train-40``: as ``train``, but after 40 steps (4 s) publishes final/, exit 0
 - ``stubborn``: a step every 0.1 s, ignoring SIGTERM
 - ``hang``: sleeps without progress or CPU
 """
@@ -88,7 +89,7 @@ def main() -> int:
         while True:
             time.sleep(3600)
     stopping = {"now": False}
-    if behaviour == "train":
+    if behaviour in ("train", "train-40"):
         signal.signal(signal.SIGTERM, lambda *_: stopping.update(now=True))
     else:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -97,6 +98,10 @@ def main() -> int:
         step += 1
         write_progress(step)
         time.sleep(STEP_SECONDS)
+        if behaviour == "train-40" and step == 40:
+            publish("final", step)
+            print("training finished", flush=True)
+            return 0
     publish(f"checkpoints/step-{step}", step)
     print(f"checkpoint step-{step} published; exiting 75", flush=True)
     return 75
