@@ -8,6 +8,8 @@ export default tseslint.config(
       'node_modules/**',
       'cdk.out/**',
       '.venv/**',
+      '.venv-scan/**',
+      'cdk.out.scan/**',
       'coverage/**',
       'trainer-image/**',
       'runtime/**',

@@ -2,7 +2,7 @@ import { Annotations, Duration, RemovalPolicy } from 'aws-cdk-lib';
 import * as ecr from 'aws-cdk-lib/aws-ecr';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import { Construct } from 'constructs';
-import { acknowledgeFinding } from './nag';
+import { acknowledgeCheckov, acknowledgeFinding } from './nag';
 
 /** GitHub Actions' OIDC issuer and the audience its tokens carry for AWS. */
 export const GITHUB_OIDC_HOST = 'token.actions.githubusercontent.com';
@@ -75,6 +75,18 @@ export class TrainingRegistry extends Construct {
         { description: `Keep the newest ${maxImageCount} images`, maxImageCount },
       ],
     });
+    acknowledgeCheckov(
+      repository,
+      'CKV_AWS_136',
+      'AES-256 with ECR-managed keys: the image holds code, not data, and a customer key would ' +
+        'add cost and grants for every puller.',
+    );
+    acknowledgeCheckov(
+      repository,
+      'CKV_AWS_51',
+      'Every tag is immutable but `latest`, the moving one; a run pins the digest its tag named ' +
+        'at its first start, so no run changes image.',
+    );
     this.repository = repository;
 
     if (props.githubRepo === undefined) {

@@ -23,7 +23,7 @@ import { Construct } from 'constructs';
 import { join } from 'node:path';
 import { SAFETY_ENV } from '../lambda/safety/env';
 import { ledgerKey, meterKey, TAG_KEYS } from './contract';
-import { acknowledgeFinding, nagArnPrefix } from './nag';
+import { acknowledgeCheckov, acknowledgeFinding, nagArnPrefix } from './nag';
 
 export const SAFETY_HANDLER_ENTRY = join(__dirname, '..', 'lambda', 'safety', 'handler.ts');
 /** Budget notification thresholds, percent of monthlyBudgetUsd. */
@@ -113,6 +113,12 @@ export class TrainingSafety extends Construct {
           },
         },
       }),
+    );
+    acknowledgeCheckov(
+      key,
+      'CKV_AWS_33',
+      "The '*' principal is pinned by aws:PrincipalArn to Auto Scaling's service-linked role, " +
+        'which KMS would refuse as a principal before the account has one.',
     );
     this.topicKey = key;
 
@@ -299,18 +305,27 @@ export class TrainingSafety extends Construct {
       'NIST.800.53.R5::NIST.800.53.R5-LambdaConcurrency',
       'Reserved concurrency fails to deploy in accounts at the default 10-execution quota, and ' +
         'overlapping runs are harmless because the handler is idempotent.',
+      'CKV_AWS_115',
     );
     acknowledgeFinding(
       fn,
       'NIST.800.53.R5::NIST.800.53.R5-LambdaInsideVPC',
       'It only calls AWS APIs; inside a VPC it would need NAT or interface endpoints ' +
         '(tens of USD a month) for no data-path benefit.',
+      'CKV_AWS_117',
     );
     acknowledgeFinding(
       this.functionLogGroup,
       'NIST.800.53.R5::NIST.800.53.R5-CloudWatchLogGroupEncrypted',
       'Decision logs hold no secrets; CloudWatch Logs encrypts them at rest with its own keys, ' +
         'and a customer key would add cost and key-policy coupling.',
+      'CKV_AWS_158',
+    );
+    acknowledgeCheckov(
+      fn,
+      'CKV_AWS_173',
+      'Its environment holds names (stack, topic, bucket) and limits, no secrets; Lambda ' +
+        'encrypts it at rest with an AWS-managed key.',
     );
   }
 

@@ -1,7 +1,7 @@
 import { Duration, RemovalPolicy } from 'aws-cdk-lib';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
-import { acknowledgeFinding } from './nag';
+import { acknowledgeCheckov, acknowledgeFinding } from './nag';
 
 export interface TrainingStorageProps {
   /**
@@ -108,6 +108,11 @@ export class TrainingStorage extends Construct {
       lifecycleRules: [abortMultipart, expireNoncurrent, ...runsTransition],
     });
     this.accessLogsBucket = accessLogs;
+    acknowledgeCheckov(
+      accessLogs,
+      'CKV_AWS_18',
+      'The access-log bucket itself: logging its own writes would log the logging.',
+    );
 
     for (const bucket of [accessLogs, this.dataBucket, this.outputsBucket]) {
       acknowledgeFinding(

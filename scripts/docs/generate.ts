@@ -31,6 +31,7 @@ export function generatedBlocks(
     { file: 'README.md', name: 'settings', content: renderSettingsTable() },
     { file: 'docs/security.md', name: 'iam-roles', content: security['iam-roles'] },
     { file: 'docs/security.md', name: 'nag-findings', content: security['nag-findings'] },
+    { file: 'docs/security.md', name: 'checkov-acks', content: security['checkov-acks'] },
     { file: 'docs/costs.md', name: 'prices', content: renderPriceTable() },
   ];
 }

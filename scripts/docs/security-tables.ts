@@ -1,6 +1,7 @@
 /**
  * The generated parts of docs/security.md: every cdk-nag finding the stack acknowledges (from the
- * synthesized validation report) and every IAM role with its permissions (from the synthesized
+ * synthesized validation report), every checkov check it acknowledges (the template's
+ * `checkov.skip` metadata) and every IAM role with its permissions (from the synthesized
  * template). `make docs` writes them; test/docs checks docs/security.md holds exactly these.
  */
 import { STACK_NAME } from '../../lib/app';
@@ -104,6 +105,46 @@ export function renderFindingsTable(all: Record<ConfigurationName, Synthesis>): 
       .map(([rule, description]) => [`\`${rule}\``, description]),
   );
   return `${findings}\n\n${glossary}`;
+}
+
+/** The checkov checks the templates acknowledge (lib/nag.ts acknowledgeCheckov). */
+export function renderCheckovTable(all: Record<ConfigurationName, Synthesis>): string {
+  const rows = new Map<
+    string,
+    { check: string; reason: string; resources: Set<string>; present: Set<ConfigurationName> }
+  >();
+  for (const [name, s] of Object.entries(all) as [ConfigurationName, Synthesis][]) {
+    for (const [id, resource] of Object.entries(s.template.Resources)) {
+      const skips = (resource.Metadata?.checkov as { skip?: { id: string; comment: string }[] })
+        ?.skip;
+      for (const skip of skips ?? []) {
+        const key = `${skip.id}\0${skip.comment}`;
+        const row = rows.get(key) ?? {
+          check: skip.id,
+          reason: skip.comment,
+          resources: new Set<string>(),
+          present: new Set<ConfigurationName>(),
+        };
+        row.resources.add(shortPath(s.paths.get(id) ?? id));
+        row.present.add(name);
+        rows.set(key, row);
+      }
+    }
+  }
+  return table(
+    ['check', 'resources', 'when', 'reason'],
+    [...rows.values()]
+      .sort((a, b) => a.check.localeCompare(b.check) || a.reason.localeCompare(b.reason))
+      .map((r) => [
+        `\`${r.check}\``,
+        [...r.resources]
+          .sort()
+          .map((p) => `\`${p}\``)
+          .join(', '),
+        when(r.present),
+        r.reason,
+      ]),
+  );
 }
 
 type Intrinsic = string | number | boolean | null | Intrinsic[] | { [key: string]: Intrinsic };
@@ -215,9 +256,10 @@ export function renderRolesTable(s: Synthesis): string {
 /** Both blocks of docs/security.md, from one synthesis of every configuration. */
 export function renderSecurityBlocks(
   all: Record<ConfigurationName, Synthesis> = synthesizeAll(),
-): Record<'nag-findings' | 'iam-roles', string> {
+): Record<'nag-findings' | 'checkov-acks' | 'iam-roles', string> {
   return {
     'nag-findings': renderFindingsTable(all),
+    'checkov-acks': renderCheckovTable(all),
     'iam-roles': renderRolesTable(all.run),
   };
 }

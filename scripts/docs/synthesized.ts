@@ -57,7 +57,10 @@ export interface Acknowledgement {
 
 export interface Synthesis {
   readonly template: {
-    Resources: Record<string, { Type: string; Properties?: Record<string, unknown> }>;
+    Resources: Record<
+      string,
+      { Type: string; Properties?: Record<string, unknown>; Metadata?: Record<string, unknown> }
+    >;
   };
   readonly suppressed: SuppressedFinding[];
   /** cdk-nag acknowledgements only (AwsSolutions, NIST), not CDK's own. */
