@@ -18,7 +18,7 @@ import { Construct, type IConstruct } from 'constructs';
 import { leaseKey, ledgerKey, runPrefix, runSettingsParameterName, TAG_KEYS } from './contract';
 import { UserInputError } from './errors';
 import { loadUserData, runtimeArchive } from './instance-runtime';
-import { acknowledgeFinding, nagArnPrefix } from './nag';
+import { acknowledgeCheckov, acknowledgeFinding, nagArnPrefix } from './nag';
 
 /** The Deep Learning AMI the GPU instances boot, resolved at deploy time from SSM. */
 export interface AmiChoice {
@@ -158,6 +158,7 @@ export class TrainingCompute extends Construct {
       'NIST.800.53.R5::NIST.800.53.R5-CloudWatchLogGroupEncrypted',
       'Training logs hold no secrets; CloudWatch Logs encrypts them at rest with its own keys, ' +
         'and a customer key would add cost and key-policy coupling.',
+      'CKV_AWS_158',
     );
 
     this.instanceRole = new iam.Role(this, 'InstanceRole', {
@@ -180,7 +181,12 @@ export class TrainingCompute extends Construct {
       }),
     );
     if (props.run) {
-      this.grantRunAccess(this.instanceRole, props.outputsBucket, props.run.runId);
+      // The host reads and writes the ledger, the lease and its logs; it deletes nothing.
+      this.grantRunAccess(this.instanceRole, props.outputsBucket, props.run.runId, [
+        's3:GetObject',
+        's3:PutObject',
+        's3:AbortMultipartUpload',
+      ]);
       this.trainerRole = this.newTrainerRole(
         props.dataBucket,
         props.outputsBucket,
@@ -249,6 +255,15 @@ export class TrainingCompute extends Construct {
         },
       ],
     });
+
+    if (props.network === undefined) {
+      acknowledgeCheckov(
+        this.launchTemplate,
+        'CKV_AWS_88',
+        'A public address instead of a NAT gateway (~33 USD/month) in the dedicated VPC; the ' +
+          'security group admits no inbound traffic.',
+      );
+    }
 
     this.group = new autoscaling.AutoScalingGroup(this, 'GpuGroup', {
       vpc,
@@ -342,6 +357,7 @@ export class TrainingCompute extends Construct {
       'AwsSolutions::AwsSolutions-IAM5[Resource::*]',
       'Session Manager channels, ecr:GetAuthorizationToken, DescribeAutoScalingInstances and ' +
         'DescribeSpotPriceHistory have no resource-level permissions; the rest names its resource.',
+      'CKV_AWS_111',
     );
     acknowledgeFinding(
       policy,
@@ -385,8 +401,13 @@ export class TrainingCompute extends Construct {
     return Stack.of(this).getLogicalId(construct.node.defaultChild as CfnElement);
   }
 
-  /** Read and write `runs/<run-id>/` of the outputs bucket, list only that prefix. */
-  private grantRunAccess(role: iam.Role, outputsBucket: s3.IBucket, runId: string): void {
+  /** `actions` on the objects of `runs/<run-id>/` of the outputs bucket; list only that prefix. */
+  private grantRunAccess(
+    role: iam.Role,
+    outputsBucket: s3.IBucket,
+    runId: string,
+    actions: string[],
+  ): void {
     const prefix = runPrefix(runId);
     acknowledgeFinding(
       role.node.findChild('DefaultPolicy'),
@@ -395,10 +416,7 @@ export class TrainingCompute extends Construct {
         'run prefix.',
     );
     role.addToPolicy(
-      new iam.PolicyStatement({
-        actions: ['s3:GetObject', 's3:PutObject', 's3:DeleteObject', 's3:AbortMultipartUpload'],
-        resources: [outputsBucket.arnForObjects(`${prefix}/*`)],
-      }),
+      new iam.PolicyStatement({ actions, resources: [outputsBucket.arnForObjects(`${prefix}/*`)] }),
     );
     role.addToPolicy(
       new iam.PolicyStatement({
@@ -426,7 +444,13 @@ export class TrainingCompute extends Construct {
     });
     role.grantAssumeRole(this.instanceRole);
     dataBucket.grantRead(role);
-    this.grantRunAccess(role, outputsBucket, runId);
+    // Deletes: checkpoints past save_total_limit.
+    this.grantRunAccess(role, outputsBucket, runId, [
+      's3:GetObject',
+      's3:PutObject',
+      's3:DeleteObject',
+      's3:AbortMultipartUpload',
+    ]);
     role.addToPolicy(
       new iam.PolicyStatement({
         effect: iam.Effect.DENY,
@@ -505,6 +529,7 @@ export class TrainingCompute extends Construct {
       'NIST.800.53.R5::NIST.800.53.R5-CloudWatchLogGroupEncrypted',
       'Rejected-traffic flow records hold no secrets; CloudWatch Logs encrypts them at rest with ' +
         'its own keys, and a customer key would add cost and key-policy coupling.',
+      'CKV_AWS_158',
     );
     acknowledgeFinding(
       flowLog.node.findChild('IAMRole').node.findChild('DefaultPolicy'),

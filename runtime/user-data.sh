@@ -88,7 +88,7 @@ log "tuning-lab setup for stack {{STACK_NAME}}"
 work=$(mktemp -d)
 retry aws s3 cp --only-show-errors --region "$region" "$archive_uri" "$work/runtime.zip"
 python3 -m zipfile -e "$work/runtime.zip" "$work/runtime"
-# The system python3 must be able to run it (3.7 on Amazon Linux 2) before it is installed.
+# The system python3 must be able to run it (3.10 on the Base OSS DLAMI) before it is installed.
 PYTHONPATH="$work/runtime" python3 -m tuning_runtime --help >/dev/null
 mkdir -p "$(dirname "$runtime_dir")"
 rm -rf "$runtime_dir.old"
@@ -96,7 +96,7 @@ if [[ -d "$runtime_dir" ]]; then mv "$runtime_dir" "$runtime_dir.old"; fi
 mv "$work/runtime" "$runtime_dir"
 rm -rf "$runtime_dir.old" "$work"
 
-# Users attach to the run with `sudo tmux attach -t training`; Ubuntu AMIs have tmux, AL2 may not.
+# Users attach to the run with `sudo tmux attach -t training`; install tmux if an AMI lacks it.
 if ! command -v tmux >/dev/null; then
   { command -v dnf && dnf -y -q install tmux; } || { command -v yum && yum -y -q install tmux; } ||
     { command -v apt-get && apt-get -y -qq install tmux; } ||

@@ -8,11 +8,15 @@
 2. moto's server starts on a free loopback port; CDK is bootstrapped into it and
    `cdk deploy TrainingStack -c createInstance=true -c runConfig=configs/tiny-llama-lora.yaml`
    deploys the stack (testing/emulated_stack.py bridges the emulator's gaps).
-3. datasets/sample goes to the data bucket, then the instance side runs exactly as on the
-   instance: the host supervisor (`python -m tuning_runtime run`) reads the run settings from the
+3. datasets/sample goes to the data bucket and a trainer image to the repository (as the image
+   workflow pushes it); then IAM is enforced: every AWS call from here on is checked against the
+   policies of the stack's own roles. The instance side runs exactly as on the instance: the
+   host supervisor (`python -m tuning_runtime run`) reads the run settings from the
    deployed stack's SSM parameter and finds its Auto Scaling group through IMDSv2 (the fake IMDS
-   answers as the instance the group launched), and its local launcher runs the real trainer CLI
-   (`python -m tuning_trainer`) as a process instead of the container. `shutdown -h now` is
+   answers as the instance the group launched, and hands it the instance role's credentials),
+   pins the image to its digest, takes the run's lease, and its local launcher runs the real
+   trainer CLI (`python -m tuning_trainer`) as a process instead of the container, with the
+   trainer role's credentials only. `shutdown -h now` is
    replaced by a recording fake.
 4. The end state: the ledger, final/ and checkpoints/ in the outputs bucket, the SNS messages the
    run sent (read back from an SQS queue subscribed to the stack's topic), the group's capacity,
@@ -431,6 +435,14 @@ def run_demo(
                 )
             out(
                 f"uploaded datasets/sample/{{train,eval}}.jsonl to s3://{data_bucket}/{DATASET_PREFIX}/"
+            )
+            digest = deployment.push_image()
+            repository = deployment.outputs["RepositoryUri"]
+            out(f"pushed a trainer image to {repository}:latest ({digest})")
+            emulator.enforce_iam()
+            out(
+                "IAM enforced from here on: the supervisor acts as the stack's instance role, the "
+                "trainer as its trainer role"
             )
             max_steps = int(deployment_run_config(deployment)["training"]["max_steps"])
             interrupt_at = max_steps // 2 if options.spot_interrupt else None

@@ -246,6 +246,7 @@ describe('compute layer during a run', () => {
     ['s3:PutObject', `outputs/safety/meters/${runId}.json`, 'implicit-deny'],
     ['s3:PutObject', 'outputs/runs/another-run/ledger.json', 'implicit-deny'],
     ['s3:GetObject', 'data/datasets/sample/train.jsonl', 'implicit-deny'],
+    ['s3:DeleteObject', `outputs/runs/${runId}/checkpoints/step-1/manifest.json`, 'implicit-deny'],
   ])('the instance role: %s on %s is %s', (action, path, decision) => {
     // Every other resource gets a placeholder ARN that no S3 request matches.
     const document = resolveIntrinsics(

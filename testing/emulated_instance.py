@@ -7,11 +7,12 @@
 
 The instance is the one the stack's Auto Scaling group launched in moto (testing/emulated_stack.py
 reports its identity). On it: the fake IMDSv2 answering as that instance (identity, spot
-notices), and ``python -m tuning_runtime run`` with the settings read from the deployed stack's
-SSM parameter, the local launcher running the real trainer CLI (``python -m tuning_trainer``)
-instead of the container, the AWS CLI backend (as on the instance), and
-testing/fake_shutdown.py recording ``shutdown -h now``. Its own folder stands for its disks: the
-state dir, the logs, and the trainer's scratch (staging, model cache).
+notices, and, once the emulator enforces IAM, the stack's instance role's credentials: the
+supervisor then holds no other), and ``python -m tuning_runtime run`` with the settings read from
+the deployed stack's SSM parameter, the local launcher running the real trainer CLI
+(``python -m tuning_trainer``) instead of the container, the AWS CLI backend (as on the
+instance), and testing/fake_shutdown.py recording ``shutdown -h now``. Its own folder stands
+for its disks: the state dir, the logs, and the trainer's scratch (staging, model cache).
 """
 
 from __future__ import annotations
@@ -73,7 +74,8 @@ class EmulatedInstance:
     def launch(cls, deployment: Deployment, root: Path, number: int) -> EmulatedInstance:
         """The instance the group has in service, with its fake IMDS started."""
         identity = deployment.instance_identity()
-        instance = cls(number, identity, root, FakeImds(identity), deployment)
+        role = deployment.instance_role() if deployment.emulator.iam_enforced else None
+        instance = cls(number, identity, root, FakeImds(identity, role=role), deployment)
         instance.imds.start()
         return instance
 
@@ -103,7 +105,14 @@ class EmulatedInstance:
         """What the systemd unit does at boot: start the host supervisor."""
         self.root.mkdir(parents=True, exist_ok=True)
         python = sys.executable
-        env = {**os.environ, **self.deployment.emulator.sdk_env()}
+        emulator = self.deployment.emulator
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("AWS_ACCESS_KEY", "AWS_SECRET", "AWS_SESSION", "AWS_PROFILE"))
+        }
+        # With IAM enforced the instance's only credentials are its role's, from IMDS.
+        env.update(emulator.sdk_env({} if emulator.iam_enforced else None))
         env.pop("AWS_EC2_METADATA_DISABLED", None)  # an instance has IMDS: the fake one
         env.update(
             {

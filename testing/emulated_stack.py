@@ -2,8 +2,16 @@
 
     with EmulatedAws() as aws:                      # moto on a free loopback port, CDK bootstrapped
         deployment = aws.deploy({"createInstance": "true", "runConfig": "configs/x.yaml"}, tmp)
-        deployment.client("s3").list_buckets()      # boto3 against the emulator
+        aws.enforce_iam()                           # from now on, calls are checked against IAM
+        deployment.client("s3").list_buckets()      # boto3 as the emulator's admin
+        deployment.role_credentials("InstanceRole") # a session of one of the stack's roles
         deployment.destroy()
+
+IAM: an admin user made in moto's free window does the set-up (bootstrap, deploy, uploads,
+the test's checks); once :meth:`EmulatedAws.enforce_iam` is called, everything else runs under
+the stack's own roles and gets AccessDenied outside their policies (testing/iam_enforcement.py,
+which also bridges moto's IAM gaps). The CDK CLI runs with the checks relaxed: it assumes the
+bootstrap roles, whose trust policies moto evaluates differently from AWS.
 
 `cdk bootstrap`, `cdk synth`, `cdk deploy` and `cdk destroy` run against the emulator
 (AWS_ENDPOINT_URL, dummy credentials). Emulator gaps are bridged here, and only here:
@@ -36,6 +44,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -45,7 +54,9 @@ from pathlib import Path
 import boto3
 from botocore.exceptions import ClientError
 
-from testing.fake_imds import InstanceIdentity
+from testing import ecr_images
+from testing.fake_imds import InstanceIdentity, InstanceRole
+from testing.iam_enforcement import AUTHORIZED, IamEnforcement, as_env, bridge_iam_gaps
 from testing.moto_server import MotoServer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -132,6 +143,9 @@ class Deployment:
     outputs: dict[str, str]
     template: dict
     assembly: Path
+    # (logical id, type, physical id) of the stack's resources, read once after the deploy (moto
+    # logs its CloudFormation gaps again on every listing).
+    resources: list[tuple[str, str, str]] = field(default_factory=list)
 
     @property
     def env(self) -> dict[str, str]:
@@ -156,6 +170,47 @@ class Deployment:
         if not groups:
             raise RuntimeError(f"the Auto Scaling group {name} does not exist")
         return groups[0]
+
+    def role_arn(self, name: str) -> str:
+        """The ARN of the stack's role whose logical id starts with ``name`` within its layer,
+        e.g. ``InstanceRole``, ``TrainerRole``, ``SafetyFunctionRole``, ``GitHubImageRole``."""
+        pattern = re.compile(rf"^[A-Z][A-Za-z]+{name}[0-9A-F]{{8}}$")
+        found = [
+            physical
+            for logical, kind, physical in self.resources
+            if kind == "AWS::IAM::Role" and pattern.match(logical)
+        ]
+        if len(found) != 1:
+            raise RuntimeError(f"expected one role {name} in the stack; found {found}")
+        return f"arn:aws:iam::{ACCOUNT}:role/{found[0]}"
+
+    def role_credentials(self, name: str) -> dict:
+        """A session of the stack's role ``name`` (boto3 keyword arguments)."""
+        return self.emulator.assume_role(self.role_arn(name))
+
+    def role_client(self, service: str, name: str):
+        """A boto3 client acting as the stack's role ``name``."""
+        return boto3.client(
+            service,
+            endpoint_url=self.emulator.url,
+            region_name=self.emulator.region,
+            **self.role_credentials(name),
+        )
+
+    def instance_role(self) -> InstanceRole:
+        """What the instance profile hands the GPU instance (the fake IMDS serves it)."""
+        keys = self.role_credentials("InstanceRole")
+        return InstanceRole(
+            name=self.role_arn("InstanceRole").rsplit("/", 1)[1],
+            access_key_id=keys["aws_access_key_id"],
+            secret_access_key=keys["aws_secret_access_key"],
+            session_token=keys["aws_session_token"],
+        )
+
+    def push_image(self, tag: str = "latest", build: str = "build-1") -> str:
+        """A trainer image in the stack's repository, as the image workflow pushes it."""
+        repository = self.outputs["RepositoryUri"].split("/", 1)[1]
+        return ecr_images.push_image(self.client("ecr"), repository, tag, build)
 
     def instance_identity(self) -> InstanceIdentity:
         """The identity of the instance the group launched (the one in service), as IMDS on
@@ -197,6 +252,8 @@ class EmulatedAws:
     region: str = REGION
     bootstrap_on_start: bool = True
     moto: MotoServer | None = field(default=None, init=False)
+    iam: IamEnforcement | None = field(default=None, init=False)
+    iam_enforced: bool = field(default=False, init=False)
     cdk_env: dict[str, str] = field(default_factory=dict, init=False)
     session: boto3.Session | None = field(default=None, init=False)
 
@@ -214,24 +271,54 @@ class EmulatedAws:
         # deploy test after the demo's test) would see the first one's retained resources.
         self.moto.reset()
         moto = self.moto
+        bridge_iam_gaps()
+        self.iam = IamEnforcement(moto.url, self.region)  # relaxed, with an admin user
+        admin = self.iam.admin_env()
         self.cdk_env = {**os.environ, **moto.env(self.region), "CI": "true"}
+        self.cdk_env.pop("AWS_SESSION_TOKEN")
+        self.cdk_env.update(admin)
         # moto's CloudFormation finds templates only on `localhost` (module docstring).
         self.cdk_env["AWS_ENDPOINT_URL"] = moto.url.replace("127.0.0.1", "localhost")
         self.cdk_env.pop("CDK_DEFAULT_REGION", None)
-        self.session = boto3.Session(
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-            aws_session_token="testing",
-            region_name=self.region,
-        )
+        self.session = boto3.Session(**self.iam.admin_credentials, region_name=self.region)
         if self.bootstrap_on_start:
             self.bootstrap()
         return self
 
     def stop(self) -> None:
         if self.moto is not None:
+            if self.iam is not None:
+                self.iam.relax()  # moto's settings are per process: leave them as found
+                usage = os.environ.get("TUNING_LAB_IAM_USAGE")
+                if usage:
+                    with open(usage, "a") as out:
+                        out.writelines(json.dumps(call) + "\n" for call in AUTHORIZED)
+                AUTHORIZED.clear()
             self.moto.stop()
             self.moto = None
+
+    def enforce_iam(self) -> None:
+        """From now on every call is checked against its caller's IAM policies."""
+        assert self.iam is not None, "the emulator is not running"
+        self.iam.enforce()
+        self.iam_enforced = True
+
+    @contextlib.contextmanager
+    def _relaxed(self):
+        """No checks for the duration (set-up the admin stands in for a service for)."""
+        assert self.iam is not None, "the emulator is not running"
+        self.iam.relax()
+        try:
+            yield
+        finally:
+            if self.iam_enforced:
+                self.iam.enforce()
+
+    def assume_role(self, role_arn: str) -> dict:
+        """A session of ``role_arn``, handed out as its service would (trust not checked)."""
+        assert self.iam is not None, "the emulator is not running"
+        with self._relaxed():
+            return self.iam.assume(role_arn)
 
     def __enter__(self) -> EmulatedAws:
         try:
@@ -248,10 +335,14 @@ class EmulatedAws:
         assert self.moto is not None, "the emulator is not running"
         return self.moto.url
 
-    def sdk_env(self) -> dict[str, str]:
-        """Environment variables for SDK clients and the AWS CLI (boto3, the supervisor)."""
-        assert self.moto is not None, "the emulator is not running"
-        return self.moto.env(self.region)
+    def sdk_env(self, credentials: dict | None = None) -> dict[str, str]:
+        """Environment variables for SDK clients and the AWS CLI: the endpoint, and the admin's
+        credentials or ``credentials`` (boto3 keyword arguments; ``{}`` for none)."""
+        assert self.moto is not None and self.iam is not None, "the emulator is not running"
+        env = self.moto.env(self.region)
+        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+            env.pop(name)
+        return {**env, **as_env(self.iam.admin_credentials if credentials is None else credentials)}
 
     def client(self, service: str):
         return self.session.client(service, endpoint_url=self.url)
@@ -259,9 +350,10 @@ class EmulatedAws:
     # -- the CDK CLI ---------------------------------------------------------------------------
 
     def cdk(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        result = run_in_own_group(
-            [str(CDK), *args, "--no-notices", "--no-version-reporting"], env=self.cdk_env
-        )
+        with self._relaxed():
+            result = run_in_own_group(
+                [str(CDK), *args, "--no-notices", "--no-version-reporting"], env=self.cdk_env
+            )
         if check and result.returncode != 0:
             raise CdkError(args, result)
         return result
@@ -308,7 +400,12 @@ class EmulatedAws:
             *assembly.ssm_parameter_overrides,
         )  # fmt: skip
         outputs = json.loads(outputs_file.read_text())[STACK]
-        return Deployment(self, outputs, assembly.template, assembly.path)
+        listed = self.client("cloudformation").list_stack_resources(StackName=STACK)
+        resources = [
+            (r["LogicalResourceId"], r["ResourceType"], r["PhysicalResourceId"])
+            for r in listed["StackResourceSummaries"]
+        ]
+        return Deployment(self, outputs, assembly.template, assembly.path, resources)
 
     def destroy(self, assembly: Path) -> None:
         vpcs = self._stack_vpcs()

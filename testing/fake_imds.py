@@ -13,7 +13,11 @@ stand-in. It implements what the trainer and the host supervisor rely on:
   :meth:`FakeImds.recommend_rebalance`;
 - identity: ``instance-id``, ``instance-type``, ``instance-life-cycle``,
   ``placement/availability-zone``, ``placement/region`` and
-  ``/latest/dynamic/instance-identity/document``.
+  ``/latest/dynamic/instance-identity/document``;
+- the instance profile's credentials, when it has a role (:class:`InstanceRole`):
+  ``/latest/meta-data/iam/security-credentials/`` (the role's name) and
+  ``/latest/meta-data/iam/security-credentials/<name>`` (the keys, as the SDKs and the AWS CLI
+  read them).
 
 Point clients at it with ``AWS_EC2_METADATA_SERVICE_ENDPOINT=<url>`` (the variable the AWS SDKs
 use). Requests are recorded in :attr:`FakeImds.requests` so tests can assert on polling.
@@ -46,9 +50,21 @@ class InstanceIdentity:
         return self.availability_zone[:-1]
 
 
+@dataclass(frozen=True)
+class InstanceRole:
+    """The role the instance profile hands out: its name and a session's keys."""
+
+    name: str
+    access_key_id: str
+    secret_access_key: str
+    session_token: str
+    expiration: str = "2099-01-01T00:00:00Z"
+
+
 @dataclass
 class _State:
     identity: InstanceIdentity
+    role: InstanceRole | None = None
     tokens: set[str] = field(default_factory=set)
     spot_action: dict | None = None
     rebalance: dict | None = None
@@ -63,8 +79,13 @@ def _iso(t: dt.datetime) -> str:
 class FakeImds:
     """Start with ``with FakeImds() as imds:``; ``imds.url`` is the endpoint."""
 
-    def __init__(self, identity: InstanceIdentity | None = None, port: int = 0) -> None:
-        self._state = _State(identity=identity or InstanceIdentity())
+    def __init__(
+        self,
+        identity: InstanceIdentity | None = None,
+        port: int = 0,
+        role: InstanceRole | None = None,
+    ) -> None:
+        self._state = _State(identity=identity or InstanceIdentity(), role=role)
         self._server = ThreadingHTTPServer(("127.0.0.1", port), _handler_for(self._state))
         self._server.daemon_threads = True
         # A short poll interval: stop() returns in ~50 ms instead of serve_forever's default 0.5 s.
@@ -176,6 +197,21 @@ def _handler_for(state: _State) -> type[BaseHTTPRequestHandler]:
                     json.dumps(rebalance) if rebalance else None
                 ),
             }
+            role = state.role
+            if role is not None:
+                credentials = {
+                    "Code": "Success",
+                    "LastUpdated": _iso(dt.datetime.now(dt.UTC)),
+                    "Type": "AWS-HMAC",
+                    "AccessKeyId": role.access_key_id,
+                    "SecretAccessKey": role.secret_access_key,
+                    "Token": role.session_token,
+                    "Expiration": role.expiration,
+                }
+                table["/latest/meta-data/iam/security-credentials/"] = role.name
+                table[f"/latest/meta-data/iam/security-credentials/{role.name}"] = json.dumps(
+                    credentials
+                )
             return table.get(path)
 
     return Handler

@@ -20,6 +20,10 @@ ESBUILD = ROOT / "node_modules" / ".bin" / "esbuild"
 HANDLER = ROOT / "lambda" / "safety" / "handler.ts"
 
 
+class SafetyPassError(RuntimeError):
+    """The pass threw (a step failed); the message holds Node's output."""
+
+
 class NodeMissingError(RuntimeError):
     """node or the npm packages are not installed (make install)."""
 
@@ -47,7 +51,7 @@ def run_safety_lambda(
     check_interval_seconds: int = 300,
 ) -> dict:
     """One pass of ``handler()``; its report (stopped, kept, skipped, failures). A pass that
-    fails raises CalledProcessError with Node's output."""
+    fails raises SafetyPassError with Node's output."""
     function_env = {
         **env,
         "TUNING_LAB_STACK_NAME": stack_name,
@@ -62,7 +66,5 @@ def run_safety_lambda(
         ["node", "-e", call], env=function_env, capture_output=True, text=True, timeout=120
     )
     if done.returncode != 0:
-        raise subprocess.CalledProcessError(
-            done.returncode, "safety Lambda", done.stdout, done.stderr
-        )
+        raise SafetyPassError(f"the safety Lambda's pass failed:\n{done.stdout}{done.stderr}")
     return json.loads(done.stdout.strip().splitlines()[-1])

@@ -7,7 +7,6 @@ shutdown, and helpers to run a supervisor and wait for what it does. Fixtures: c
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import sys
@@ -22,6 +21,7 @@ RUNTIME_DIR = Path(__file__).resolve().parents[1]
 if str(RUNTIME_DIR) not in sys.path:
     sys.path.insert(0, str(RUNTIME_DIR))
 
+from testing import ecr_images  # noqa: E402
 from testing.fake_imds import FakeImds, InstanceIdentity  # noqa: E402
 from testing.moto_server import REGION  # noqa: E402
 from testing.sns_inbox import SnsInbox  # noqa: E402
@@ -265,31 +265,11 @@ def create_cloud(life_cycle: str = "on-demand") -> Cloud:
 
 
 def push_image(repository: str, tag: str, build: str) -> str:
-    """An image manifest pushed to ECR as the image workflow would (moto stores the manifest
-    only); ``build`` makes each build's digest differ. Returns the digest."""
+    """An image pushed to the emulated ECR as the image workflow would; returns its digest."""
     ecr = boto3.client("ecr")
     with contextlib.suppress(ecr.exceptions.RepositoryAlreadyExistsException):
         ecr.create_repository(repositoryName=repository)
-    manifest = json.dumps(
-        {
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
-            "config": {
-                "mediaType": "application/vnd.docker.container.image.v1+json",
-                "size": 7023,
-                "digest": "sha256:" + hashlib.sha256(build.encode()).hexdigest(),
-            },
-            "layers": [
-                {
-                    "mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
-                    "size": 1,
-                    "digest": "sha256:" + hashlib.sha256(f"{build}-layer".encode()).hexdigest(),
-                }
-            ],
-        }
-    )
-    image = ecr.put_image(repositoryName=repository, imageManifest=manifest, imageTag=tag)
-    return image["image"]["imageId"]["imageDigest"]
+    return ecr_images.push_image(ecr, repository, tag, build)
 
 
 def identity(instance_id: str, life_cycle: str = "on-demand") -> InstanceIdentity:
@@ -380,8 +360,8 @@ def build_runtime_archive(target: Path) -> Path:
 
 
 def oldest_python() -> str:
-    """The oldest Python >= 3.7 on this machine, to run the supervisor as the oldest AMI would
-    (Amazon Linux 2's system python3 is 3.7); this venv's Python when there is no older one."""
+    """The oldest Python >= 3.7 on this machine, to run the supervisor on an older Python than the
+    AMI's (3.10), as the code promises; this venv's Python when there is no older one."""
     import glob
     import shutil
     import subprocess

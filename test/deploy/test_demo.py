@@ -51,6 +51,7 @@ class Observed:
     buckets: set[str] = field(default_factory=set)
     outputs: dict[str, str] = field(default_factory=dict)
     processes_left: list[str] = field(default_factory=list)
+    output_dir: Path | None = None
 
 
 def subscribe_own_queue(deployment: Deployment, observed: Observed) -> None:
@@ -97,7 +98,8 @@ def observed(tmp_path_factory: pytest.TempPathFactory) -> Observed:
         deployed=lambda deployment: subscribe_own_queue(deployment, seen),
         before_destroy=lambda deployment: read_end_state(deployment, seen),
     )
-    options = demo.Options(steps=STEPS, output_dir=tmp_path_factory.mktemp("demo-output"))
+    seen.output_dir = tmp_path_factory.mktemp("demo-output")
+    options = demo.Options(steps=STEPS, output_dir=seen.output_dir)
     with EmulatedAws() as emulator:
         seen.result = demo.run_demo(options, seen.printed.append, emulator, hooks)
         seen.stack_status = emulator.stack_status()
@@ -202,3 +204,11 @@ def test_too_few_steps_for_a_spot_interruption_are_refused() -> None:
     assert done.returncode == 2
     assert "--steps must be at least 20 with --spot-interrupt" in done.stderr
     assert "got 5" in done.stderr
+
+
+def test_the_run_went_under_the_stacks_own_roles_with_nothing_refused(observed: Observed) -> None:
+    assert any(line.startswith("IAM enforced from here on") for line in observed.printed)
+    log = (observed.output_dir / "supervisor-1.log").read_text()
+    refused = [line for line in log.splitlines() if "failed" in line or "AccessDenied" in line]
+    assert refused == []  # best-effort steps (spot price, messages) would only log a denial
+    assert "@sha256:" in observed.ledger["imageUri"]  # pinned: ecr:DescribeImages was allowed

@@ -5,6 +5,12 @@
 `cdk bootstrap`, `cdk deploy TrainingStack -c createInstance=true -c runConfig=...` and
 `cdk destroy` run against the emulator (testing/emulated_stack.py, which bridges the emulator's
 gaps and explains each), and the resources moto implements are checked through boto3.
+
+Then IAM is enforced (testing/iam_enforcement.py) and the stack's own roles, as CloudFormation
+created them from the synthesized policies, act: the trainer role must not reach the safety
+controls, the safety Lambda (bundled as deployed) does a whole pass under its role, and the image
+workflow's existence check and push run under the GitHub role. A missing or an excessive
+permission fails here.
 """
 
 from __future__ import annotations
@@ -16,9 +22,13 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import boto3
 import pytest
+from botocore.exceptions import ClientError
 
-from testing.emulated_stack import ROOT, STACK, Deployment, EmulatedAws
+from testing import ecr_images
+from testing.emulated_stack import REGION, ROOT, STACK, Deployment, EmulatedAws
+from testing.safety_lambda import NodeMissingError, bundle_safety_lambda, run_safety_lambda
 
 # moto warns for every resource type its CloudFormation skips (alarms, budgets, policies...).
 # Also for the route-table gap (its error has no shape in moto's service models).
@@ -88,7 +98,7 @@ def test_launch_template_requires_imdsv2_and_encrypts_the_root_volume(
         "LaunchTemplateVersions"
     ][0]["LaunchTemplateData"]
     assert data["MetadataOptions"]["HttpTokens"] == "required"
-    assert data["MetadataOptions"]["HttpPutResponseHopLimit"] == 2
+    assert data["MetadataOptions"]["HttpPutResponseHopLimit"] == 1  # the host, not a container
     [volume] = data["BlockDeviceMappings"]
     assert volume["Ebs"]["Encrypted"] is True
     assert volume["Ebs"]["VolumeType"] == "gp3"
@@ -163,6 +173,240 @@ def test_run_settings_pass_the_instance_runtime_check(
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# -- IAM enforced: the stack's own roles act ----------------------------------------------------
+
+
+def denied(call) -> bool:
+    """Whether the call is refused by IAM (any other error is the test's problem)."""
+    try:
+        call()
+    except ClientError as error:
+        code = error.response["Error"]["Code"]
+        if code in ("AccessDenied", "AccessDeniedException", "403"):
+            return True
+        raise
+    return False
+
+
+@pytest.fixture(scope="module")
+def enforced(deployment: Deployment) -> Deployment:
+    deployment.client("s3").put_object(
+        Bucket=deployment.outputs["DataBucketName"], Key="datasets/x/train.jsonl", Body=b"{}\n"
+    )
+    deployment.push_image(tag="latest", build="build-1")
+    deployment.emulator.enforce_iam()
+    return deployment
+
+
+@pytest.fixture(scope="module")
+def trainer_session(enforced: Deployment) -> boto3.Session:
+    """The trainer's credentials the way the supervisor gets them: the instance role assumes the
+    trainer role (identity policy and trust policy both checked)."""
+    instance = enforced.role_client("sts", "InstanceRole")
+    keys = instance.assume_role(
+        RoleArn=enforced.role_arn("TrainerRole"), RoleSessionName="trainer-i-1"
+    )["Credentials"]
+    return boto3.Session(
+        aws_access_key_id=keys["AccessKeyId"],
+        aws_secret_access_key=keys["SecretAccessKey"],
+        aws_session_token=keys["SessionToken"],
+        region_name=REGION,
+    )
+
+
+SETTINGS_PARAMETER = f"/tuning-lab/{STACK}/run-settings"
+
+
+def run_key(deployment: Deployment, name: str) -> str:
+    return f"runs/{deployment.outputs['RunId']}/{name}"
+
+
+def test_enforcement_refuses_what_no_policy_allows(enforced: Deployment) -> None:
+    outputs = enforced.client("cloudformation")  # the admin may; a made-up key may not
+    assert outputs.describe_stacks(StackName=STACK)["Stacks"]
+    stranger = boto3.client(
+        "s3", endpoint_url=enforced.emulator.url, region_name=REGION,
+        aws_access_key_id="AKIAFAKEFAKEFAKEFAKE", aws_secret_access_key="fake",
+    )  # fmt: skip
+    with pytest.raises(ClientError):
+        stranger.list_buckets()
+
+
+def test_the_trainer_may_read_data_and_write_its_run(
+    enforced: Deployment, trainer_session: boto3.Session
+) -> None:
+    s3 = trainer_session.client("s3", endpoint_url=enforced.emulator.url)
+    outputs, data = enforced.outputs["OutputsBucketName"], enforced.outputs["DataBucketName"]
+    assert s3.get_object(Bucket=data, Key="datasets/x/train.jsonl")["Body"].read() == b"{}\n"
+    s3.put_object(Bucket=outputs, Key=run_key(enforced, "checkpoints/step-1/x.bin"), Body=b"w")
+    s3.delete_object(Bucket=outputs, Key=run_key(enforced, "checkpoints/step-1/x.bin"))
+    assert s3.list_objects_v2(Bucket=outputs, Prefix=run_key(enforced, ""))["KeyCount"] >= 0
+
+
+def test_the_trainer_cannot_reach_what_the_safety_controls_rely_on(
+    enforced: Deployment, trainer_session: boto3.Session
+) -> None:
+    url = enforced.emulator.url
+    s3 = trainer_session.client("s3", endpoint_url=url)
+    autoscaling = trainer_session.client("autoscaling", endpoint_url=url)
+    ec2 = trainer_session.client("ec2", endpoint_url=url)
+    ssm = trainer_session.client("ssm", endpoint_url=url)
+    group = enforced.outputs["GpuGroupName"]
+    instance = enforced.group()["Instances"][0]["InstanceId"]
+    outputs = enforced.outputs["OutputsBucketName"]
+    refused = {
+        "write the ledger": lambda: s3.put_object(
+            Bucket=outputs, Key=run_key(enforced, "ledger.json"), Body=b"{}"
+        ),
+        "write the lease": lambda: s3.put_object(
+            Bucket=outputs, Key=run_key(enforced, "lease.json"), Body=b"{}"
+        ),
+        "write a safety meter": lambda: s3.put_object(
+            Bucket=outputs, Key=f"safety/meters/{enforced.outputs['RunId']}.json", Body=b"{}"
+        ),
+        "write another run": lambda: s3.put_object(
+            Bucket=outputs, Key="runs/run-other/checkpoints/x", Body=b"x"
+        ),
+        "write the data": lambda: s3.put_object(
+            Bucket=enforced.outputs["DataBucketName"], Key="datasets/x/evil", Body=b"x"
+        ),
+        "set capacity": lambda: autoscaling.set_desired_capacity(
+            AutoScalingGroupName=group, DesiredCapacity=2
+        ),
+        "detach the instance": lambda: autoscaling.detach_instances(
+            AutoScalingGroupName=group, InstanceIds=[instance], ShouldDecrementDesiredCapacity=False
+        ),
+        "terminate an instance": lambda: ec2.terminate_instances(InstanceIds=[instance]),
+        "read the run settings": lambda: ssm.get_parameter(Name=SETTINGS_PARAMETER),
+    }
+    assert [what for what, call in refused.items() if not denied(call)] == []
+
+
+def test_the_instance_role_does_its_job_and_no_more(enforced: Deployment) -> None:
+    url, session = (
+        enforced.emulator.url,
+        boto3.Session(**enforced.role_credentials("InstanceRole"), region_name=REGION),
+    )
+    s3, ssm = session.client("s3", endpoint_url=url), session.client("ssm", endpoint_url=url)
+    outputs = enforced.outputs["OutputsBucketName"]
+    ssm.get_parameter(Name=f"/tuning-lab/{STACK}/run-settings")
+    s3.put_object(Bucket=outputs, Key=run_key(enforced, "logs/i-1/supervisor.log"), Body=b"x")
+    repository = enforced.outputs["RepositoryUri"].split("/", 1)[1]
+    session.client("ecr", endpoint_url=url).describe_images(
+        repositoryName=repository, imageIds=[{"imageTag": "latest"}]
+    )
+    refused = {
+        "read the data": lambda: s3.get_object(
+            Bucket=enforced.outputs["DataBucketName"], Key="datasets/x/train.jsonl"
+        ),
+        "write a safety meter": lambda: s3.put_object(
+            Bucket=outputs, Key=f"safety/meters/{enforced.outputs['RunId']}.json", Body=b"{}"
+        ),
+        "write another run": lambda: s3.put_object(
+            Bucket=outputs, Key="runs/run-other/ledger.json", Body=b"{}"
+        ),
+        "delete a checkpoint": lambda: s3.delete_object(
+            Bucket=outputs, Key=run_key(enforced, "checkpoints/step-1/manifest.json")
+        ),
+        "terminate instances": lambda: session.client("ec2", endpoint_url=url).terminate_instances(
+            InstanceIds=[enforced.group()["Instances"][0]["InstanceId"]]
+        ),
+        "change the run settings": lambda: ssm.put_parameter(
+            Name=f"/tuning-lab/{STACK}/run-settings", Value="{}", Overwrite=True
+        ),
+    }
+    assert [what for what, call in refused.items() if not denied(call)] == []
+
+
+def workflow_check(enforced: Deployment, credentials: dict, tag: str):
+    """The image workflow's "does this commit's image exist" step, as its runner runs it."""
+    repository = enforced.outputs["RepositoryUri"].split("/", 1)[1]
+    return subprocess.run(
+        [str(ROOT / ".github" / "scripts" / "image-exists.sh"), repository, tag],
+        env={
+            **os.environ,
+            **enforced.emulator.sdk_env(credentials),
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        },
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+
+
+def test_the_image_workflow_checks_pushes_and_reruns_under_the_github_role(
+    enforced: Deployment,
+) -> None:
+    github = enforced.role_credentials("GitHubImageRole")
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    first = workflow_check(enforced, github, sha)
+    assert (first.returncode, first.stdout.strip()) == (0, "false"), first.stderr
+    ecr = boto3.client("ecr", endpoint_url=enforced.emulator.url, region_name=REGION, **github)
+    repository = enforced.outputs["RepositoryUri"].split("/", 1)[1]
+    ecr.get_authorization_token()  # what amazon-ecr-login does
+    ecr_images.push_image(ecr, repository, sha, build="commit-0123456")
+
+    rerun = workflow_check(enforced, github, sha)
+
+    assert (rerun.returncode, rerun.stdout.strip()) == (0, "true"), rerun.stderr
+
+
+def test_a_denied_existence_check_fails_the_workflow_instead_of_rebuilding(
+    enforced: Deployment,
+) -> None:
+    done = workflow_check(enforced, enforced.role_credentials("TrainerRole"), "latest")
+
+    assert done.returncode == 1 and done.stdout == ""
+    assert "describe-images of" in done.stderr and "AccessDenied" in done.stderr
+
+
+def test_the_safety_lambda_does_a_whole_pass_under_its_role(
+    enforced: Deployment, tmp_path: Path
+) -> None:
+    try:
+        bundle = bundle_safety_lambda(tmp_path / "safety-handler.js")
+    except NodeMissingError as missing:
+        pytest.skip(str(missing))
+    run_id = enforced.outputs["RunId"]
+
+    def one_pass() -> dict:
+        return run_safety_lambda(
+            bundle,
+            stack_name=STACK,
+            topic_arn=enforced.outputs["AlertsTopicArn"],
+            outputs_bucket=enforced.outputs["OutputsBucketName"],
+            region=REGION,
+            env={**os.environ, **enforced.emulator.sdk_env(
+                enforced.role_credentials("SafetyFunctionRole")
+            )},
+        )  # fmt: skip
+
+    within = one_pass()
+    assert (within["failures"], within["stopped"], len(within["kept"])) == ([], [], 1)
+    s3 = enforced.client("s3")
+    meter = json.loads(
+        s3.get_object(
+            Bucket=enforced.outputs["OutputsBucketName"], Key=f"safety/meters/{run_id}.json"
+        )["Body"].read()
+    )
+    instance = enforced.group()["Instances"][0]["InstanceId"]
+    assert list(meter["instances"]) == [instance]
+
+    enforced.client("ec2").create_tags(
+        Resources=[instance], Tags=[{"Key": "tuning-lab:max-runtime-hours", "Value": "0.00001"}]
+    )
+    stopped = one_pass()
+
+    assert stopped["failures"] == []
+    assert [(s["instanceId"], s["reason"]) for s in stopped["stopped"]] == [
+        (instance, "max-runtime")
+    ]
+    assert enforced.group()["DesiredCapacity"] == 0
+    ledger_object = s3.get_object(
+        Bucket=enforced.outputs["OutputsBucketName"], Key=run_key(enforced, "ledger.json")
+    )
+    ledger = json.loads(ledger_object["Body"].read())
+    assert (ledger["status"], ledger["reason"]) == ("stopped-by-safety", "max-runtime")
 
 
 def test_deploy_without_instance_removes_it_and_keeps_the_rest(deployment: Deployment) -> None:
