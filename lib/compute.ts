@@ -122,7 +122,7 @@ export class TrainingCompute extends Construct {
   public readonly trainerRole?: iam.Role;
   public readonly launchTemplate: ec2.LaunchTemplate;
   public readonly group: autoscaling.AutoScalingGroup;
-  /** The instance's log group (setup, supervisor and trainer logs). */
+  /** The trainer's log group (the container's output, through docker's awslogs driver). */
   public readonly logGroup: logs.LogGroup;
   public readonly ami: AmiChoice;
 

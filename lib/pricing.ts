@@ -25,6 +25,8 @@
 
 /** The date of the oldest figure in the tables (the regional prices). */
 export const PRICE_TABLE_DATE = '2026-01-21';
+/** The date of the us-east-1 figures (ON_DEMAND_USD_PER_HOUR). */
+export const US_EAST_1_PRICE_DATE = '2026-07-20';
 export const PRICE_TABLE_SOURCE =
   'AWS Pricing API via aws/karpenter-provider-aws (us-east-1, 2026-07-20) and ' +
   'instances.vantage.sh (other regions, 2026-01-21)';
@@ -63,50 +65,8 @@ export const ON_DEMAND_USD_PER_HOUR: Readonly<Record<string, number>> = {
 /** USD per hour in the other regions with a table (types a region did not offer are absent). */
 export const REGIONAL_USD_PER_HOUR: Readonly<Record<string, Readonly<Record<string, number>>>> = {
   'us-east-1': ON_DEMAND_USD_PER_HOUR,
-  'us-east-2': {
-    'g4dn.xlarge': 0.526,
-    'g4dn.2xlarge': 0.752,
-    'g4dn.4xlarge': 1.204,
-    'g4dn.8xlarge': 2.176,
-    'g4dn.16xlarge': 4.352,
-    'g5.xlarge': 1.006,
-    'g5.2xlarge': 1.212,
-    'g5.4xlarge': 1.624,
-    'g5.8xlarge': 2.448,
-    'g5.16xlarge': 4.096,
-    'g6.xlarge': 0.8048,
-    'g6.2xlarge': 0.9776,
-    'g6.4xlarge': 1.3232,
-    'g6.8xlarge': 2.0144,
-    'g6.16xlarge': 3.3968,
-    'g6e.xlarge': 1.861,
-    'g6e.2xlarge': 2.24208,
-    'g6e.4xlarge': 3.00424,
-    'g6e.8xlarge': 4.52856,
-    'g6e.16xlarge': 7.57719,
-  },
-  'us-west-2': {
-    'g4dn.xlarge': 0.526,
-    'g4dn.2xlarge': 0.752,
-    'g4dn.4xlarge': 1.204,
-    'g4dn.8xlarge': 2.176,
-    'g4dn.16xlarge': 4.352,
-    'g5.xlarge': 1.006,
-    'g5.2xlarge': 1.212,
-    'g5.4xlarge': 1.624,
-    'g5.8xlarge': 2.448,
-    'g5.16xlarge': 4.096,
-    'g6.xlarge': 0.8048,
-    'g6.2xlarge': 0.9776,
-    'g6.4xlarge': 1.3232,
-    'g6.8xlarge': 2.0144,
-    'g6.16xlarge': 3.3968,
-    'g6e.xlarge': 1.861,
-    'g6e.2xlarge': 2.24208,
-    'g6e.4xlarge': 3.00424,
-    'g6e.8xlarge': 4.52856,
-    'g6e.16xlarge': 7.57719,
-  },
+  'us-east-2': ON_DEMAND_USD_PER_HOUR, // the same prices as us-east-1 in the source
+  'us-west-2': ON_DEMAND_USD_PER_HOUR, // the same prices as us-east-1 in the source
   'eu-west-1': {
     'g4dn.xlarge': 0.587,
     'g4dn.2xlarge': 0.838,

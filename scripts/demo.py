@@ -14,7 +14,7 @@
    host supervisor (`python -m tuning_runtime run`) reads the run settings from the
    deployed stack's SSM parameter and finds its Auto Scaling group through IMDSv2 (the fake IMDS
    answers as the instance the group launched, and hands it the instance role's credentials),
-   pins the image to its digest, takes the run's lease, and its local launcher runs the real
+   takes the run's lease, pins the image to its digest, and its local launcher runs the real
    trainer CLI (`python -m tuning_trainer`) as a process instead of the container, with the
    trainer role's credentials only. `shutdown -h now` is
    replaced by a recording fake.

@@ -15,8 +15,8 @@ the container, against moto's server and the fake IMDSv2, and prints one markdow
   bound is the 2-minute spot window (the container's stop timeout is 110 s);
 - spot notice -> shutdown request, for the same runs.
 
-moto's S3 on 127.0.0.1 is faster than S3 from an instance; the AWS CLI v1 of the venv starts
-slower than the CLI v2 on the AMI. Rerun rather than trust a copied figure.
+moto's S3 on 127.0.0.1 is faster than S3 from an instance; the venv's AWS CLI is the same v1 line
+the AMI ships. Rerun rather than trust a copied figure.
 """
 
 from __future__ import annotations

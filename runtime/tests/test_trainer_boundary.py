@@ -27,6 +27,17 @@ from tuning_runtime.launchers import (
 SHOW_ENV = "import json, os; print(json.dumps(dict(os.environ)))"
 
 
+def caller_of(run_dir) -> str:
+    """Whom the keys the supervisor wrote into ``run_dir`` belong to (STS GetCallerIdentity)."""
+    written = json.loads((run_dir / contract.CREDENTIALS_NAME).read_text())
+    return boto3.client(
+        "sts",
+        aws_access_key_id=written["AccessKeyId"],
+        aws_secret_access_key=written["SecretAccessKey"],
+        aws_session_token=written["SessionToken"],
+    ).get_caller_identity()["Arn"]
+
+
 def run_local(tmp_path, script: str) -> list:
     job = TrainerJob(str(tmp_path), {"LLM_OUTPUT__URI": "s3://o/runs/r"}, "stream")
     proc = LocalLauncher([sys.executable, "-c", script]).start(
@@ -83,13 +94,7 @@ def test_botocore_in_the_trainer_reads_the_keys_the_supervisor_wrote(aws_env, tm
     written = json.loads((tmp_path / contract.CREDENTIALS_NAME).read_text())
     assert method == "custom-process" and access_key == written["AccessKeyId"]
     assert written["Version"] == 1 and written["Expiration"].endswith("Z")
-    identity = boto3.client(
-        "sts",
-        aws_access_key_id=written["AccessKeyId"],
-        aws_secret_access_key=written["SecretAccessKey"],
-        aws_session_token=written["SessionToken"],
-    ).get_caller_identity()
-    assert identity["Arn"].endswith(":assumed-role/trainer/trainer-i-123")
+    assert caller_of(tmp_path).endswith(":assumed-role/trainer/trainer-i-123")
 
 
 def test_the_keys_are_renewed_long_before_a_chained_session_ends(aws_env, tmp_path):
@@ -118,15 +123,8 @@ def test_the_supervisor_hands_the_trainer_the_trainer_roles_session(
     supervisor = Background(build_supervisor(cloud, tmp_path))
     assert supervisor.join() == 0
 
-    written = json.loads((tmp_path / "run" / contract.CREDENTIALS_NAME).read_text())
-    identity = boto3.client(
-        "sts",
-        aws_access_key_id=written["AccessKeyId"],
-        aws_secret_access_key=written["SecretAccessKey"],
-        aws_session_token=written["SessionToken"],
-    ).get_caller_identity()
     role_name = cloud.trainer_role_arn.rsplit("/", 1)[1]
-    assert f":assumed-role/{role_name}/trainer-{cloud.instance_id}" in identity["Arn"]
+    assert f":assumed-role/{role_name}/trainer-{cloud.instance_id}" in caller_of(tmp_path / "run")
     assert cloud.ledger()["status"] == "completed"  # the fake trainer wrote with those keys
 
 

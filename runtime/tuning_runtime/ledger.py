@@ -141,8 +141,10 @@ def recompute_totals(
 
     Each instance bills from its first attempt's start (its boot) to its last attempt's end;
     ``instance_id`` ends at ``instance_end`` (now, when this instance is about to go). While an
-    instance runs its share is not in the totals: the safety Lambda adds the live instance's cost
-    to them. Recomputing from the attempts, rather than adding, makes every write idempotent.
+    instance runs its share is not in the totals. These are the supervisor's report; the safety
+    Lambda's cost cap counts from EC2's records in its own meter, and writes the meter's totals
+    here when it stops a run. Recomputing from the attempts, rather than adding, makes every
+    write idempotent.
     """
     spans: dict = {}
     for attempt in ledger.get("attempts", []):

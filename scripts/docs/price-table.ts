@@ -8,16 +8,16 @@ import {
   ON_DEMAND_USD_PER_HOUR,
   PRICE_TABLE_DATE,
   SUPPORTED_INSTANCE_TYPES,
+  US_EAST_1_PRICE_DATE,
 } from '../../lib/pricing';
 import { table } from './markdown';
 
 /** The GPU of each family and the vCPU quota it counts against (AWS's instance type pages). */
-const FAMILIES: Record<string, { gpu: string; quota: 'G and VT' | 'P' }> = {
+const FAMILIES: Record<string, { gpu: string; quota: 'G and VT' }> = {
   g4dn: { gpu: 'NVIDIA T4 16 GB', quota: 'G and VT' },
   g5: { gpu: 'NVIDIA A10G 24 GB', quota: 'G and VT' },
   g6: { gpu: 'NVIDIA L4 24 GB', quota: 'G and VT' },
   g6e: { gpu: 'NVIDIA L40S 48 GB', quota: 'G and VT' },
-  p3: { gpu: 'NVIDIA V100 16 GB', quota: 'P' },
 };
 
 /** vCPUs of a size, what the quotas count: xlarge = 4, Nxlarge = 4 N. */
@@ -43,8 +43,8 @@ export function renderPriceTable(): string {
     ];
   });
   return (
-    `On-demand prices of lib/pricing.ts, table dated ${PRICE_TABLE_DATE} (us-east-1, Linux; ` +
-    'see the warning above):\n\n' +
+    `us-east-1 on-demand prices of lib/pricing.ts (Linux, data of ${US_EAST_1_PRICE_DATE}; the ` +
+    `other regions' tables date from ${PRICE_TABLE_DATE}, see above):\n\n` +
     table(
       [
         'type',

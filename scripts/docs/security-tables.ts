@@ -36,6 +36,14 @@ function readable(text: string, s: Synthesis): string {
     .replace(/<AWS::(\w+)>/g, (whole, name: string) => PLACEHOLDERS[`AWS::${name}`] ?? whole);
 }
 
+/** Construct paths as a sorted list of code spans. */
+function codeList(paths: Iterable<string>): string {
+  return [...paths]
+    .sort()
+    .map((p) => `\`${p}\``)
+    .join(', ');
+}
+
 /** One `when` label per presence pattern across the configurations. */
 function when(present: ReadonlySet<ConfigurationName>): string {
   if (present.has('defaults')) {
@@ -88,15 +96,7 @@ export function renderFindingsTable(all: Record<ConfigurationName, Synthesis>): 
   );
   const findings = table(
     ['finding', 'resources', 'when', 'reason'],
-    sorted.map((r) => [
-      `\`${r.rule}\``,
-      [...r.resources]
-        .sort()
-        .map((p) => `\`${p}\``)
-        .join(', '),
-      when(r.present),
-      r.reason,
-    ]),
+    sorted.map((r) => [`\`${r.rule}\``, codeList(r.resources), when(r.present), r.reason]),
   );
   const glossary = table(
     ['rule', 'what cdk-nag checks (its own words)'],
@@ -135,15 +135,7 @@ export function renderCheckovTable(all: Record<ConfigurationName, Synthesis>): s
     ['check', 'resources', 'when', 'reason'],
     [...rows.values()]
       .sort((a, b) => a.check.localeCompare(b.check) || a.reason.localeCompare(b.reason))
-      .map((r) => [
-        `\`${r.check}\``,
-        [...r.resources]
-          .sort()
-          .map((p) => `\`${p}\``)
-          .join(', '),
-        when(r.present),
-        r.reason,
-      ]),
+      .map((r) => [`\`${r.check}\``, codeList(r.resources), when(r.present), r.reason]),
   );
 }
 

@@ -26,9 +26,11 @@ import signal
 import sys
 import time
 
-import boto3
-
 STEP_SECONDS = 0.1
+# Set by SIGTERM from the first instant (boto3 is imported only to publish), so a stop that
+# comes right after the start still ends in a checkpoint, as with the real trainer.
+STOPPING = {"now": False}
+signal.signal(signal.SIGTERM, lambda *_: STOPPING.update(now=True))
 
 
 def write_progress(step: int) -> None:
@@ -41,6 +43,8 @@ def write_progress(step: int) -> None:
 
 def publish(prefix: str, step: int, size: int = 64) -> None:
     """Files, then the manifest last (contracts section 3a; sha256 left out: nobody checks it)."""
+    import boto3
+
     bucket, _, key_prefix = os.environ["LLM_OUTPUT__URI"][len("s3://") :].partition("/")
     s3 = boto3.client("s3")
     s3.put_object(Bucket=bucket, Key=f"{key_prefix}/{prefix}/model.safetensors", Body=b"w" * size)
@@ -86,15 +90,13 @@ def main() -> int:
     if behaviour == "exit-75":
         return 75
     if behaviour == "hang":
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a hung process dies at SIGTERM
         while True:
             time.sleep(3600)
-    stopping = {"now": False}
-    if behaviour in ("train", "train-40"):
-        signal.signal(signal.SIGTERM, lambda *_: stopping.update(now=True))
-    else:
+    if behaviour not in ("train", "train-40"):
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     step = 0
-    while not stopping["now"]:
+    while not STOPPING["now"]:
         step += 1
         write_progress(step)
         time.sleep(STEP_SECONDS)
