@@ -455,7 +455,9 @@ export class TrainingCompute extends Construct {
       new iam.PolicyStatement({
         effect: iam.Effect.DENY,
         actions: ['s3:PutObject', 's3:DeleteObject'],
-        resources: [ledgerKey(runId), leaseKey(runId)].map((key) =>
+        // ...nor the host's logs of each instance (logs/<instance-id>/; TensorBoard's files
+        // are the trainer's own, logs/events.out.tfevents.*).
+        resources: [ledgerKey(runId), leaseKey(runId), `${runPrefix(runId)}/logs/i-*`].map((key) =>
           outputsBucket.arnForObjects(key),
         ),
       }),

@@ -300,7 +300,8 @@ export const settingsSchema = z
       .register(settingDocs, {
         description:
           'Subnets of `vpcId` to launch in, with a route to the internet or to endpoints for ' +
-          'S3, ECR, SSM, CloudWatch Logs and SNS.',
+          'S3, ECR (api and dkr), SSM (and ssmmessages), STS, EC2, Auto Scaling, CloudWatch ' +
+          'Logs and SNS.',
         whenUnset: "the dedicated VPC's subnets",
         allowed: 'comma list of subnet ids; needs `vpcId`',
       }),

@@ -179,7 +179,6 @@ export class TrainingSafety extends Construct {
         [SAFETY_ENV.topicArn]: topic.topicArn,
         [SAFETY_ENV.outputsBucket]: props.outputsBucket.bucketName,
         [SAFETY_ENV.defaultMaxRuntimeHours]: String(props.defaultMaxRuntimeHours),
-        [SAFETY_ENV.checkIntervalSeconds]: String(checkInterval.toSeconds()),
       },
       bundling: { minify: true, sourceMap: true, target: 'node24' },
     });

@@ -109,6 +109,7 @@ TUNING_RUN_SETTINGS_PARAMETER={{RUN_SETTINGS_PARAMETER}}
 TUNING_STACK_NAME={{STACK_NAME}}
 AWS_REGION=$region
 AWS_DEFAULT_REGION=$region
+AWS_STS_REGIONAL_ENDPOINTS=regional
 EOF
 install -m 0644 "$runtime_dir/systemd/$unit" "$root/etc/systemd/system/$unit"
 systemctl daemon-reload

@@ -284,7 +284,7 @@ describe('compute layer during a run', () => {
     expect(role.ManagedPolicyArns).toBeUndefined();
   });
 
-  test('the trainer role is explicitly denied writing or deleting the ledger and the lease', () => {
+  test("the trainer role is explicitly denied writing the ledger, the lease, the host's logs", () => {
     const denies = trainerPolicy().filter((s) => s.Effect === 'Deny');
     const objectArn = (key: string) => ({
       'Fn::Join': ['', [{ 'Fn::GetAtt': [outputsId, 'Arn'] }, `/${key}`]],
@@ -296,10 +296,11 @@ describe('compute layer during a run', () => {
         Resource: expect.arrayContaining([
           objectArn(`runs/${runId}/ledger.json`),
           objectArn(`runs/${runId}/lease.json`),
+          objectArn(`runs/${runId}/logs/i-*`),
         ]),
       },
     ]);
-    expect(denies[0].Resource).toHaveLength(2);
+    expect(denies[0].Resource).toHaveLength(3);
   });
 
   test.each([
@@ -307,6 +308,8 @@ describe('compute layer during a run', () => {
     ['s3:DeleteObject', `runs/${runId}/ledger.json`, 'explicit-deny'],
     ['s3:PutObject', `runs/${runId}/lease.json`, 'explicit-deny'],
     ['s3:DeleteObject', `runs/${runId}/lease.json`, 'explicit-deny'],
+    ['s3:PutObject', `runs/${runId}/logs/i-0abc/supervisor.log`, 'explicit-deny'],
+    ['s3:PutObject', `runs/${runId}/logs/events.out.tfevents.1.host`, 'allow'],
     ['s3:GetObject', `runs/${runId}/ledger.json`, 'allow'],
     ['s3:PutObject', `runs/${runId}/checkpoints/step-100/model.safetensors`, 'allow'],
     ['s3:PutObject', 'runs/another-run/checkpoints/x', 'implicit-deny'],

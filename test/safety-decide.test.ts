@@ -116,6 +116,23 @@ describe('decideTerminations', () => {
       undefined,
     ],
     [
+      "no price for this instance, but the meter's lower bound already passes the cap",
+      instance({
+        launchTime: hoursAgo(1),
+        usdPerHour: undefined,
+        runCostUsd: 2.5,
+        tags: { [TAG_KEYS.maxRunCostUsd]: '2' },
+      }),
+      'stop',
+      'max-cost',
+    ],
+    [
+      'group membership unknown: the one-instance rule does not hold a place for it',
+      instance({ inGroup: undefined }),
+      'keep',
+      undefined,
+    ],
+    [
       'shutting down',
       instance({ state: 'shutting-down', launchTime: hoursAgo(20) }),
       'skip',

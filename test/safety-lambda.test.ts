@@ -13,6 +13,7 @@ import {
 } from '@aws-sdk/client-auto-scaling';
 import {
   CreateLaunchTemplateCommand,
+  CreateTagsCommand,
   DescribeImagesCommand,
   DescribeInstancesCommand,
   RunInstancesCommand,
@@ -57,7 +58,6 @@ beforeAll(async () => {
     [SAFETY_ENV.topicArn]: `arn:aws:sns:${REGION}:123456789012:alerts`,
     [SAFETY_ENV.outputsBucket]: BUCKET,
     [SAFETY_ENV.defaultMaxRuntimeHours]: '12',
-    [SAFETY_ENV.checkIntervalSeconds]: '300',
     AWS_REGION: REGION,
     AWS_ENDPOINT_URL: motoUrl(),
     AWS_ACCESS_KEY_ID: 'testing',
@@ -472,18 +472,29 @@ describe('one safety pass 13 hours after launch', () => {
     });
   });
 
-  test("a second pass changes nothing; an ended run's meter is final", async () => {
+  test('a second pass stops nothing and closes the meter; a third leaves it final', async () => {
     const ledgerBefore = await readLedger('run-overdue');
     const meterBefore = await readMeter('run-overdue');
-    const later = new Date(now.getTime() + 5 * MINUTE);
-    for (const stack of STACKS) {
-      const again = await handlerModule.enforceLimits(clients, envFor(base, stack), later);
-      expect(again.stopped).toEqual([]);
-      expect(again.failures).toEqual([]);
-    }
+    const pass = async (at: Date) => {
+      for (const stack of STACKS) {
+        const again = await handlerModule.enforceLimits(clients, envFor(base, stack), at);
+        expect(again.stopped).toEqual([]);
+        expect(again.failures).toEqual([]);
+      }
+    };
+    await pass(new Date(now.getTime() + 5 * MINUTE));
+    const closed = await readMeter('run-overdue');
+    await pass(new Date(now.getTime() + 10 * MINUTE));
+
     expect(await messages(base.queueUrl)).toEqual([]);
     expect(await readLedger('run-overdue')).toEqual(ledgerBefore);
-    expect(await readMeter('run-overdue')).toEqual(meterBefore);
+    const [instance] = Object.keys(meterBefore?.instances ?? {});
+    expect(meterBefore?.instances[instance].endedAt).toBeUndefined();
+    expect(closed?.instances[instance]).toMatchObject({
+      costUsd: meterBefore?.instances[instance].costUsd, // terminated before it was counted to
+      endedAt: expect.any(String),
+    });
+    expect(await readMeter('run-overdue')).toEqual(closed);
     expect(await stateOf(ids.within)).toBe('running');
   });
 });
@@ -569,6 +580,68 @@ describe('at most one billing instance in the group and one outside it', () => {
 
     expect(report.stopped).toEqual([]);
     expect(report.kept.map((k) => k.instanceId).sort()).toEqual([held, replacement].sort());
+  });
+});
+
+describe('a held instance at its limit', () => {
+  test("is terminated without touching its former group's capacity", async () => {
+    const base = await arrangeBase();
+    const { groupName, instanceId: held } = await createGroup(
+      'HeldLimitStack',
+      runTags('HeldLimitStack', 'run-held-limit'),
+    );
+    await clients.autoscaling.send(
+      new DetachInstancesCommand({
+        AutoScalingGroupName: groupName,
+        InstanceIds: [held],
+        ShouldDecrementDesiredCapacity: false,
+      }),
+    );
+    // The group now trains something else; the held instance outlives its runtime limit. moto
+    // drops Auto Scaling's group tag on a detach; nothing says AWS does, so the Lambda must not
+    // rely on its absence.
+    const [replacement] = await groupInstances(groupName);
+    await clients.ec2.send(
+      new CreateTagsCommand({
+        Resources: [held],
+        Tags: [
+          { Key: TAG_KEYS.maxRuntimeHours, Value: '0.5' },
+          { Key: 'aws:autoscaling:groupName', Value: groupName },
+        ],
+      }),
+    );
+
+    const report = await handlerModule.enforceLimits(
+      clients,
+      envFor(base, 'HeldLimitStack'),
+      new Date(Date.now() + HOUR),
+    );
+
+    expect(report.stopped.map((s) => [s.instanceId, s.reason])).toEqual([[held, 'max-runtime']]);
+    expect(await desiredCapacity(groupName)).toBe(1);
+    expect(await stateOf(replacement)).toBe('running');
+  });
+});
+
+describe('when the group cannot be asked who is in it', () => {
+  test('the limits are still enforced and the one-instance rule waits', async () => {
+    const { env, now, instanceId } = await arrangeOverdue();
+    const autoscaling = motoClients().autoscaling;
+    autoscaling.middlewareStack.add(
+      (next, context) => async (args) => {
+        if (context.commandName === 'DescribeAutoScalingInstancesCommand') {
+          throw Object.assign(new Error('Rate exceeded'), { name: 'Throttling' });
+        }
+        return next(args);
+      },
+      { step: 'initialize' },
+    );
+
+    await expect(
+      handlerModule.enforceLimits({ ...clients, autoscaling }, env, now),
+    ).rejects.toThrow(/finding the group's members failed: Throttling/);
+
+    expect(['shutting-down', 'terminated']).toContain(await stateOf(instanceId));
   });
 });
 
@@ -702,8 +775,7 @@ describe('the deployed entry point', () => {
   test('a missing environment variable fails the cold start naming every one, in order', () => {
     expect(() => readSafetyEnv({ [SAFETY_ENV.stackName]: HANDLER_STACK })).toThrow(
       'safety Lambda: missing environment variables TUNING_LAB_TOPIC_ARN, ' +
-        'TUNING_LAB_OUTPUTS_BUCKET, TUNING_LAB_DEFAULT_MAX_RUNTIME_HOURS, ' +
-        'TUNING_LAB_CHECK_INTERVAL_SECONDS, AWS_REGION',
+        'TUNING_LAB_OUTPUTS_BUCKET, TUNING_LAB_DEFAULT_MAX_RUNTIME_HOURS, AWS_REGION',
     );
   });
 
@@ -712,11 +784,6 @@ describe('the deployed entry point', () => {
       SAFETY_ENV.defaultMaxRuntimeHours,
       '0',
       "TUNING_LAB_DEFAULT_MAX_RUNTIME_HOURS must be a number of hours > 0, got '0'",
-    ],
-    [
-      SAFETY_ENV.checkIntervalSeconds,
-      'soon',
-      "TUNING_LAB_CHECK_INTERVAL_SECONDS must be a number of seconds > 0, got 'soon'",
     ],
   ])('%s=%s fails the cold start', (name, value, message) => {
     expect(() => readSafetyEnv({ ...process.env, [name]: value })).toThrow(

@@ -2,6 +2,7 @@
 import {
   meterBillableSeconds,
   meterCostUsd,
+  needsMetering,
   stateTransitionTime,
   updateMeter,
   type Meter,
@@ -10,7 +11,6 @@ import {
 } from '../lambda/safety/meter';
 
 const NOW = new Date('2026-03-01T12:00:00Z');
-const INTERVAL_SECONDS = 300;
 const minutesAgo = (m: number) => new Date(NOW.getTime() - m * 60_000);
 const iso = (date: Date) => date.toISOString();
 
@@ -45,7 +45,7 @@ function meterOf(instances: Record<string, MeteredInstance>): Meter {
 /** The meter's entry for i-1 after one pass at NOW. */
 function afterPass(before: MeteredInstance | undefined, observations: Observation[]) {
   const meter = before ? meterOf({ 'i-1': before }) : undefined;
-  return updateMeter(meter, 'run-1', observations, NOW, INTERVAL_SECONDS).instances['i-1'];
+  return updateMeter(meter, 'run-1', observations, NOW).instances['i-1'];
 }
 
 describe('updateMeter', () => {
@@ -98,13 +98,13 @@ describe('updateMeter', () => {
       { costUsd: 1.2, accountedUntil: iso(NOW), endedAt: iso(NOW) },
     ],
     [
-      'missing from EC2 long after its last count: one check interval more, then ended',
+      'gone from EC2 (not closed by any pass: the Lambda failed an hour): counted to now, ended',
       counted({ accountedUntil: iso(minutesAgo(60)), costUsd: 1, usdPerHour: 1.2 }),
       [],
-      { costUsd: 1.1, accountedUntil: iso(minutesAgo(55)), endedAt: iso(minutesAgo(55)) },
+      { costUsd: 2.2, accountedUntil: iso(NOW), endedAt: iso(NOW) },
     ],
     [
-      'missing from EC2 less than an interval after its last count: counted to now, ended',
+      'gone from EC2 just after its last count: counted to now, ended',
       counted({ accountedUntil: iso(minutesAgo(2)), costUsd: 1, usdPerHour: 1.2 }),
       [],
       { costUsd: 1.04, accountedUntil: iso(NOW), endedAt: iso(NOW) },
@@ -167,7 +167,6 @@ describe('updateMeter', () => {
         }),
       ],
       NOW,
-      INTERVAL_SECONDS,
     );
     expect(Object.keys(after.instances).sort()).toEqual(['i-1', 'i-2']);
     expect(after.instances['i-1']).toEqual(meter.instances['i-1']);
@@ -176,14 +175,14 @@ describe('updateMeter', () => {
   });
 
   test('the meter names its run, schema version and the time of the pass', () => {
-    const after = updateMeter(undefined, 'run-1', [observed()], NOW, INTERVAL_SECONDS);
+    const after = updateMeter(undefined, 'run-1', [observed()], NOW);
     expect(after).toMatchObject({ schemaVersion: 1, runId: 'run-1', updatedAt: iso(NOW) });
   });
 
   test('the meter passed in is not changed', () => {
     const meter = meterOf({ 'i-1': counted() });
     const copy = JSON.parse(JSON.stringify(meter));
-    updateMeter(meter, 'run-1', [observed({ usdPerHour: 3 })], NOW, INTERVAL_SECONDS);
+    updateMeter(meter, 'run-1', [observed({ usdPerHour: 3 })], NOW);
     expect(meter).toEqual(copy);
   });
 });
@@ -227,4 +226,17 @@ describe('stateTransitionTime', () => {
       expect(stateTransitionTime(reason)).toBeUndefined();
     },
   );
+});
+
+describe('needsMetering', () => {
+  const closed = counted({ endedAt: iso(minutesAgo(10)) });
+  test.each<[string, MeteredInstance | undefined, Observation[], boolean]>([
+    ['a live instance', counted(), [observed()], true],
+    ['an ended instance the meter has not closed', counted(), [observed({ live: false })], true],
+    ['an ended instance never counted', undefined, [observed({ live: false })], true],
+    ['only instances the meter closed', closed, [observed({ live: false })], false],
+  ])('%s: %s', (_name, before, observations, expected) => {
+    const meter = before ? meterOf({ 'i-1': before }) : undefined;
+    expect(needsMetering(meter, observations)).toBe(expected);
+  });
 });

@@ -55,10 +55,6 @@ describe('safety layer (Lambda bundled by esbuild for real)', () => {
     });
   });
 
-  test('the Lambda knows the check interval its meters count a missed pass with', () => {
-    expect(fn().Environment.Variables[SAFETY_ENV.checkIntervalSeconds]).toBe('300');
-  });
-
   test('the Lambda logs to its own log group with a retention', () => {
     const logGroupId = stack.getLogicalId(stack.safety.functionLogGroup.node.defaultChild as never);
     expect(fn().LoggingConfig).toMatchObject({ LogGroup: { Ref: logGroupId }, LogFormat: 'JSON' });

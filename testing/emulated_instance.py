@@ -97,7 +97,7 @@ class EmulatedInstance:
     def progress_step(self) -> int:
         """The trainer's progress file (contracts section 3), 0 before the first step."""
         try:
-            return json.loads((self.root / "run" / "progress.json").read_text())["step"]
+            return json.loads((self.root / "run-progress" / "progress.json").read_text())["step"]
         except (OSError, ValueError, KeyError, TypeError):
             return 0
 

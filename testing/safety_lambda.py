@@ -48,7 +48,6 @@ def run_safety_lambda(
     region: str,
     env: dict,
     default_max_runtime_hours: float = 12,
-    check_interval_seconds: int = 300,
 ) -> dict:
     """One pass of ``handler()``; its report (stopped, kept, skipped, failures). A pass that
     fails raises SafetyPassError with Node's output."""
@@ -58,7 +57,6 @@ def run_safety_lambda(
         "TUNING_LAB_TOPIC_ARN": topic_arn,
         "TUNING_LAB_OUTPUTS_BUCKET": outputs_bucket,
         "TUNING_LAB_DEFAULT_MAX_RUNTIME_HOURS": str(default_max_runtime_hours),
-        "TUNING_LAB_CHECK_INTERVAL_SECONDS": str(check_interval_seconds),
         "AWS_REGION": region,
     }
     call = f"require({json.dumps(str(bundle))}).handler().then(r => console.log(JSON.stringify(r)))"

@@ -22,8 +22,11 @@ export interface InstanceView {
   readonly launchTime: Date;
   readonly market: Market;
   readonly tags: Readonly<Record<string, string>>;
-  /** Whether the stack's Auto Scaling group counts it (false: detached or launched outside). */
-  readonly inGroup: boolean;
+  /**
+   * Whether the stack's Auto Scaling group counts it (false: detached or launched outside);
+   * undefined when that could not be found out (the one-instance rule then waits).
+   */
+  readonly inGroup?: boolean;
   /** What the instance costs per hour now; undefined when no price is known. */
   readonly usdPerHour?: number;
   /** What the run has cost so far, from the run's meter; undefined when unknown. */
@@ -74,12 +77,13 @@ export function decideTerminations(
   const places = new Map<boolean, InstanceView>();
   const byAge = instances
     .map((instance, i) => ({ instance, i }))
-    .filter(({ i }) => decisions[i].action === 'keep')
+    .filter(({ instance, i }) => decisions[i].action === 'keep' && instance.inGroup !== undefined)
     .sort((a, b) => a.instance.launchTime.getTime() - b.instance.launchTime.getTime());
   for (const { instance, i } of byAge) {
-    const holder = places.get(instance.inGroup);
+    const inGroup = instance.inGroup as boolean;
+    const holder = places.get(inGroup);
     if (!holder) {
-      places.set(instance.inGroup, instance);
+      places.set(inGroup, instance);
       continue;
     }
     const where = instance.inGroup ? 'in its Auto Scaling group' : 'outside its group';

@@ -12,8 +12,6 @@ export const SAFETY_ENV = {
   outputsBucket: 'TUNING_LAB_OUTPUTS_BUCKET',
   /** Runtime limit for an instance of this stack whose limit tag is missing or unreadable. */
   defaultMaxRuntimeHours: 'TUNING_LAB_DEFAULT_MAX_RUNTIME_HOURS',
-  /** Seconds between scheduled passes: what a meter counts for an instance a pass missed. */
-  checkIntervalSeconds: 'TUNING_LAB_CHECK_INTERVAL_SECONDS',
   /** The region the Lambda runs in (set by the Lambda service itself). */
   region: 'AWS_REGION',
 } as const;
@@ -23,7 +21,6 @@ export interface SafetyEnv {
   readonly topicArn: string;
   readonly outputsBucket: string;
   readonly defaultMaxRuntimeHours: number;
-  readonly checkIntervalSeconds: number;
   readonly region: string;
 }
 
@@ -45,7 +42,6 @@ export function readSafetyEnv(env: Record<string, string | undefined>): SafetyEn
     topicArn: env[SAFETY_ENV.topicArn] as string,
     outputsBucket: env[SAFETY_ENV.outputsBucket] as string,
     defaultMaxRuntimeHours: positive(SAFETY_ENV.defaultMaxRuntimeHours, 'hours'),
-    checkIntervalSeconds: positive(SAFETY_ENV.checkIntervalSeconds, 'seconds'),
     region: env[SAFETY_ENV.region] as string,
   };
 }

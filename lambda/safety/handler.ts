@@ -37,6 +37,7 @@ import { readSafetyEnv, type SafetyEnv } from './env';
 import {
   meterBillableSeconds,
   meterCostUsd,
+  needsMetering,
   stateTransitionTime,
   updateMeter,
   type Meter,
@@ -76,10 +77,16 @@ export async function enforceLimits(
 ): Promise<SafetyReport> {
   const failures: string[] = [];
   const instances = await listStackInstances(clients.ec2, env.stackName);
-  const members = await groupMembers(
-    clients.autoscaling,
-    instances.filter((i) => isLive(i.State?.Name ?? '')).map((i) => i.InstanceId as string),
-  );
+  let members: Set<string> | undefined;
+  try {
+    members = await groupMembers(
+      clients.autoscaling,
+      instances.filter((i) => isLive(i.State?.Name ?? '')).map((i) => i.InstanceId as string),
+    );
+  } catch (error) {
+    // The limits do not need it: only the one-instance rule waits for the next pass.
+    failures.push(`finding the group's members failed: ${message(error)}`);
+  }
   const views: InstanceView[] = [];
   for (const instance of instances) {
     const view = await describeForDecision(clients, env, instance, members, now, failures);
@@ -152,7 +159,7 @@ async function describeForDecision(
   clients: SafetyClients,
   env: SafetyEnv,
   instance: Instance,
-  members: Set<string>,
+  members: Set<string> | undefined,
   now: Date,
   failures: string[],
 ): Promise<(InstanceView & { endedAt?: Date }) | undefined> {
@@ -170,7 +177,7 @@ async function describeForDecision(
     launchTime: new Date(instance.LaunchTime),
     market: instance.InstanceLifecycle === 'spot' ? ('spot' as const) : ('on-demand' as const),
     tags,
-    inGroup: members.has(instanceId),
+    inGroup: members?.has(instanceId),
   };
   if (!isLive(state)) {
     // Ended: no live price; the meter uses the price it last saw, else this on-demand bound.
@@ -214,15 +221,17 @@ async function meterRuns(
       endedAt: view.endedAt,
       usdPerHour: view.usdPerHour,
     }));
-    // Only a run with a live instance is metered: an ended run's meter is final.
-    if (!observations.some((o) => o.live)) continue;
     try {
       const key = meterKey(runId);
       const stored = await readJson<Meter>(s3, env.outputsBucket, key);
+      // A run with a live instance, or with an ended one the meter has not closed yet, is
+      // metered; a run whose instances are all closed keeps its meter as it is.
       const update = (current?: Meter) =>
-        updateMeter(current, runId, observations, now, env.checkIntervalSeconds);
+        needsMetering(current, observations)
+          ? updateMeter(current, runId, observations, now)
+          : undefined;
       const written = await updateJson(s3, env.outputsBucket, key, stored, update);
-      meters.set(runId, written.value as Meter);
+      if (written.value) meters.set(runId, written.value);
     } catch (error) {
       failures.push(`metering run ${runId} failed: ${message(error)}`);
     }
@@ -230,10 +239,10 @@ async function meterRuns(
   return meters;
 }
 
+/** The run's cost from its meter: a lower bound while this instance has no price yet. */
 function withRunCost(view: InstanceView, meters: Map<string, Meter>): InstanceView {
   const meter = meters.get(view.tags[TAG_KEYS.runId] ?? '');
-  const counted = meter?.instances[view.instanceId]?.usdPerHour !== undefined;
-  return { ...view, runCostUsd: meter && counted ? meterCostUsd(meter) : undefined };
+  return { ...view, runCostUsd: meter ? meterCostUsd(meter) : undefined };
 }
 
 /** Spot: the latest spot price of the type in its AZ; on-demand (or no spot price): the table. */
@@ -274,8 +283,9 @@ async function stop(
   const groupName = view.tags[AUTOSCALING_GROUP_TAG];
   const extra = decision.reason === 'extra-instance';
   // A limit ends the run: capacity first, so the group does not launch a replacement for what
-  // we terminate. An extra instance goes alone; the run goes on where it is.
-  if (groupName && !extra) {
+  // we terminate. An extra instance goes alone; the run goes on where it is. So does one that
+  // is no longer in its group (detached for a debug hold): the group may train another run now.
+  if (groupName && !extra && view.inGroup === true) {
     await attempt(failures, `${id}: setting ${groupName} capacity to 0`, () =>
       clients.autoscaling.send(
         new SetDesiredCapacityCommand({

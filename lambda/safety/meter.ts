@@ -48,16 +48,15 @@ export interface Observation {
 }
 
 /**
- * The meter after this pass. An instance the meter knows that EC2 no longer lists (gone for over
- * an hour while no pass ran) is counted to one check interval past its last count, erring on the
- * early side.
+ * The meter after this pass. An instance the meter knows that EC2 no longer lists (it ended over
+ * about an hour ago and no pass closed it: the Lambda was failing) is counted to now, erring on
+ * the early side by at most that outage.
  */
 export function updateMeter(
   meter: Meter | undefined,
   runId: string,
   observations: readonly Observation[],
   now: Date,
-  checkIntervalSeconds: number,
 ): Meter {
   const instances: Record<string, MeteredInstance> = { ...(meter?.instances ?? {}) };
   const seen = new Set<string>();
@@ -89,9 +88,7 @@ export function updateMeter(
   }
   for (const [instanceId, known] of Object.entries(instances)) {
     if (seen.has(instanceId) || known.endedAt) continue;
-    const lastCounted = new Date(known.accountedUntil).getTime();
-    const end = new Date(Math.min(now.getTime(), lastCounted + checkIntervalSeconds * 1000));
-    instances[instanceId] = accrue(known, end, known.usdPerHour, undefined, end);
+    instances[instanceId] = accrue(known, now, known.usdPerHour, undefined, now);
   }
   return { schemaVersion: SCHEMA_VERSION, runId, updatedAt: now.toISOString(), instances };
 }
@@ -123,6 +120,11 @@ function accrue(
     ...((nextPrice ?? price) !== undefined ? { usdPerHour: nextPrice ?? price } : {}),
     ...(endedAt ? { endedAt: endedAt.toISOString() } : {}),
   };
+}
+
+/** Whether this pass would change the meter: a live instance, or one it has not closed yet. */
+export function needsMetering(meter: Meter | undefined, observations: readonly Observation[]) {
+  return observations.some((o) => o.live || !meter?.instances[o.instanceId]?.endedAt);
 }
 
 /** What the run has cost, every instance together, as far as counted. */

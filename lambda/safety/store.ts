@@ -4,6 +4,7 @@
  * write only if the object is still the one read (S3 `If-Match`, or `If-None-Match: *` for a new
  * one), re-reading and re-applying the change on a conflict.
  */
+import { randomUUID } from 'node:crypto';
 import {
   GetObjectCommand,
   ListObjectsV2Command,
@@ -41,21 +42,33 @@ async function isListed(s3: S3Client, bucket: string, key: string): Promise<bool
   return (listed.Contents ?? []).some((item) => item.Key === key);
 }
 
+/** Who wrote a version of the object: a fresh id per update (docs/contracts.md section 8). */
+export const WRITE_ID = 'writeId';
+
 /**
  * Write `update(current)` conditionally; on a conflict read again and re-apply. `update`
  * returning undefined leaves the object as it is. Returns what is stored afterwards.
+ *
+ * The SDK retries a write whose response was lost, and the retry is refused (412) although the
+ * write landed: the write id stored with the object tells that from another writer's change, so
+ * an update is never applied twice.
  */
-export async function updateJson<T>(
+export async function updateJson<T extends object>(
   s3: S3Client,
   bucket: string,
   key: string,
   stored: Stored<T>,
   update: (current?: T) => T | undefined,
 ): Promise<Stored<T>> {
+  const writeId = randomUUID();
   let current = stored;
   for (let tries = 1; ; tries++) {
-    const value = update(current.value);
-    if (value === undefined) return current;
+    if ((current.value as Record<string, unknown> | undefined)?.[WRITE_ID] === writeId) {
+      return current;
+    }
+    const updated = update(current.value);
+    if (updated === undefined) return current;
+    const value = { ...updated, [WRITE_ID]: writeId } as T;
     try {
       const put = await s3.send(
         new PutObjectCommand({

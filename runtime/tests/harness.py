@@ -338,7 +338,7 @@ def wait_for(predicate, timeout: float = 30, what: str = "condition"):
 
 def progress_step(run_root: Path) -> int:
     try:
-        return json.loads((run_root / "run" / "progress.json").read_text())["step"]
+        return json.loads((run_root / "run-progress" / "progress.json").read_text())["step"]
     except (OSError, ValueError, KeyError):
         return 0
 

@@ -135,3 +135,12 @@ def test_a_conditional_write_never_falls_back_to_a_plain_one(aws_env, tmp_path):
         AwsCli(REGION, executable=str(old_cli)).put_object(URI, b"{}", "text/plain", if_match="x")
 
     assert len((tmp_path / "aws.calls").read_text().splitlines()) == 1
+
+
+def test_a_request_bigger_than_a_command_line_argument_goes_through(cli):
+    topic = boto3.client("sns").create_topic(Name="big")["TopicArn"]
+    message = "x" * 200_000  # over Linux's 128 KiB limit for one argument
+
+    found = cli.call("sns", "Publish", {"TopicArn": topic, "Message": message})
+
+    assert found["MessageId"]

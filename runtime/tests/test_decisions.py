@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from tuning_runtime.imds import Notice
 from tuning_runtime.supervisor import HOST_STOP, IDLE, MAX_COST, MAX_RUNTIME, NOTICE, decide
-from tuning_runtime.watchdog import CpuMeter, IdleWatchdog
+from tuning_runtime.watchdog import CpuMeter, IdleWatchdog, progress_step
 
 SPOT = Notice("terminate", "2026-01-01T00:02:00Z", "spot-interruption")
 RETRY = ("retry", "")
@@ -107,3 +109,14 @@ def test_cpu_meter_without_a_reading_reports_nothing():
     meter = CpuMeter(lambda: None, lambda: 1.0)
 
     assert meter.sample() is None and meter.sample() is None
+
+
+def test_a_progress_file_the_trainer_turned_into_a_fifo_or_link_is_not_read(tmp_path):
+    fifo, link, big = tmp_path / "fifo", tmp_path / "link", tmp_path / "big"
+    os.mkfifo(fifo)  # an open() without O_NONBLOCK would block the supervisor here
+    (tmp_path / "real.json").write_text('{"step": 7}')
+    link.symlink_to(tmp_path / "real.json")
+    big.write_text('{"step": 8, "pad": "' + "x" * 100_000 + '"}')
+
+    assert [progress_step(str(p)) for p in (fifo, link, big)] == [None, None, None]
+    assert progress_step(str(tmp_path / "real.json")) == 7

@@ -58,12 +58,14 @@ def test_docker_run_has_gpus_stop_timeout_shm_logs_and_the_trainer_contract():
     assert "--log-driver awslogs" in joined
     assert "--log-opt awslogs-group=/tuning-lab/training" in joined
     assert "--log-opt awslogs-stream=run-1/i-1/attempt-1" in joined
-    assert "type=bind,src=/var/lib/tuning-lab/run,dst=/run/tuning-lab" in joined
+    assert "type=bind,src=/var/lib/tuning-lab/run,dst=/run/tuning-lab,readonly" in joined
+    assert "type=bind,src=/var/lib/tuning-lab/run-progress,dst=/run/tuning-progress" in joined
+    assert "--cap-drop ALL" in joined and "--security-opt no-new-privileges" in joined
     assert "type=bind,src=/opt/dlami/nvme/tuning-lab,dst=/scratch" in joined
     for setting in (
         "LLM_OUTPUT__URI=s3://out/runs/run-1",
         "LLM_DATA__ROOT=s3://data/",
-        "TUNING_PROGRESS_FILE=/run/tuning-lab/progress.json",
+        "TUNING_PROGRESS_FILE=/run/tuning-progress/progress.json",
         "HF_HOME=/scratch/huggingface",
         "LLM_MODEL__CACHE_DIR=/scratch/models",
         "LLM_OUTPUT__STAGING_DIR=/scratch/staging",
@@ -121,21 +123,28 @@ def test_pull_gives_up_with_the_reason_after_its_retries(docker_log, monkeypatch
     assert "toomanyrequests" in error.value.detail[-1]
 
 
-def test_mounted_folders_are_handed_to_the_images_non_root_user(docker_log, tmp_path, monkeypatch):
+def test_only_the_writable_folders_are_handed_to_the_images_user(docker_log, tmp_path, monkeypatch):
     monkeypatch.setenv("FAKE_DOCKER_IMAGE_USER", "10001:10001")
     found, said = launcher(image="public.ecr.aws/acme/trainer:1")
     found.scratch_dir = str(tmp_path / "scratch")
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     (run_dir / "config.yaml").write_text("{}")
+    (tmp_path / "run-progress").mkdir()
+    # What a trainer could plant in a folder it owns: a link the supervisor must not follow.
+    victim = tmp_path / "host-file"
+    victim.write_text("host")
+    (tmp_path / "run-progress" / "progress.json").symlink_to(victim)
     found.prepare(said.append)
 
     proc = found.start(TrainerJob(str(run_dir), {}, "stream"), TrainingLog(str(tmp_path / "t.log")))
     proc.popen.wait(timeout=30)
 
     assert "runs as user '10001:10001'" in said[-1]
-    for path in (run_dir, run_dir / "config.yaml", tmp_path / "scratch"):
+    for path in (tmp_path / "run-progress", tmp_path / "scratch"):
         assert (path.stat().st_uid, path.stat().st_gid) == (10001, 10001)
+    for path in (run_dir, run_dir / "config.yaml", run_dir / "aws-config", victim):
+        assert (path.stat().st_uid, path.stat().st_gid) == (0, 0)  # root's, read-only mounted
 
 
 def test_docker_run_exit_code_is_the_trainers(docker_log, tmp_path, monkeypatch):
@@ -166,7 +175,7 @@ def test_local_launcher_runs_the_trainer_cli_with_the_contract_environment(tmp_p
 
     assert proc.last_lines() == [
         f"['train', '--resume-from-checkpoint', 'auto', '--config', '{tmp_path}/config.yaml']",
-        f"{tmp_path}/progress.json s3://o/runs/r",
+        f"{tmp_path}-progress/progress.json s3://o/runs/r",
     ]
     assert "s3://o/runs/r" in (tmp_path / "training.log").read_text()
 
@@ -191,3 +200,18 @@ def test_training_log_marks_supervisor_lines(tmp_path):
 
     line = (tmp_path / "logs" / "training.log").read_text()
     assert line.startswith("[tuning-supervisor ") and line.endswith("] starting the trainer\n")
+
+
+def test_a_huge_log_line_is_clipped_in_the_tail_kept_for_messages(tmp_path):
+    job = TrainerJob(str(tmp_path), {}, "stream")
+    script = "print('y' * 300_000); print('last')"
+
+    proc = LocalLauncher([sys.executable, "-c", script]).start(
+        job, TrainingLog(str(tmp_path / "t.log"))
+    )
+    while proc.poll() is None:
+        time.sleep(0.05)
+
+    first, last = proc.last_lines()
+    assert first.endswith("... [clipped]") and len(first) < 1100 and last == "last"
+    assert len((tmp_path / "t.log").read_text()) > 300_000  # the log itself keeps every byte

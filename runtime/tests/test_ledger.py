@@ -202,4 +202,6 @@ def test_store_does_not_overwrite_a_ledger_created_concurrently(store):
 
     store.update(create_while_another_creates)
 
-    assert store.read() == {"runId": "run-1", "status": "stopped-by-safety", "lastStep": 3}
+    stored = store.read()
+    assert stored.pop("writeId")  # this update's id: the next one knows whether it landed
+    assert stored == {"runId": "run-1", "status": "stopped-by-safety", "lastStep": 3}

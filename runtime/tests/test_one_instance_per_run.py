@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from pathlib import Path
 
 from harness import (
+    FAKE_TRAINER,
     FAST,
     Background,
     FakeImds,
@@ -20,6 +22,7 @@ from harness import (
     wait_for,
 )
 
+from tuning_runtime.launchers import LocalLauncher
 from tuning_runtime.lease import LeaseTimings
 from tuning_runtime.ledger import parse_iso
 from tuning_runtime.supervisor import Timings
@@ -134,3 +137,27 @@ def test_a_holder_that_lost_its_lease_stops_writing_at_once(cloud, fakes, tmp_pa
     assert cloud.keys("checkpoints/") == []  # killed, not asked to checkpoint
     assert cloud.group()["DesiredCapacity"] == 1 and len(fakes.shutdown_calls()) == 1
     assert cloud.lease()["holder"] == "i-0bbbbbbbbbbbbbbbb"
+
+
+class SlowPull(LocalLauncher):
+    """A local trainer whose 'image pull' outlasts the lease's TTL (3 s in FAST)."""
+
+    def prepare(self, say) -> None:
+        time.sleep(5)
+        super().prepare(say)
+
+
+def test_the_lease_is_kept_while_the_image_is_pulled(cloud, fakes, tmp_path, monkeypatch):
+    monkeypatch.setenv("FAKE_TRAINER_PLAN", "complete")
+    slow = build_supervisor(cloud, tmp_path / "a")
+    slow.make_launcher = lambda settings, image_uri: SlowPull(FAKE_TRAINER)
+    first = Background(slow)
+    wait_for(lambda: cloud.lease() is not None, what="the first lease")
+    other = cloud.second_instance()
+    with FakeImds(identity(other)) as other_imds:
+        second = Background(build_supervisor(cloud, tmp_path / "b", imds_url=other_imds.url))
+        assert first.join(timeout=60) == 0 and second.join(timeout=60) == 0
+
+    took_over = log_text(tmp_path / "b")
+    assert f"took over the run's lease from {cloud.instance_id} (released at" in took_over
+    assert trainer_span(tmp_path / "b")[0] >= trainer_span(tmp_path / "a")[1]

@@ -6,6 +6,7 @@ controls' objects (the IAM-enforced test in test/deploy checks the stack's real 
 from __future__ import annotations
 
 import json
+import stat
 import subprocess
 import sys
 import time
@@ -24,7 +25,8 @@ from tuning_runtime.launchers import (
     TrainingLog,
 )
 
-SHOW_ENV = "import json, os; print(json.dumps(dict(os.environ)))"
+# The environment is long: written to a file (a log line would be clipped at 1000 characters).
+SHOW_ENV = "import json, os, sys; json.dump(dict(os.environ), open(sys.argv[-1] + '.env', 'w'))"
 
 
 def caller_of(run_dir) -> str:
@@ -52,7 +54,8 @@ def test_the_local_trainer_inherits_no_host_credential(tmp_path, monkeypatch):
     for name in HOST_CREDENTIAL_VARIABLES:
         monkeypatch.setenv(name, "host-secret")
 
-    env = json.loads(run_local(tmp_path, SHOW_ENV)[-1])
+    run_local(tmp_path, SHOW_ENV)
+    env = json.loads((tmp_path / "config.yaml.env").read_text())
 
     assert "host-secret" not in env.values()
     assert env["AWS_CONFIG_FILE"] == f"{tmp_path}/{contract.AWS_CONFIG_NAME}"
@@ -114,6 +117,8 @@ def test_the_keys_are_renewed_long_before_a_chained_session_ends(aws_env, tmp_pa
 
     assert (tmp_path / contract.CREDENTIALS_NAME).read_text() != first
     assert REFRESH_SECONDS <= 3600 - 40 * 60  # botocore refreshes 15 min before; margin kept
+    # the container's user (not the file's owner) reads every renewal, not only the first
+    assert stat.S_IMODE((tmp_path / contract.CREDENTIALS_NAME).stat().st_mode) == 0o644
 
 
 def test_the_supervisor_hands_the_trainer_the_trainer_roles_session(

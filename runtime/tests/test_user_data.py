@@ -95,6 +95,8 @@ def test_user_data_installs_and_starts_the_supervisor(instance):
     env = (instance / "etc/tuning-lab/runtime.env").read_text().splitlines()
     assert f"TUNING_RUN_SETTINGS_PARAMETER=/tuning-lab/{STACK_NAME}/run-settings" in env
     assert f"AWS_REGION={REGION}" in env
+    assert f"AWS_DEFAULT_REGION={REGION}" in env  # the one AWS CLI v1 reads
+    assert "AWS_STS_REGIONAL_ENDPOINTS=regional" in env  # the trainer role from the region's STS
     assert (
         instance / "etc/systemd/system/tuning-supervisor.service"
     ).read_text() == UNIT.read_text()

@@ -104,9 +104,14 @@ class AwsCli:
     def call(self, service: str, operation: str, params: dict | None = None) -> dict:
         command = "s3api" if service == "s3" else service  # `aws s3` is the high-level one
         args = [command, _kebab(operation), "--output", "json"]
-        if params:
-            args += ["--cli-input-json", json.dumps(params)]
-        out = self._run(operation, args).stdout.strip()
+        # The request as a file: an SNS message with log lines could exceed what one command-line
+        # argument may hold.
+        with tempfile.NamedTemporaryFile("w", suffix=".json") as request:
+            if params:
+                json.dump(params, request)
+                request.flush()
+                args += ["--cli-input-json", f"file://{request.name}"]
+            out = self._run(operation, args).stdout.strip()
         return json.loads(out) if out else {}
 
     def get_object(self, uri: str) -> tuple[bytes, str] | None:

@@ -69,6 +69,9 @@ class TrainerCredentials:
         }
         folder = os.path.dirname(self.path)
         handle, temporary = tempfile.mkstemp(dir=folder, prefix=".credentials-")
+        # Readable by the container's user (the folder is root's and mounted read-only); every
+        # refresh, not just the first, since mkstemp makes a file only its owner may read.
+        os.fchmod(handle, 0o644)
         with os.fdopen(handle, "w") as out:
             json.dump(document, out)
         os.replace(temporary, self.path)

@@ -34,7 +34,8 @@ from . import contract, watchdog
 log = logging.getLogger(__name__)
 
 CONTAINER_NAME = "training"
-CONTAINER_RUN_DIR = "/run/tuning-lab"
+CONTAINER_RUN_DIR = "/run/tuning-lab"  # read-only: config.yaml, aws-config, credentials.json
+CONTAINER_PROGRESS_DIR = "/run/tuning-progress"  # the one folder of ours the trainer may write
 CONTAINER_SCRATCH_DIR = "/scratch"
 STOP_TIMEOUT_SECONDS = 110
 PULL_RETRY_DELAYS_SECONDS = (10, 30, 60, 120)
@@ -52,7 +53,10 @@ class PrepareError(RuntimeError):
 
 @dataclass(frozen=True)
 class TrainerJob:
-    run_dir: str  # host folder holding config.yaml and the progress file
+    # The supervisor's folder for the trainer: config.yaml, aws-config, credentials.json. Root's
+    # and read-only to the trainer, so nothing the trainer does can make the supervisor write or
+    # read through a link it planted.
+    run_dir: str
     env: dict  # LLM_OUTPUT__URI, LLM_DATA__ROOT, AWS_REGION, ...
     log_stream: str
 
@@ -61,8 +65,17 @@ class TrainerJob:
         return "config.yaml"
 
     @property
+    def progress_dir(self) -> str:
+        """The folder the trainer writes its progress file into (and nothing else of ours)."""
+        return progress_dir_of(self.run_dir)
+
+    @property
     def progress_name(self) -> str:
         return "progress.json"
+
+
+def progress_dir_of(run_dir: str) -> str:
+    return f"{run_dir.rstrip('/')}-progress"
 
 
 class TrainingLog:
@@ -103,7 +116,7 @@ class TrainerProcess:
 
     def _copy_output(self) -> None:
         for line in self.popen.stdout:
-            self.tail.append(line.rstrip("\n"))
+            self.tail.append(clip(line.rstrip("\n")))
             self.training_log.write(line)
 
     def poll(self) -> int | None:
@@ -169,6 +182,15 @@ def trainer_aws_env(visible_run_dir: str) -> dict:
     }
 
 
+# A failed run's last lines go into the ledger and an SNS message (256 KB at most): a trainer that
+# prints megabyte lines must not be able to stop that message.
+MAX_LINE_CHARS = 1000
+
+
+def clip(line: str) -> str:
+    return line if len(line) <= MAX_LINE_CHARS else f"{line[:MAX_LINE_CHARS]}... [clipped]"
+
+
 def _popen(argv: list, env: dict) -> subprocess.Popen:
     return subprocess.Popen(
         argv,
@@ -201,7 +223,8 @@ class LocalLauncher:
         env.update(job.env)
         write_trainer_aws_config(job.run_dir, job.run_dir)
         env.update(trainer_aws_env(job.run_dir))
-        env[contract.ENV_PROGRESS_FILE] = os.path.join(job.run_dir, job.progress_name)
+        os.makedirs(job.progress_dir, exist_ok=True)
+        env[contract.ENV_PROGRESS_FILE] = os.path.join(job.progress_dir, job.progress_name)
         argv = [*self.command, *TRAIN_ARGS, os.path.join(job.run_dir, job.config_name)]
         popen = _popen(argv, env)
 
@@ -325,7 +348,7 @@ class DockerLauncher:
     def run_argv(self, job: TrainerJob) -> list:
         env = dict(job.env)
         env.update(trainer_aws_env(CONTAINER_RUN_DIR))
-        env[contract.ENV_PROGRESS_FILE] = f"{CONTAINER_RUN_DIR}/{job.progress_name}"
+        env[contract.ENV_PROGRESS_FILE] = f"{CONTAINER_PROGRESS_DIR}/{job.progress_name}"
         # Model downloads, the Hugging Face cache and unpublished checkpoints go to the scratch
         # volume (instance storage when the instance has it), not the container's /tmp.
         env["HF_HOME"] = f"{CONTAINER_SCRATCH_DIR}/huggingface"
@@ -334,13 +357,16 @@ class DockerLauncher:
         argv = [
             self.docker, "run", "--name", CONTAINER_NAME, "--sig-proxy=false",
             "--gpus", "all", "--stop-timeout", str(STOP_TIMEOUT_SECONDS),
+            # untrusted code: no capabilities, no setuid escalation
+            "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
             "--shm-size", shared_memory_size(),
             "--ulimit", "memlock=-1", "--ulimit", "stack=67108864",
             "--log-driver", "awslogs",
             "--log-opt", f"awslogs-region={self.region}",
             "--log-opt", f"awslogs-group={self.log_group}",
             "--log-opt", f"awslogs-stream={job.log_stream}",
-            "--mount", f"type=bind,src={job.run_dir},dst={CONTAINER_RUN_DIR}",
+            "--mount", f"type=bind,src={job.run_dir},dst={CONTAINER_RUN_DIR},readonly",
+            "--mount", f"type=bind,src={job.progress_dir},dst={CONTAINER_PROGRESS_DIR}",
             "--mount", f"type=bind,src={self.scratch_dir},dst={CONTAINER_SCRATCH_DIR}",
         ]  # fmt: skip
         for name in sorted(env):
@@ -348,23 +374,25 @@ class DockerLauncher:
         return [*argv, self.image_uri, *TRAIN_ARGS, f"{CONTAINER_RUN_DIR}/{job.config_name}"]
 
     def _hand_to_image_user(self, *folders: str) -> None:
-        """The image runs as a non-root user (USER 10001:10001): it must be able to write the
-        progress file and the model cache in the folders we mount."""
+        """The image runs as a non-root user (USER 10001:10001): it must be able to write its
+        progress file and the model cache. Only these folders themselves change hands, never a
+        path in them (one the trainer planted could point anywhere on the host); what the
+        trainer wrote there is its own already. The run folder stays root's, readable by all."""
         if not self.image_user:  # root (or not known): nothing to hand over
             return
         ids = re.match(r"^(\d+)(?::(\d+))?$", self.image_user)
         for folder in folders:
-            for path in [folder, *(os.path.join(folder, name) for name in os.listdir(folder))]:
-                if ids:
-                    uid = int(ids.group(1))
-                    os.chown(path, uid, int(ids.group(2) or uid))
-                else:  # a user name we cannot resolve on the host
-                    os.chmod(path, 0o777 if os.path.isdir(path) else 0o666)
+            if ids:
+                uid = int(ids.group(1))
+                os.chown(folder, uid, int(ids.group(2) or uid), follow_symlinks=False)
+            else:  # a user name we cannot resolve on the host
+                os.chmod(folder, 0o777, follow_symlinks=False)
 
     def start(self, job: TrainerJob, training_log: TrainingLog) -> TrainerProcess:
         os.makedirs(self.scratch_dir, exist_ok=True)
+        os.makedirs(job.progress_dir, exist_ok=True)
         write_trainer_aws_config(job.run_dir, CONTAINER_RUN_DIR)
-        self._hand_to_image_user(job.run_dir, self.scratch_dir)
+        self._hand_to_image_user(job.progress_dir, self.scratch_dir)
         self._docker("rm", "--force", CONTAINER_NAME, timeout=120)
         popen = _popen(self.run_argv(job), dict(os.environ))
 

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Callable
 
@@ -65,8 +67,9 @@ class Lease:
         self.clock = clock
         self.sleep = sleep
         self.expires_at = 0.0
-        self._etag: str | None = None
         self._next_renewal = 0.0
+        self._keeping: threading.Event | None = None
+        self._renewer: threading.Thread | None = None
 
     # -- taking and keeping it ------------------------------------------------------------
 
@@ -113,14 +116,47 @@ class Lease:
             log.warning("renewing the lease failed (%s); again in %s s", error, 5)
             self._next_renewal = now + 5
 
+    def keep(self, on_lost: Callable[[LeaseLostError], None]) -> None:
+        """Renew in the background until :meth:`release` or :meth:`stop_keeping` (an image pull
+        or a slow checkpoint outlasts the TTL); ``on_lost`` hears once if the lease is lost."""
+        self._keeping = stop = threading.Event()
+        tick = min(self.timings.renew_seconds, 5.0)
+
+        def renew() -> None:
+            while not stop.wait(tick):
+                try:
+                    self.renew_if_due()
+                except LeaseLostError as lost:
+                    on_lost(lost)
+                    return
+
+        self._renewer = threading.Thread(target=renew, name="lease-renewal", daemon=True)
+        self._renewer.start()
+
+    def stop_keeping(self) -> None:
+        """No renewal after this returns (one under way finishes first)."""
+        if self._keeping is not None:
+            self._keeping.set()
+        if self._renewer is not None and self._renewer is not threading.current_thread():
+            self._renewer.join(timeout=60)
+
     def release(self) -> None:
         """Let the next instance take the run at once (after our checkpoint is published)."""
-        found = self.aws.get_object(self.uri)
-        doc = json.loads(found[0]) if found else None
-        if doc is None or doc.get("holder") != self.holder or doc.get("released"):
-            return
-        doc.update(released=True, releasedAt=iso(self.clock()))
-        self.aws.put_object(self.uri, self._body(doc), "application/json", if_match=found[1])
+        self.stop_keeping()
+        for _ in range(3):
+            found = self.aws.get_object(self.uri)
+            doc = json.loads(found[0]) if found else None
+            if doc is None or doc.get("holder") != self.holder or doc.get("released"):
+                return
+            doc.update(released=True, releasedAt=iso(self.clock()), writeId=uuid.uuid4().hex)
+            try:
+                self.aws.put_object(
+                    self.uri, self._body(doc), "application/json", if_match=found[1]
+                )
+                return
+            except AwsError as error:
+                if error.code not in CONFLICT_CODES:
+                    raise
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -135,6 +171,7 @@ class Lease:
     def _write(self, etag: str | None) -> bool:
         """Write ourselves as holder, conditional on the lease read; False on a conflict."""
         now = self.clock()
+        write_id = uuid.uuid4().hex
         doc = {
             "schemaVersion": contract.SCHEMA_VERSION,
             "runId": self.run_id,
@@ -142,6 +179,7 @@ class Lease:
             "renewedAt": iso(now),
             "expiresAt": iso(now + self.timings.ttl_seconds),
             "released": False,
+            "writeId": write_id,
         }
         try:
             self.aws.put_object(
@@ -152,9 +190,12 @@ class Lease:
                 if_none_match=etag is None,
             )
         except AwsError as error:
-            if error.code in CONFLICT_CODES:
+            if error.code not in CONFLICT_CODES:
+                raise
+            # Refused, or our own write landed and its retry was refused: the id says which.
+            found = self.aws.get_object(self.uri)
+            if not found or json.loads(found[0]).get("writeId") != write_id:
                 return False
-            raise
         self.expires_at = now + self.timings.ttl_seconds
         self._next_renewal = now + self.timings.renew_seconds
         return True

@@ -11,6 +11,7 @@ import copy
 import datetime as dt
 import json
 import logging
+import uuid
 from typing import Callable
 
 from . import contract
@@ -20,6 +21,7 @@ from .imds import Identity
 log = logging.getLogger(__name__)
 
 CONFLICT_CODES = ("PreconditionFailed", "ConditionalRequestConflict")
+WRITE_ID = "writeId"  # who wrote this version (a fresh id per update)
 MAX_WRITE_TRIES = 8
 
 
@@ -173,10 +175,16 @@ class LedgerStore:
         return json.loads(found[0]) if found else None
 
     def update(self, mutate: Callable[[dict | None], dict]) -> dict:
+        # A write whose success response was lost is retried by the CLI and then refused (412):
+        # the write id tells that from another writer's change, so a change is never applied twice.
+        write_id = uuid.uuid4().hex
         for _ in range(MAX_WRITE_TRIES):
             found = self.aws.get_object(self.uri)
             current = json.loads(found[0]) if found else None
+            if current is not None and current.get(WRITE_ID) == write_id:
+                return current
             ledger = mutate(copy.deepcopy(current))
+            ledger[WRITE_ID] = write_id
             body = (json.dumps(ledger, indent=2) + "\n").encode()
             try:
                 self.aws.put_object(

@@ -28,7 +28,7 @@ from .aws import AwsError, check_cli_version
 from .credentials import TrainerCredentials
 from .host import Group, Host, best_effort
 from .imds import Identity, Imds, ImdsError, Notice
-from .launchers import PrepareError, TrainerJob, TrainerProcess, TrainingLog
+from .launchers import PrepareError, TrainerJob, TrainerProcess, TrainingLog, progress_dir_of
 from .lease import Lease, LeaseBusyError, LeaseLostError, LeaseTimings
 from .settings import RunSettings, SettingsError, parse_settings
 
@@ -57,7 +57,7 @@ class Timings:
 
 @dataclass(frozen=True)
 class Paths:
-    run_dir: str  # config.yaml and progress.json, shared with the trainer
+    run_dir: str  # config.yaml and the trainer's AWS config and keys (read-only to the trainer)
     training_log: str
     supervisor_log: str | None = None
 
@@ -129,6 +129,7 @@ class Supervisor:
         self.last_step: int | None = None
         self.proc: TrainerProcess | None = None
         self.lease: Lease | None = None
+        self.lease_lost: LeaseLostError | None = None
         self.credentials: TrainerCredentials | None = None
         self.image_uri: str | None = None
 
@@ -164,6 +165,7 @@ class Supervisor:
         problem = check_cli_version(self.aws.version()) if hasattr(self.aws, "version") else None
         if problem:
             self.say(f"cannot run: {problem}")
+            self._publish(contract.FAILED, contract.REASON_SUPERVISOR_ERROR, last_lines=[problem])
             return self._end_without_ledger()
         self.usd_per_hour = self._price()
         self.say(
@@ -178,10 +180,14 @@ class Supervisor:
             sleep=self.stop_event.wait,
         )
         try:
-            lease.acquire(self.say, stopping=self.stop_event.is_set)
+            self._with_boot_retries(
+                "taking the run's lease",
+                lambda: lease.acquire(self.say, stopping=self.stop_event.is_set),
+            )
         except LeaseBusyError as busy:
             return self._leave_to_holder(busy)
         self.lease = lease
+        lease.keep(on_lost=self._on_lease_lost)
         self.store = ledger.LedgerStore(self.aws, settings.output_uri)
         event = self._begin()
         self._publish(event, None)
@@ -198,7 +204,7 @@ class Supervisor:
             f"trainer-{self.identity.instance_id}",
             self.paths.run_dir,
         )
-        self.credentials.refresh()
+        self._with_boot_retries("taking the trainer's credentials", self.credentials.refresh)
         self.launcher = self.make_launcher(settings, self.image_uri)
         best_effort("removing a trainer left by an earlier supervisor", self.launcher.clean_up)
         try:
@@ -223,6 +229,9 @@ class Supervisor:
         while True:
             if self.stop_event.is_set():
                 return self._finalise(contract.INTERRUPTED, contract.REASON_HOST_SHUTDOWN)
+            if self.lease_lost is not None:  # lost while the image was pulled, or between tries
+                self.say(f"{self.lease_lost}: the run goes on elsewhere; not starting the trainer")
+                return self._after_lease_lost(None)
             # the first attempt on this instance bills from its boot (image pull included)
             attempt_started = self.instance_started_at if failures == 0 else time.time()
             self._update(
@@ -276,16 +285,14 @@ class Supervisor:
         cause: str | None = None
         notice: Notice | None = None
         rebalance_seen = False
-        progress_path = os.path.join(self.paths.run_dir, "progress.json")
+        progress_path = self._progress_path()
         while True:
             code = proc.poll()
             if code is None and cause != LEASE_LOST:
-                try:
-                    self.lease.renew_if_due()
-                except LeaseLostError as lost:
+                if self.lease_lost is not None:
                     # Another instance trains the run now: stop writing at once, no checkpoint.
                     cause = LEASE_LOST
-                    self.say(f"{lost}: stopping the trainer without a checkpoint")
+                    self.say(f"{self.lease_lost}: stopping the trainer without a checkpoint")
                     proc.force_kill()
                 self.credentials.refresh_if_due()
             if code is not None:
@@ -440,7 +447,12 @@ class Supervisor:
         self.host.shutdown()
         return 0
 
-    def _after_lease_lost(self, exit_code: int) -> int:
+    def _on_lease_lost(self, lost: LeaseLostError) -> None:
+        """From the renewal thread: the watch loop acts on it (and none of our writes follow)."""
+        log.error("the run's lease was lost: %s", lost)
+        self.lease_lost = lost
+
+    def _after_lease_lost(self, exit_code: int | None) -> int:
         """The run is another instance's now: record only this attempt's end (the holder owns
         the run's status and capacity) and shut down."""
         self._update(partial(self._end_attempt, exit_code=exit_code), "recording the attempt's end")
@@ -586,13 +598,16 @@ class Supervisor:
 
     def _write_run_config(self) -> None:
         os.makedirs(self.paths.run_dir, exist_ok=True)
-        progress = os.path.join(self.paths.run_dir, "progress.json")
-        if os.path.exists(progress):
-            os.remove(progress)
+        progress = self._progress_path()
+        if os.path.lexists(progress):
+            os.remove(progress)  # (a link is removed, not followed)
         # JSON is YAML: the trainer reads this with its YAML loader.
         with open(os.path.join(self.paths.run_dir, "config.yaml"), "w") as config:
             json.dump(self.settings.run_config, config, indent=2)
             config.write("\n")
+
+    def _progress_path(self) -> str:
+        return os.path.join(progress_dir_of(self.paths.run_dir), "progress.json")
 
     def _final_model_problem(self) -> str | None:
         try:

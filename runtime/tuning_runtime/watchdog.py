@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import stat
 import subprocess
 from typing import Callable
 
@@ -84,13 +85,26 @@ def gpu_utilisation(nvidia_smi: str = "nvidia-smi") -> float | None:
     return max(values)
 
 
+PROGRESS_MAX_BYTES = 64 * 1024
+
+
 def read_progress(path: str) -> dict | None:
-    """The trainer's progress file (``step``, ``max_steps``, ``loss``, ``updated_at``), if any."""
+    """The trainer's progress file (``step``, ``max_steps``, ``loss``, ``updated_at``), if any.
+
+    The trainer writes it, so it is read as untrusted: not through a link, not from a FIFO or a
+    device (which would block the supervisor), and no more than a small file's bytes."""
     try:
-        with open(path) as handle:
-            progress = json.load(handle)
+        handle = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(handle).st_mode):
+            return None
+        progress = json.loads(os.read(handle, PROGRESS_MAX_BYTES))
     except (OSError, ValueError):
         return None
+    finally:
+        os.close(handle)
     return progress if isinstance(progress, dict) else None
 
 
