@@ -165,6 +165,23 @@ async function createGroup(
   return { groupName, instanceId };
 }
 
+/** A group's instance detached for a debug hold, and the replacement the group launched. */
+async function arrangeHeld(stackName: string, runId: string) {
+  const base = await arrangeBase();
+  const { groupName, instanceId: held } = await createGroup(stackName, runTags(stackName, runId));
+  // Detached without decrementing: the group launches a replacement into the run.
+  await clients.autoscaling.send(
+    new DetachInstancesCommand({
+      AutoScalingGroupName: groupName,
+      InstanceIds: [held],
+      ShouldDecrementDesiredCapacity: false,
+    }),
+  );
+  const [replacement] = await groupInstances(groupName);
+  expect(replacement).toMatch(/^i-/);
+  return { base, groupName, held, replacement };
+}
+
 async function groupInstances(groupName: string): Promise<string[]> {
   const instances = await listInstances();
   return instances
@@ -556,21 +573,7 @@ describe('at most one billing instance in the group and one outside it', () => {
   });
 
   test("an instance detached for a debug hold keeps its place beside the group's", async () => {
-    const base = await arrangeBase();
-    const { groupName, instanceId: held } = await createGroup(
-      'HeldStack',
-      runTags('HeldStack', 'run-held'),
-    );
-    // Detached without decrementing: the group launches a replacement into the run.
-    await clients.autoscaling.send(
-      new DetachInstancesCommand({
-        AutoScalingGroupName: groupName,
-        InstanceIds: [held],
-        ShouldDecrementDesiredCapacity: false,
-      }),
-    );
-    const [replacement] = await groupInstances(groupName);
-    expect(replacement).toMatch(/^i-/);
+    const { base, held, replacement } = await arrangeHeld('HeldStack', 'run-held');
 
     const report = await handlerModule.enforceLimits(
       clients,
@@ -585,22 +588,13 @@ describe('at most one billing instance in the group and one outside it', () => {
 
 describe('a held instance at its limit', () => {
   test("is terminated without touching its former group's capacity", async () => {
-    const base = await arrangeBase();
-    const { groupName, instanceId: held } = await createGroup(
+    const { base, groupName, held, replacement } = await arrangeHeld(
       'HeldLimitStack',
-      runTags('HeldLimitStack', 'run-held-limit'),
-    );
-    await clients.autoscaling.send(
-      new DetachInstancesCommand({
-        AutoScalingGroupName: groupName,
-        InstanceIds: [held],
-        ShouldDecrementDesiredCapacity: false,
-      }),
+      'run-held-limit',
     );
     // The group now trains something else; the held instance outlives its runtime limit. moto
     // drops Auto Scaling's group tag on a detach; nothing says AWS does, so the Lambda must not
     // rely on its absence.
-    const [replacement] = await groupInstances(groupName);
     await clients.ec2.send(
       new CreateTagsCommand({
         Resources: [held],

@@ -30,7 +30,7 @@ from tuning_runtime import contract  # noqa: E402
 from tuning_runtime.aws import Boto3Aws  # noqa: E402
 from tuning_runtime.host import Host  # noqa: E402
 from tuning_runtime.imds import Imds  # noqa: E402
-from tuning_runtime.launchers import LocalLauncher  # noqa: E402
+from tuning_runtime.launchers import LocalLauncher, TrainerJob, TrainingLog  # noqa: E402
 from tuning_runtime.lease import LeaseTimings  # noqa: E402
 from tuning_runtime.ledger import iso  # noqa: E402
 from tuning_runtime.settings import fetch_settings_text  # noqa: E402
@@ -324,6 +324,17 @@ class Background:
         self.thread.join(timeout)
         assert not self.thread.is_alive(), "the supervisor did not finish"
         return self.result["code"]
+
+
+def run_local_trainer(run_dir: Path, script: str, env: dict | None = None):
+    """``python -c script`` started by the local launcher as the trainer, run to its exit."""
+    job = TrainerJob(str(run_dir), env or {}, "stream")
+    proc = LocalLauncher([sys.executable, "-c", script]).start(
+        job, TrainingLog(str(run_dir / "training.log"))
+    )
+    while proc.poll() is None:
+        time.sleep(0.05)
+    return proc
 
 
 def wait_for(predicate, timeout: float = 30, what: str = "condition"):

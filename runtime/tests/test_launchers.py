@@ -3,16 +3,14 @@ login and pull retries, and the local launcher the tests and the demo use."""
 
 from __future__ import annotations
 
-import sys
 import time
 
 import pytest
-from harness import FAKES, REGION
+from harness import FAKES, REGION, run_local_trainer
 
 from tuning_runtime.aws import Boto3Aws
 from tuning_runtime.launchers import (
     DockerLauncher,
-    LocalLauncher,
     PrepareError,
     TrainerJob,
     TrainingLog,
@@ -166,12 +164,8 @@ def test_local_launcher_runs_the_trainer_cli_with_the_contract_environment(tmp_p
         "import os, sys; print(sys.argv[1:]); "
         "print(os.environ['TUNING_PROGRESS_FILE'], os.environ['LLM_OUTPUT__URI'])"
     )
-    job = TrainerJob(str(tmp_path), {"LLM_OUTPUT__URI": "s3://o/runs/r"}, "stream")
-    log = TrainingLog(str(tmp_path / "training.log"))
 
-    proc = LocalLauncher([sys.executable, "-c", script]).start(job, log)
-    while proc.poll() is None:
-        time.sleep(0.05)
+    proc = run_local_trainer(tmp_path, script, {"LLM_OUTPUT__URI": "s3://o/runs/r"})
 
     assert proc.last_lines() == [
         f"['train', '--resume-from-checkpoint', 'auto', '--config', '{tmp_path}/config.yaml']",
@@ -181,14 +175,7 @@ def test_local_launcher_runs_the_trainer_cli_with_the_contract_environment(tmp_p
 
 
 def test_last_lines_keep_the_newest_50(tmp_path):
-    job = TrainerJob(str(tmp_path), {}, "stream")
-    script = "for n in range(120): print(f'line {n}')"
-
-    proc = LocalLauncher([sys.executable, "-c", script]).start(
-        job, TrainingLog(str(tmp_path / "t.log"))
-    )
-    while proc.poll() is None:
-        time.sleep(0.05)
+    proc = run_local_trainer(tmp_path, "for n in range(120): print(f'line {n}')")
 
     assert proc.last_lines() == [f"line {n}" for n in range(70, 120)]
 
@@ -203,15 +190,8 @@ def test_training_log_marks_supervisor_lines(tmp_path):
 
 
 def test_a_huge_log_line_is_clipped_in_the_tail_kept_for_messages(tmp_path):
-    job = TrainerJob(str(tmp_path), {}, "stream")
-    script = "print('y' * 300_000); print('last')"
-
-    proc = LocalLauncher([sys.executable, "-c", script]).start(
-        job, TrainingLog(str(tmp_path / "t.log"))
-    )
-    while proc.poll() is None:
-        time.sleep(0.05)
+    proc = run_local_trainer(tmp_path, "print('y' * 300_000); print('last')")
 
     first, last = proc.last_lines()
     assert first.endswith("... [clipped]") and len(first) < 1100 and last == "last"
-    assert len((tmp_path / "t.log").read_text()) > 300_000  # the log itself keeps every byte
+    assert len((tmp_path / "training.log").read_text()) > 300_000  # the log keeps every byte

@@ -9,10 +9,9 @@ import json
 import stat
 import subprocess
 import sys
-import time
 
 import boto3
-from harness import FAKES, REGION, Background, build_supervisor
+from harness import FAKES, REGION, Background, build_supervisor, run_local_trainer
 
 from tuning_runtime import contract
 from tuning_runtime.aws import Boto3Aws
@@ -41,13 +40,7 @@ def caller_of(run_dir) -> str:
 
 
 def run_local(tmp_path, script: str) -> list:
-    job = TrainerJob(str(tmp_path), {"LLM_OUTPUT__URI": "s3://o/runs/r"}, "stream")
-    proc = LocalLauncher([sys.executable, "-c", script]).start(
-        job, TrainingLog(str(tmp_path / "t.log"))
-    )
-    while proc.poll() is None:
-        time.sleep(0.05)
-    return proc.last_lines()
+    return run_local_trainer(tmp_path, script, {"LLM_OUTPUT__URI": "s3://o/runs/r"}).last_lines()
 
 
 def test_the_local_trainer_inherits_no_host_credential(tmp_path, monkeypatch):
