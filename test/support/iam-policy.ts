@@ -178,20 +178,24 @@ function awsPrincipalMatches(named: string, callerArn: string): boolean {
   return account !== undefined && callerArn.split(':')[4] === account;
 }
 
-function actionMatches(statement: Statement, action: string): boolean {
+/** An element and its Not- form: the value matches one of `element`, or none of `notElement`. */
+function elementMatches(
+  element: unknown,
+  notElement: unknown,
+  value: string,
+  ignoreCase: boolean,
+): boolean {
   const matches = (patterns: unknown) =>
-    list(patterns).some((pattern) => glob(String(pattern), action, true));
-  return statement.Action !== undefined
-    ? matches(statement.Action)
-    : !matches(statement.NotAction);
+    list(patterns).some((pattern) => glob(String(pattern), value, ignoreCase));
+  return element !== undefined ? matches(element) : !matches(notElement);
+}
+
+function actionMatches(statement: Statement, action: string): boolean {
+  return elementMatches(statement.Action, statement.NotAction, action, true);
 }
 
 function resourceMatches(statement: Statement, resource: string): boolean {
-  const matches = (patterns: unknown) =>
-    list(patterns).some((pattern) => glob(String(pattern), resource, false));
-  return statement.Resource !== undefined
-    ? matches(statement.Resource)
-    : !matches(statement.NotResource);
+  return elementMatches(statement.Resource, statement.NotResource, resource, false);
 }
 
 type Operator = (policyValue: string, requestValue: string) => boolean;
