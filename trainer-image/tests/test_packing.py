@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 from tuning_trainer.collator import RowCollator
+from tuning_trainer.config import RunConfig
 from tuning_trainer.data import (
+    IGNORE_INDEX,
     Tokenized,
     TokenizedSet,
     build_rows,
@@ -13,7 +15,12 @@ from tuning_trainer.data import (
     padding_fraction,
     tokenize_example,
 )
-from tuning_trainer.model import build_builtin_model, builtin_tokenizer
+from tuning_trainer.model import (
+    HardwarePlan,
+    build_builtin_model,
+    builtin_tokenizer,
+    training_attention,
+)
 
 TEXTS = ["hello world", "abc", "the quick brown fox jumps", "xy", "packing keeps documents apart"]
 
@@ -50,48 +57,110 @@ def test_position_ids_restart_for_every_document(tokenized: TokenizedSet) -> Non
         start += length
 
 
+def packed_model(tokenizer, attention: str, name: str = "tiny-llama"):
+    """A builtin model with the attention a packed training run uses."""
+    model = build_builtin_model(name, len(tokenizer), attention).eval()
+    plan = HardwarePlan("cpu", "fp32", attention, None)
+    config = RunConfig.model_validate(
+        {"model": {"base_model": f"builtin:{name}"}, "data": {"train": "t.jsonl", "packing": True}}
+    )
+    model.set_attn_implementation(training_attention(config, plan))
+    return model
+
+
 @pytest.mark.parametrize("attention", ["sdpa", "eager"])
 def test_packed_forward_equals_per_document_forwards(
     tokenizer, tokenized: TokenizedSet, attention: str
 ) -> None:
-    model = build_builtin_model("tiny-llama", len(tokenizer), attention).eval()
-    rows = build_rows(tokenized, max_seq_length=128, packing=True)
-    batch = RowCollator(tokenizer.pad_token_id, attention, packing=True)(rows)
-    batch.pop("labels")
+    model = packed_model(tokenizer, attention)
+    rows = build_rows(tokenized, max_seq_length=16, packing=True)  # several rows, one batch
+    assert len(rows) > 1
+    batch = RowCollator(tokenizer.pad_token_id, packing=True)(rows)
+    documents = split_documents(rows)
+    assert "attention_mask" not in batch  # no L x L mask is ever built
 
     with torch.no_grad():
-        packed = model(**batch).logits[0]
+        packed = model(**without_labels(batch)).logits[0]
         start = 0
-        for length in rows[0].sequence_lengths:
-            ids = torch.tensor([rows[0].input_ids[start : start + length]])
-            alone = model(input_ids=ids).logits[0]
-            torch.testing.assert_close(packed[start : start + length], alone, atol=1e-5, rtol=1e-5)
-            start += length
+        for ids in documents:
+            alone = model(input_ids=torch.tensor([ids])).logits[0]
+            torch.testing.assert_close(
+                packed[start : start + len(ids)], alone, atol=1e-5, rtol=1e-5
+            )
+            start += len(ids)
 
 
-def test_without_the_block_mask_documents_would_leak(tokenizer, tokenized: TokenizedSet) -> None:
-    # The reason the mask exists: position ids alone do not separate documents under sdpa.
+def test_transformers_separates_documents_by_position_ids_alone(
+    tokenizer, tokenized: TokenizedSet
+) -> None:
+    # What docs/performance.md says of TRL's bfd packing under plain sdpa: one row, position ids
+    # restarting per document, no attention mask and no KV cache (training) -> transformers
+    # builds the block-diagonal mask. With a cache (use_cache=True) it does not look.
     model = build_builtin_model("tiny-llama", len(tokenizer), "sdpa").eval()
     rows = build_rows(tokenized, max_seq_length=128, packing=True)
-    batch = RowCollator(tokenizer.pad_token_id, "sdpa", packing=True)(rows)
+    batch = RowCollator(tokenizer.pad_token_id, packing=True)(rows)
+    documents = split_documents(rows)
+    ids, positions = batch["input_ids"], batch["position_ids"]
+
     with torch.no_grad():
-        masked = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        unmasked = model(
-            input_ids=batch["input_ids"], attention_mask=torch.ones_like(batch["input_ids"])
-        ).logits
-    assert (masked - unmasked).abs().max() > 1e-2
+        by_positions = model(input_ids=ids, position_ids=positions, use_cache=False).logits[0]
+        cached = model(input_ids=ids, position_ids=positions, use_cache=True).logits[0]
+        # A plain causal row (TRL's "wrapped" packing): later documents see the earlier ones.
+        running = model(input_ids=ids, use_cache=False).logits[0]
+    first = len(documents[0])
+    last = torch.tensor([documents[-1]])
+    with torch.no_grad():
+        alone = model(input_ids=last).logits[0]
+    torch.testing.assert_close(by_positions[-last.shape[1] :], alone, atol=1e-5, rtol=1e-5)
+    assert (running[first:] - by_positions[first:]).abs().max() > 1e-2
+    assert (cached[first:] - by_positions[first:]).abs().max() > 1e-2
 
 
-def test_packed_loss_equals_unpacked_loss(tokenizer, tokenized: TokenizedSet) -> None:
-    model = build_builtin_model("tiny-llama", len(tokenizer), "sdpa").eval()
+@pytest.mark.parametrize("packing", [True, False])
+def test_loss_equals_the_per_document_loss(tokenizer, tokenized: TokenizedSet, packing) -> None:
+    from tuning_trainer.loss import causal_lm_loss
 
-    def loss(packing: bool) -> torch.Tensor:
-        rows = build_rows(tokenized, max_seq_length=128, packing=packing)
-        batch = RowCollator(tokenizer.pad_token_id, "sdpa", packing)(rows)
-        with torch.no_grad():
-            return model(**batch).loss
+    model = (
+        packed_model(tokenizer, "sdpa")
+        if packing
+        else build_builtin_model("tiny-llama", len(tokenizer), "sdpa").eval()
+    )
+    rows = build_rows(tokenized, max_seq_length=16, packing=packing)
+    batch = RowCollator(tokenizer.pad_token_id, packing)(rows)
+    with torch.no_grad():
+        loss = causal_lm_loss(model, model, batch)
+        total = count = 0
+        for example in tokenized.examples:
+            labels = torch.tensor([example.labels])
+            out = model(input_ids=torch.tensor([example.input_ids]), labels=labels)
+            targets = int((labels[0, 1:] != IGNORE_INDEX).sum())
+            total, count = total + out.loss * targets, count + targets
+    torch.testing.assert_close(loss, total / count, atol=1e-5, rtol=1e-5)
 
-    torch.testing.assert_close(loss(True), loss(False), atol=1e-5, rtol=1e-5)
+
+def test_no_token_learns_to_predict_the_next_document(tokenizer, tokenized: TokenizedSet) -> None:
+    rows = build_rows(tokenized, max_seq_length=128, packing=True)
+    batch = RowCollator(tokenizer.pad_token_id, packing=True)(rows)
+    ends = batch["cu_seq_lens_q"][1:] - 1
+    assert (batch["shift_labels"][0, ends] == IGNORE_INDEX).all()
+    inside = torch.ones(batch["input_ids"].shape[1], dtype=torch.bool)
+    inside[ends] = False
+    targets = batch["labels"][0, 1:][inside[:-1]]
+    torch.testing.assert_close(batch["shift_labels"][0, :-1][inside[:-1]], targets)
+
+
+def split_documents(rows) -> list[list[int]]:
+    documents = []
+    for row in rows:
+        start = 0
+        for length in row.sequence_lengths:
+            documents.append(row.input_ids[start : start + length])
+            start += length
+    return documents
+
+
+def without_labels(batch: dict) -> dict:
+    return {k: v for k, v in batch.items() if k not in ("labels", "shift_labels")}
 
 
 def test_padding_fraction_counts_padding_of_random_batches() -> None:
@@ -107,7 +176,7 @@ def test_flash_attention_batches_are_one_flat_row_that_transformers_sees_as_pack
     rows = build_rows(tokenized, max_seq_length=16, packing=True)  # several rows
     assert len(rows) > 1
 
-    batch = RowCollator(tokenizer.pad_token_id, "flash_attention_2", packing=True)(rows)
+    batch = RowCollator(tokenizer.pad_token_id, packing=True)(rows)
 
     total = sum(len(row.input_ids) for row in rows)
     assert batch["input_ids"].shape == batch["labels"].shape == (1, total)

@@ -1,14 +1,20 @@
-"""Batches of rows for the Trainer: padding, per-document positions, and the attention mask.
+"""Batches of rows for the Trainer: packed micro-batches as one row, or padded rows.
 
-    python -m pytest trainer-image/tests/test_packing.py     # the golden test of this module
+    python -m pytest trainer-image/tests/test_packing.py     # the golden tests of this module
 
-A packed row holds several examples. Position ids restart at 0 for each of them, but position
-ids only separate documents under FlashAttention 2's variable-length path, and only for a batch
-of one row; under sdpa or eager attention the second document would attend to the first
-(DESIGN.md section 6). So with FlashAttention 2 the collator flattens the batch into one row
-(no padding at all), and otherwise builds an explicit block-diagonal causal 4D mask: boolean for
-sdpa, additive float for eager. Padding forms its own block there, so no query row is fully
-masked (which would make NaNs).
+With packing, every example of the micro-batch goes into one row, end to end, with no padding
+and no attention mask: position ids restart at 0 for each example and ``cu_seq_lens_q``/``_k``
+give the document boundaries. FlashAttention 2 reads them in its variable-length kernel; under
+sdpa or eager the model runs :mod:`tuning_trainer.attention`, which attends within each
+document. So attention costs Σ Lᵢ² over the documents instead of the row's L², and no LxL mask
+is ever built.
+
+``shift_labels`` holds each token's target (the next token of the same document, or -100): the
+last token of one document never learns to predict the first token of the next. The Trainer
+counts the loss's tokens from it, and :mod:`tuning_trainer.loss` and transformers' loss both
+read it.
+
+Without packing, rows are padded to the longest of the batch with a 2D attention mask.
 
 The collator also counts real and padded tokens, which the progress callback turns into
 tokens/s (the DataLoader must run in-process, ``dataloader_num_workers=0``, for the counts).
@@ -25,66 +31,61 @@ from tuning_trainer.data import IGNORE_INDEX, Row
 
 
 class RowCollator:
-    def __init__(self, pad_token_id: int, attn_implementation: str, packing: bool) -> None:
+    def __init__(self, pad_token_id: int, packing: bool) -> None:
         self.pad_token_id = pad_token_id
-        self.attn_implementation = attn_implementation
         self.packing = packing
         self.real_tokens = 0  # non-padding tokens handed to the model so far
         self.padded_tokens = 0  # all tokens, padding included
 
     def __call__(self, rows: Sequence[Row]) -> dict[str, Any]:
-        if self.packing and self.attn_implementation == "flash_attention_2":
-            return self._flattened(rows)
+        return self._flattened(rows) if self.packing else self._padded(rows)
+
+    def _padded(self, rows: Sequence[Row]) -> dict[str, Any]:
         width = max(len(row.input_ids) for row in rows)
         count = len(rows)
         input_ids = torch.full((count, width), self.pad_token_id, dtype=torch.long)
         labels = torch.full((count, width), IGNORE_INDEX, dtype=torch.long)
-        position_ids = torch.zeros((count, width), dtype=torch.long)
-        document = torch.zeros((count, width), dtype=torch.long)
+        shift_labels = torch.full((count, width), IGNORE_INDEX, dtype=torch.long)
+        attention_mask = torch.zeros((count, width), dtype=torch.long)
         for i, row in enumerate(rows):
             length = len(row.input_ids)
             input_ids[i, :length] = torch.tensor(row.input_ids)
             labels[i, :length] = torch.tensor(row.labels)
-            position_ids[i, :length] = torch.tensor(row.position_ids)
-            position_ids[i, length:] = torch.arange(width - length)
-            start = 0
-            for number, sequence_length in enumerate(row.sequence_lengths, start=1):
-                document[i, start : start + sequence_length] = number
-                start += sequence_length
-            # padding stays document 0: a block of its own
-        real = sum(len(row.input_ids) for row in rows)
-        self.real_tokens += real
+            shift_labels[i, :length] = torch.tensor(shifted(row))
+            attention_mask[i, :length] = 1
+        self.real_tokens += int(attention_mask.sum())
         self.padded_tokens += count * width
-        batch = {"input_ids": input_ids, "labels": labels, "position_ids": position_ids}
-        if not self.packing:
-            batch["attention_mask"] = (document > 0).long()
-        else:
-            batch["attention_mask"] = block_causal_mask(document, self.attn_implementation)
-        return batch
+        return {
+            "input_ids": input_ids,
+            "labels": labels,
+            "shift_labels": shift_labels,
+            "attention_mask": attention_mask,
+        }
 
     def _flattened(self, rows: Sequence[Row]) -> dict[str, Any]:
-        """FlashAttention 2: every row of the batch in one sequence, no padding and no mask.
-
-        transformers recognises packed documents from restarting position ids only when the
-        batch has a single row, and then runs the variable-length kernel per document.
-        """
         input_ids = [token for row in rows for token in row.input_ids]
+        lengths = [length for row in rows for length in row.sequence_lengths]
+        bounds = torch.zeros(len(lengths) + 1, dtype=torch.int32)
+        bounds[1:] = torch.tensor(lengths).cumsum(0)
         self.real_tokens += len(input_ids)
         self.padded_tokens += len(input_ids)
         return {
             "input_ids": torch.tensor([input_ids]),
             "labels": torch.tensor([[label for row in rows for label in row.labels]]),
+            "shift_labels": torch.tensor([[label for row in rows for label in shifted(row)]]),
             "position_ids": torch.tensor([[p for row in rows for p in row.position_ids]]),
+            "cu_seq_lens_q": bounds,
+            "cu_seq_lens_k": bounds,
+            "max_length_q": max(lengths),
+            "max_length_k": max(lengths),
         }
 
 
-def block_causal_mask(document: torch.Tensor, attn_implementation: str) -> torch.Tensor:
-    """(batch, 1, seq, seq) mask: query i sees key j iff j <= i and both are in one document."""
-    width = document.shape[1]
-    same = document[:, :, None] == document[:, None, :]
-    causal = torch.ones(width, width, dtype=torch.bool).tril()
-    allowed = (same & causal)[:, None, :, :]
-    if attn_implementation == "sdpa":
-        return allowed
-    mask = torch.zeros(allowed.shape, dtype=torch.float32)
-    return mask.masked_fill(~allowed, torch.finfo(torch.float32).min)
+def shifted(row: Row) -> list[int]:
+    """Each token's target within its own document: labels moved left by one, -100 at the end."""
+    targets: list[int] = []
+    start = 0
+    for length in row.sequence_lengths:
+        targets += [*row.labels[start + 1 : start + length], IGNORE_INDEX]
+        start += length
+    return targets

@@ -1,0 +1,113 @@
+"""Attention over a packed row, one document at a time: cost Σ Lᵢ², no LxL mask.
+
+    python -m pytest trainer-image/tests/test_packing.py     # packed forward == separate forwards
+
+A packed micro-batch is one row of several documents whose position ids restart at 0
+(:mod:`tuning_trainer.collator`). transformers 5.23 recognises that row and, for sdpa and eager,
+builds a dense block-diagonal (L, L) mask: correct, but the attention still computes every
+off-diagonal block and the mask alone grows as L² (a 16k-token row needs a 256M-entry mask per
+layer call). The functions here instead cut the row at the documents' boundaries and run the
+model's own attention (transformers' sdpa or eager function, so GQA, scaling and dropout stay
+theirs) on each document with a plain causal mask. On GPU, FlashAttention 2 does the same in one
+variable-length kernel and is used instead when it is installed.
+
+They are registered with transformers' ``AttentionInterface`` under :data:`DOCUMENT_ATTENTION`
+names, and have no entry in the mask interface, so transformers builds no mask at all for them.
+A batch with an explicit attention mask (unpacked rows with padding) goes to the inner function
+unchanged.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import torch
+
+DOCUMENT_ATTENTION = {"sdpa": "tuning_documents_sdpa", "eager": "tuning_documents_eager"}
+
+
+def document_bounds(position_ids: torch.Tensor) -> list[int]:
+    """Cumulative document starts of a one-row packed batch: [0, end₁, end₂, …, L].
+
+    A document starts where the position id does not continue the previous one (the rule
+    transformers' ``find_packed_sequence_indices`` uses).
+    """
+    positions = position_ids.reshape(-1)
+    starts = torch.nonzero(positions[1:] != positions[:-1] + 1).reshape(-1) + 1
+    return [0, *starts.tolist(), positions.numel()]
+
+
+def _bounds(query: torch.Tensor, kwargs: dict[str, Any]) -> list[int] | None:
+    cumulative = kwargs.get("cu_seq_lens_q")
+    if cumulative is not None:
+        return [int(x) for x in cumulative.tolist()]
+    position_ids = kwargs.get("position_ids")
+    if position_ids is None or query.shape[0] != 1:
+        return None
+    return document_bounds(position_ids)
+
+
+def _per_document(inner_name: str):
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+    from transformers.models.llama.modeling_llama import eager_attention_forward
+
+    def forward(
+        module: torch.nn.Module,
+        query: torch.Tensor,
+        key: torch.Tensor,
+        value: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        **kwargs: Any,
+    ) -> tuple[torch.Tensor, None]:
+        bounds = None if attention_mask is not None else _bounds(query, kwargs)
+        if kwargs.get("sliding_window") is not None and bounds is not None:
+            longest = max(b - a for a, b in itertools.pairwise(bounds))
+            if longest > kwargs["sliding_window"]:
+                raise ValueError(
+                    f"per-document attention does not apply a sliding window; a document of "
+                    f"{longest} tokens exceeds this model's window of {kwargs['sliding_window']}: "
+                    "use model.attn_implementation flash_attention_2 or data.packing false"
+                )
+        if attention_mask is not None or bounds is None:
+            return _run(inner_name, module, query, key, value, attention_mask, kwargs)
+        outputs = []
+        for start, end in itertools.pairwise(bounds):
+            piece = slice(start, end)
+            q, k, v = query[:, :, piece], key[:, :, piece], value[:, :, piece]
+            outputs.append(_run(inner_name, module, q, k, v, None, kwargs)[0])
+        return torch.cat(outputs, dim=1), None
+
+    def _run(name, module, query, key, value, mask, kwargs):
+        rest = {k: v for k, v in kwargs.items() if k not in _ROW_KWARGS}
+        if name == "sdpa":  # no mask: sdpa runs causal
+            return sdpa_attention_forward(module, query, key, value, mask, **rest)
+        if mask is None:  # eager applies only the mask it is given
+            mask = _causal_additive(query.shape[2], query.dtype, query.device)
+        return eager_attention_forward(module, query, key, value, mask, **rest)
+
+    return forward
+
+
+_ROW_KWARGS = {
+    "position_ids",
+    "cu_seq_lens_q",
+    "cu_seq_lens_k",
+    "max_length_q",
+    "max_length_k",
+    "sliding_window",
+}
+
+
+def _causal_additive(length: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    blocked = torch.ones(length, length, dtype=torch.bool, device=device).triu(1)
+    mask = torch.zeros(length, length, dtype=dtype, device=device)
+    return mask.masked_fill(blocked, torch.finfo(dtype).min)[None, None]
+
+
+def register() -> None:
+    """Make the :data:`DOCUMENT_ATTENTION` names known to transformers (idempotent)."""
+    from transformers import AttentionInterface
+
+    for inner, name in DOCUMENT_ATTENTION.items():
+        AttentionInterface.register(name, _per_document(inner))
