@@ -136,6 +136,50 @@ def test_malformed_yaml_names_file_and_line(tmp_path: Path) -> None:
         load_config(str(path), env={})
 
 
+def test_duplicate_top_level_section_names_file_key_and_both_lines(tmp_path: Path) -> None:
+    text = MINIMAL + "training:\n  learning_rate: 0.1\nlora:\n  r: 4\ntraining:\n  seed: 7\n"
+    path = _config(tmp_path, text)
+    with pytest.raises(ConfigError) as raised:
+        load_config(str(path), env={})
+    assert str(raised.value).startswith(
+        f"{path}:9: duplicate key 'training' at lines 5 and 9: YAML would silently keep only "
+        "the last one"
+    )
+    assert "\n" not in str(raised.value)
+
+
+def test_duplicate_nested_key_names_its_path_and_both_lines(tmp_path: Path) -> None:
+    text = MINIMAL + "training:\n  learning_rate: 0.1\n  seed: 7\n  learning_rate: 0.2\n"
+    path = _config(tmp_path, text)
+    with pytest.raises(
+        ConfigError, match=rf"{path}:8: duplicate key 'training\.learning_rate' at lines 6 and 8"
+    ):
+        load_config(str(path), env={})
+
+
+def test_duplicate_key_in_a_flow_mapping_on_one_line_is_refused(tmp_path: Path) -> None:
+    path = _config(tmp_path, MINIMAL + "lora: {r: 4, alpha: 8, r: 16}\n")
+    with pytest.raises(ConfigError, match=r":5: duplicate key 'lora\.r' at lines 5 and 5"):
+        load_config(str(path), env={})
+
+
+def test_a_key_merged_in_with_yaml_merge_may_still_be_overridden(tmp_path: Path) -> None:
+    path = _config(tmp_path, MINIMAL + "lora:\n  <<: {r: 2, alpha: 8}\n  r: 4\n")
+    lora = load_config(str(path), env={}).config.lora
+    assert (lora.r, lora.alpha) == (4, 8)
+
+
+def test_train_exits_2_on_a_duplicate_key_with_one_line(tmp_path: Path, capsys) -> None:
+    path = _config(tmp_path, MINIMAL + "training:\n  seed: 1\ntraining:\n  seed: 2\n")
+    code = main(["train", "--config", str(path)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err == (
+        f"tuning-trainer: error: {path}:7: duplicate key 'training' at lines 5 and 7: YAML "
+        "would silently keep only the last one; give each key once\n"
+    )
+
+
 def test_missing_config_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"config file not found: .*nope\.yaml"):
         load_config(str(tmp_path / "nope.yaml"), env={})

@@ -39,9 +39,18 @@ def test_bf16_on_v100_is_refused_with_the_capability() -> None:
         plan_hardware(config(training={"precision": "bf16"}), cuda=True, capability=V100)
 
 
-def test_fp16_on_cpu_is_refused() -> None:
-    with pytest.raises(ConfigError, match=r"precision = 'fp16' needs a CUDA GPU"):
+def test_fp16_on_cpu_is_refused_naming_what_works_there() -> None:
+    with pytest.raises(
+        ConfigError,
+        match=r"precision = 'fp16' needs a CUDA GPU \(loss scaling\); on CPU use 'auto' \(fp32\), "
+        r"'fp32' or 'bf16' \(CPU autocast\)",
+    ):
         plan_hardware(config(training={"precision": "fp16"}), cuda=False)
+
+
+def test_bf16_on_cpu_is_allowed() -> None:
+    plan = plan_hardware(config(training={"precision": "bf16"}), cuda=False)
+    assert (plan.device, plan.precision) == ("cpu", "bf16")
 
 
 def test_qlora_without_cuda_is_refused() -> None:

@@ -106,6 +106,11 @@ def is_final_complete(store: Store) -> bool:
     return manifest is not None and manifest.get("kind") == "final"
 
 
+def complete_steps(store: Store) -> list[int]:
+    """Step numbers of the checkpoints whose manifest is present, newest first."""
+    return [step for step in published_steps(store) if read_manifest(store, step_prefix(step))]
+
+
 def published_steps(store: Store) -> list[int]:
     """Step numbers of every checkpoint folder, complete or not, newest first."""
     steps = []
@@ -159,7 +164,7 @@ def prune(store: Store, keep: int | None) -> list[int]:
     if keep is None:
         return []
     steps = published_steps(store)
-    complete = [step for step in steps if read_manifest(store, step_prefix(step)) is not None]
+    complete = complete_steps(store)
     if not complete:
         return []
     kept = set(complete[:keep])

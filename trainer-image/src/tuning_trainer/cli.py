@@ -63,6 +63,13 @@ def _parser() -> argparse.ArgumentParser:
         help="auto: the newest complete published checkpoint (default); none: start over; "
         "or a local checkpoint folder",
     )
+    train.add_argument(
+        "--allow-config-change",
+        action="store_true",
+        help="continue an unfinished run with a new training.max_steps, "
+        "training.num_train_epochs or data.eval; any other change to what is trained still "
+        "exits 2 (harmless keys such as logging_steps may always change)",
+    )
     validate = commands.add_parser(
         "validate", help="check config and data, print token statistics; trains nothing"
     )
@@ -117,7 +124,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_validate(args.config, overrides)
         from tuning_trainer.train import run_train
 
-        return run_train(args.config, overrides, resume=args.resume_from_checkpoint)
+        return run_train(
+            args.config,
+            overrides,
+            resume=args.resume_from_checkpoint,
+            allow_config_change=args.allow_config_change,
+        )
     except InputError as err:
         # Bad input is the user's to fix: one clear message, no traceback, exit 2.
         print(f"tuning-trainer: error: {err}", file=sys.stderr, flush=True)

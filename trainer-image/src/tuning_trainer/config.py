@@ -110,7 +110,7 @@ class TrainingSection(_Section):
     precision: Literal["auto", "bf16", "fp16", "fp32"] = Field(
         "auto",
         description="auto = bf16 on compute capability >= 8.0, fp16 (fp32 adapters, loss "
-        "scaling) below, fp32 on CPU.",
+        "scaling) below, fp32 on CPU. On CPU bf16 is allowed (autocast), fp16 is refused.",
     )
     logging_steps: PositiveInt = 10
     save_steps: PositiveInt = 100
@@ -259,9 +259,68 @@ def _read_config_text(location: str) -> str:
         raise ConfigError(f"config file {location} is not UTF-8 text ({err.reason})") from None
 
 
+class _DuplicateKey(yaml.YAMLError):
+    def __init__(self, path: str, first_line: int, second_line: int) -> None:
+        super().__init__(path)
+        self.path, self.first_line, self.second_line = path, first_line, second_line
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping.
+
+    Plain YAML keeps the last value, so a second ``training:`` block would silently replace the
+    first one. Keys brought in by a merge (``<<: *defaults``) may still be overridden.
+    """
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        self._paths: dict[int, tuple[str, ...]] = {}
+        self._checked: set[int] = set()
+        self._index_paths(node, ())
+        return super().construct_document(node)
+
+    def _index_paths(self, node: yaml.Node, path: tuple[str, ...]) -> None:
+        if id(node) in self._paths:
+            return  # an alias: indexed where its anchor is
+        if isinstance(node, yaml.MappingNode):
+            self._paths[id(node)] = path
+            for key_node, value_node in node.value:
+                key = str(key_node.value) if isinstance(key_node, yaml.ScalarNode) else "?"
+                self._index_paths(value_node, (*path, key))
+        elif isinstance(node, yaml.SequenceNode):
+            self._paths[id(node)] = path
+            for item in node.value:
+                self._index_paths(item, path)
+
+    def flatten_mapping(self, node: yaml.MappingNode) -> None:
+        # Checked here, before the merge keys are spliced into node.value (in place).
+        if id(node) not in self._checked:
+            self._checked.add(id(node))
+            first_lines: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                line = key_node.start_mark.line + 1
+                try:
+                    seen = key in first_lines
+                except TypeError:
+                    continue  # unhashable: construct_mapping reports it
+                if seen:
+                    dotted = ".".join((*self._paths.get(id(node), ()), str(key)))
+                    raise _DuplicateKey(dotted, first_lines[key], line)
+                first_lines[key] = line
+        super().flatten_mapping(node)
+
+
 def _parse_yaml(text: str, location: str) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass: safe
+    except _DuplicateKey as err:
+        raise ConfigError(
+            f"{location}:{err.second_line}: duplicate key '{err.path}' at lines "
+            f"{err.first_line} and {err.second_line}: YAML would silently keep only the last "
+            "one; give each key once"
+        ) from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"{location}:{mark.line + 1}" if mark else location

@@ -74,7 +74,9 @@ def plan_hardware(
 ) -> HardwarePlan:
     """Resolve precision and attention for this machine, or refuse an impossible combination.
 
-    ``cuda`` and ``capability`` default to what torch sees; tests pass them in.
+    Precision on a CPU: fp32 (``auto``) or bf16 (PyTorch's CPU autocast supports it); fp16 is
+    refused, because its loss scaling needs CUDA. ``cuda`` and ``capability`` default to what
+    torch sees; tests pass them in.
     """
     import torch
 
@@ -99,7 +101,7 @@ def plan_hardware(
         if precision == "fp16":
             raise ConfigError(
                 "training.precision = 'fp16' needs a CUDA GPU (loss scaling); on CPU use "
-                "'auto' or 'fp32'"
+                "'auto' (fp32), 'fp32' or 'bf16' (CPU autocast)"
             )
         resolved = "fp32" if precision == "auto" else precision
     else:

@@ -3,10 +3,11 @@
     tuning-trainer train --config configs/tiny-llama-lora.yaml      # run again to resume
 
 Order matters: everything that can be wrong with the input (config, hardware, model path, data)
-is checked before the model is loaded, so a bad run fails in seconds with exit 2. A run whose
-``final/`` is complete exits 0 at once. Training itself is transformers' Trainer with the
-callbacks of :mod:`tuning_trainer.callbacks`; resume uses the newest complete published
-checkpoint (Trainer restores optimizer, scheduler, RNG and the data position from it).
+is checked before the model is loaded, so a bad run fails in seconds with exit 2. A config that
+would change what an already trained run trains exits 2 first (:mod:`tuning_trainer.drift`);
+then a run whose ``final/`` is complete exits 0 at once. Training itself is transformers'
+Trainer with the callbacks of :mod:`tuning_trainer.callbacks`; resume uses the newest complete
+published checkpoint (Trainer restores optimizer, scheduler, RNG and the data position from it).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tuning_trainer import checkpoint, data, model, storage
+from tuning_trainer import checkpoint, data, drift, model, storage
 from tuning_trainer.config import RunConfig, load_config
 from tuning_trainer.errors import EXIT_INTERRUPTED, EXIT_OK, ConfigError
 from tuning_trainer.signals import Interruption, SpotNoticePoller
@@ -79,13 +80,16 @@ def run_train(
     overrides: Mapping[str, Any],
     resume: str = "auto",
     env: Mapping[str, str] | None = None,
+    allow_config_change: bool = False,
 ) -> int:
     env = os.environ if env is None else env
     config = load_config(config_location, env, overrides).config
     config_yaml = config.to_yaml()
     log.info("resolved run config:\n%s", config_yaml.rstrip())
     store = storage.Store(config.output.uri)
-    if checkpoint.is_final_complete(store):
+    finished = checkpoint.is_final_complete(store)
+    check_config_drift(config, store, resume, finished, allow_config_change)
+    if finished:
         log.info("%s is complete: nothing to do", store.uri(checkpoint.FINAL))
         return EXIT_OK
 
@@ -99,6 +103,50 @@ def run_train(
     finally:
         poller.stop()
         interruption.restore_signal_handlers()
+
+
+def check_config_drift(
+    config: RunConfig,
+    store: storage.Store,
+    resume: str,
+    finished: bool,
+    allow_config_change: bool,
+) -> None:
+    """Refuse (exit 2) a config that would change what an already trained run trains."""
+    saved = [_saved_config(store, finished)]
+    if resume not in ("auto", "none"):
+        saved.append(_local_saved_config(Path(resume) / "config.yaml"))
+    for found in saved:
+        if found is not None:
+            where, document = found
+            drift.check(drift.compare(document, config), where, finished, allow_config_change)
+
+
+def _saved_config(store: storage.Store, finished: bool) -> tuple[str, dict[str, Any]] | None:
+    """The config the run folder was trained with; None when nothing has been trained yet."""
+    steps = checkpoint.complete_steps(store)
+    if not finished and not steps:
+        return None  # nothing trained: the saved config.yaml is simply replaced
+    candidates = ["config.yaml"]
+    candidates += [f"{checkpoint.FINAL}/config.yaml"] if finished else []
+    candidates += [f"{checkpoint.step_prefix(step)}/config.yaml" for step in steps[:1]]
+    for relative in candidates:
+        try:
+            document = drift.parse_saved(store.get_bytes(relative).decode("utf-8", "replace"))
+        except FileNotFoundError:
+            continue
+        if document is not None:
+            return store.uri(relative), document
+        log.warning("%s is not a readable config; looking further", store.uri(relative))
+    log.warning("%s holds trained state but no saved config: drift not checked", store.uri(""))
+    return None
+
+
+def _local_saved_config(path: Path) -> tuple[str, dict[str, Any]] | None:
+    if not path.is_file():
+        return None
+    document = drift.parse_saved(path.read_text(errors="replace"))
+    return (str(path), document) if document is not None else None
 
 
 def _train(
