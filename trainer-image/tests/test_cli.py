@@ -21,20 +21,80 @@ def test_validate_reports_statistics_and_trains_nothing(tmp_path: Path, capsys) 
     code, out, _ = run_cli(capsys, "validate", "--config", str(config))
 
     assert code == 0
-    assert "format alpaca: 48 examples" in out
-    assert "tokens per example: min " in out and "p95" in out
-    assert "truncated at max_seq_length 64:" in out
+    assert "format alpaca: 48 examples (48 instruction)" in out
+    assert "truncated: 0 of 48 examples (0.0 %) longer than max_seq_length 64" in out
+    assert "tokens per example p50 " in out and "p95" in out
     assert "% without packing" in out and "% with packing" in out
     assert "optimizer steps per epoch" in out
     assert "nothing was trained" in out
     assert not (tmp_path / "out").exists()
 
 
-def test_validate_counts_truncated_examples(tmp_path: Path, capsys) -> None:
+def test_validate_counts_examples_per_shape(tmp_path: Path, capsys) -> None:
+    chat = [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]
+    call = {"type": "function", "function": {"name": "f", "arguments": {}}}
+    with_tool = [
+        {"role": "user", "content": "a"},
+        {"role": "assistant", "tool_calls": [call]},
+        {"role": "tool", "content": "1"},
+        {"role": "assistant", "content": "b"},
+    ]
+    records = [{"messages": chat}, {"messages": chat}, {"messages": with_tool}]
+    template = (Path(__file__).parent / "fixtures" / "qwen2.5-tools.jinja").read_text()
+    changes = {"data": {"chat_template": template, "max_seq_length": 512}}
+    config = make_run(tmp_path, changes, records=records)
+
+    code, out, _ = run_cli(capsys, "validate", "--config", str(config))
+
+    assert code == 0
+    assert "format messages: 3 examples (2 conversation, 1 conversation with tools)" in out
+
+
+def test_validate_counts_truncated_examples_within_the_threshold(tmp_path: Path, capsys) -> None:
     records = [{"text": "x" * 100}, {"text": "short"}]
-    config = make_run(tmp_path, {"data": {"max_seq_length": 32}}, records=records)
-    _, out, _ = run_cli(capsys, "validate", "--config", str(config))
-    assert "truncated at max_seq_length 32: 1 (50.0 %)" in out
+    changes = {"data": {"max_seq_length": 32, "max_truncated_fraction": 0.5}}
+    config = make_run(tmp_path, changes, records=records)
+
+    code, out, _ = run_cli(capsys, "validate", "--config", str(config))
+
+    assert code == 0
+    assert (
+        "truncated: 1 of 2 examples (50.0 %) longer than max_seq_length 32, 0 of them dropped "
+        "(no target left); tokens per example p50 54, p95 101, max 101"
+    ) in out
+
+
+@pytest.mark.parametrize("command", ["validate", "train"])
+def test_heavy_truncation_exits_2_after_reporting_it(tmp_path: Path, capsys, command) -> None:
+    config = make_run(tmp_path, {"data": {"max_seq_length": 32}})  # examples are 44-63 tokens
+
+    code, out, err = run_cli(capsys, command, "--config", str(config))
+
+    assert code == 2
+    assert (
+        f"{tmp_path}/train.jsonl:1: 48 of 48 examples (100.0 %) are longer than "
+        "data.max_seq_length 32"
+    ) in err
+    assert "raise data.max_seq_length to 63" in err and "Traceback" not in err
+    if command == "validate":
+        assert "truncated: 48 of 48 examples (100.0 %)" in out
+    assert not (tmp_path / "out" / "checkpoints").exists()
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"max_truncated_fraction": 1.5}, "data.max_truncated_fraction = 1.5"),
+        ({"tools": [{"type": "function"}]}, "data.tools"),
+        ({"tools": "get_weather"}, "data.tools"),
+    ],
+    ids=["fraction-above-1", "tool-without-name", "tools-not-a-list"],
+)
+def test_bad_data_setting_exits_2_naming_the_key(tmp_path: Path, capsys, changes, message) -> None:
+    config = make_run(tmp_path, {"data": changes})
+    code, _, err = run_cli(capsys, "validate", "--config", str(config))
+    assert code == 2
+    assert message in err
 
 
 @pytest.mark.parametrize(

@@ -88,6 +88,31 @@ class DataSection(_Section):
     chat_template: str | None = Field(
         None, description="Jinja chat template overriding the tokenizer's own."
     )
+    tools: list[dict[str, Any]] | None = Field(
+        None,
+        description="Tool definitions ({type: function, function: {name, description, "
+        "parameters}}) passed to the chat template as tools= for every conversational record "
+        "of the file that has no 'tools' of its own.",
+    )
+    max_truncated_fraction: float = Field(
+        0.05,
+        ge=0,
+        le=1,
+        description="Largest share of examples that may be longer than max_seq_length (cut, or "
+        "dropped when no target is left); above it train and validate exit 2. 1 allows any.",
+    )
+
+    @field_validator("tools")
+    @classmethod
+    def _tools_are_named(cls, tools: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+        for index, tool in enumerate(tools or []):
+            function = tool.get("function", tool)
+            if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+                raise ValueError(
+                    f"tools[{index}] needs a function name: {{type: function, function: "
+                    "{name, description, parameters}}"
+                )
+        return tools
 
 
 class TrainingSection(_Section):

@@ -53,9 +53,13 @@ def prepare_data(config: RunConfig) -> PreparedData:
     tokenizer = model.load_tokenizer(config)
 
     def rows_of(uri: str) -> tuple[list[data.Row], data.TokenizedSet]:
-        dataset = data.read_dataset(uri, config.data.format)
-        tokenized = data.tokenize_dataset(
-            dataset, tokenizer, config.data.max_seq_length, config.data.completion_only_loss
+        tokenized = data.load_tokenized(uri, config.data, tokenizer)[1]
+        summary = data.truncation_summary(tokenized, config.data.max_seq_length)
+        log.log(
+            logging.WARNING if tokenized.truncated else logging.INFO, "data %s: %s", uri, summary
+        )
+        data.check_truncation(
+            tokenized, config.data.max_seq_length, config.data.max_truncated_fraction
         )
         return data.build_rows(
             tokenized, config.data.max_seq_length, config.data.packing

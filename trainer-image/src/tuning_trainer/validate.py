@@ -3,9 +3,10 @@
     tuning-trainer validate --config configs/tiny-llama-lora.yaml
 
 Loads only the tokenizer (never the weights), reads and tokenizes every example exactly as
-training would, and prints token statistics, truncation, padding with and without packing,
-steps per epoch and the tokens to train. Hardware checks (qlora needs CUDA, ...) are left to
-`train` on the instance: a laptop validating a GPU run is the normal case.
+training would, and prints the examples per format and shape, token statistics, truncation
+(exit 2 past ``data.max_truncated_fraction``, as ``train`` does), padding and rows with and
+without packing, the optimizer steps and the tokens to train. Hardware checks (qlora needs
+CUDA, ...) are left to `train` on the instance: a laptop validating a GPU run is the normal case.
 """
 
 from __future__ import annotations
@@ -44,39 +45,31 @@ def run_validate(
 
 
 def _report_file(label: str, uri: str, config: RunConfig, tokenizer: Any) -> int:
-    dataset = data.read_dataset(uri, config.data.format)
-    tokenized = data.tokenize_dataset(
-        dataset, tokenizer, config.data.max_seq_length, config.data.completion_only_loss
-    )
-    stats = data.length_summary(tokenized.lengths_before_truncation)
-    count = len(dataset.examples)
+    """Print what training would make of one file; exit 2 (after printing) past the truncation
+    threshold."""
+    settings = config.data
+    dataset, tokenized = data.load_tokenized(uri, settings, tokenizer)
     batch = config.training.per_device_train_batch_size
     lengths = tokenized.lengths
     unpacked = data.padding_fraction(lengths, batch, seed=config.training.seed)
-    packed_groups = data.pack_best_fit(lengths, config.data.max_seq_length)
+    packed_groups = data.pack_best_fit(lengths, settings.max_seq_length)
     packed_lengths = [sum(lengths[i] for i in group) for group in packed_groups]
     packed = data.padding_fraction(packed_lengths, batch, seed=config.training.seed)
     targets = sum(
         sum(1 for label in e.labels if label != data.IGNORE_INDEX) for e in tokenized.examples
     )
-    rows = len(packed_groups) if config.data.packing else len(lengths)
+    rows = len(packed_groups) if settings.packing else len(lengths)
+    shapes = ", ".join(f"{count} {shape}" for shape, count in sorted(dataset.shapes.items()))
     print(f"{label:<8} {uri}")
-    print(f"  format {dataset.format}: {count} examples")
-    print(
-        f"  tokens per example: min {stats['min']}, median {stats['median']:.0f}, "
-        f"p95 {stats['p95']}, max {stats['max']}"
-    )
-    print(
-        f"  truncated at max_seq_length {config.data.max_seq_length}: {tokenized.truncated} "
-        f"({100 * tokenized.truncated / count:.1f} %); dropped without a target: "
-        f"{tokenized.dropped_without_target}"
-    )
+    print(f"  format {dataset.format}: {len(dataset.examples)} examples ({shapes})")
+    print(f"  {data.truncation_summary(tokenized, settings.max_seq_length)}")
     print(
         f"  padding at batch size {batch}: {100 * unpacked:.1f} % without packing "
         f"({len(lengths)} rows), {100 * packed:.1f} % with packing ({len(packed_groups)} rows)"
-        + ("  <- packing on" if config.data.packing else "  <- packing off")
+        + ("  <- packing on" if settings.packing else "  <- packing off")
     )
     print(f"  tokens: {sum(lengths)} in the kept examples, {targets} of them trained (targets)")
+    data.check_truncation(tokenized, settings.max_seq_length, settings.max_truncated_fraction)
     return rows
 
 
