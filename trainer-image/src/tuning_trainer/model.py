@@ -2,10 +2,12 @@
 
     python -c "from tuning_trainer.model import builtin_tokenizer; print(builtin_tokenizer())"
 
-``builtin:tiny-llama`` (2 layers, hidden 64) and ``builtin:small-llama`` (4 layers, hidden 256,
-for the benchmark) are random Llama models built from a config, with a byte-level tokenizer made
-in-process: they exist so tests and the demo run offline on a CPU. They learn the patterns of
-their training data and nothing else.
+``builtin:tiny-llama`` (2 layers, hidden 64), ``builtin:small-llama`` (4 layers, hidden 256) and
+``builtin:small-qwen2`` (Qwen2.5's 151,936-token vocabulary and tied output layer, GQA 8:2, 4
+layers of hidden 512: the proportions of a real fine-tune, where the logits dominate) are random
+models built from a config, with a byte-level tokenizer made in-process: they exist so tests, the
+demo and the benchmark run offline on a CPU. They learn the patterns of their training data and
+nothing else.
 
 Decisions that depend on the GPU (DESIGN.md section 6) are made once, in :func:`plan_hardware`:
 precision ``auto`` is bf16 at compute capability >= 8.0, fp16 (fp32 adapters, loss scaling)
@@ -30,9 +32,19 @@ from tuning_trainer.errors import ConfigError
 log = logging.getLogger(__name__)
 
 BUILTIN_PREFIX = "builtin:"
-BUILTIN_MODELS: dict[str, dict[str, int]] = {
+BUILTIN_MODELS: dict[str, dict[str, Any]] = {
     "tiny-llama": {"layers": 2, "hidden": 64, "heads": 4, "kv_heads": 2, "intermediate": 128},
     "small-llama": {"layers": 4, "hidden": 256, "heads": 8, "kv_heads": 4, "intermediate": 704},
+    "small-qwen2": {
+        "architecture": "qwen2",
+        "layers": 4,
+        "hidden": 512,
+        "heads": 8,
+        "kv_heads": 2,
+        "intermediate": 1536,
+        "vocab": 151_936,  # Qwen2.5's config.json; the byte tokenizer uses its first 259 ids
+        "tied": True,
+    },
 }
 BUILTIN_INIT_SEED = 1234  # the "pretrained" weights must be identical in every run and resume
 BUILTIN_SPECIAL_TOKENS = ["<pad>", "<s>", "</s>"]
@@ -260,18 +272,22 @@ def load_tokenizer(config: RunConfig) -> Any:
 
 def build_builtin_model(name: str, vocab_size: int, attn_implementation: str) -> Any:
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
     shape = BUILTIN_MODELS[name]
-    model_config = LlamaConfig(
-        vocab_size=vocab_size,
+    config_class, model_class = {
+        "llama": (LlamaConfig, LlamaForCausalLM),
+        "qwen2": (Qwen2Config, Qwen2ForCausalLM),
+    }[shape.get("architecture", "llama")]
+    model_config = config_class(
+        vocab_size=max(vocab_size, shape.get("vocab", 0)),
         hidden_size=shape["hidden"],
         intermediate_size=shape["intermediate"],
         num_hidden_layers=shape["layers"],
         num_attention_heads=shape["heads"],
         num_key_value_heads=shape["kv_heads"],
         max_position_embeddings=8192,
-        tie_word_embeddings=False,
+        tie_word_embeddings=shape.get("tied", False),
         pad_token_id=0,
         bos_token_id=1,
         eos_token_id=2,
@@ -282,7 +298,7 @@ def build_builtin_model(name: str, vocab_size: int, attn_implementation: str) ->
     state = torch.random.get_rng_state()
     torch.manual_seed(BUILTIN_INIT_SEED)
     try:
-        model = LlamaForCausalLM(model_config)
+        model = model_class(model_config)
     finally:
         torch.random.set_rng_state(state)
     return model
@@ -297,11 +313,27 @@ def load_model(config: RunConfig, plan: HardwarePlan, vocab_size: int) -> Any:
             model = model.to(plan.torch_dtype)
     else:
         model = _load_pretrained(config, plan)
+    implementation = training_attention(config, plan)
+    if implementation != plan.attn_implementation:
+        model.set_attn_implementation(implementation)
     if config.training.gradient_checkpointing:
         model.config.use_cache = False
     if config.model.method == "full":
         return model
     return _wrap_lora(model, config)
+
+
+def training_attention(config: RunConfig, plan: HardwarePlan) -> str:
+    """The attention the model trains with: per document for packed rows under sdpa or eager.
+
+    FlashAttention 2 separates packed documents itself (variable-length kernel).
+    """
+    from tuning_trainer import attention
+
+    if config.data.packing and plan.attn_implementation in attention.DOCUMENT_ATTENTION:
+        attention.register()
+        return attention.DOCUMENT_ATTENTION[plan.attn_implementation]
+    return plan.attn_implementation
 
 
 def _load_pretrained(config: RunConfig, plan: HardwarePlan) -> Any:

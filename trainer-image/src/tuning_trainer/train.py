@@ -258,7 +258,7 @@ def build_trainer(
     env: Mapping[str, str],
     interruption: Interruption,
 ) -> tuple[Any, Any]:
-    from transformers import PrinterCallback, Trainer, TrainingArguments
+    from transformers import PrinterCallback, TrainingArguments
 
     from tuning_trainer.callbacks import (
         PROGRESS_FILE_ENV,
@@ -303,12 +303,11 @@ def build_trainer(
         data_seed=training.seed,
         report_to="none",
         remove_unused_columns=False,
+        prediction_loss_only=True,  # evaluation reports the loss; logits are never gathered
         dataloader_num_workers=0,  # the collator counts tokens in-process
         disable_tqdm=True,
     )
-    collator = RowCollator(
-        prepared.tokenizer.pad_token_id, plan.attn_implementation, config.data.packing
-    )
+    collator = RowCollator(prepared.tokenizer.pad_token_id, config.data.packing)
     publisher = PublishCallback(
         store, config_yaml, training.save_total_limit, staging / "logs", interruption
     )
@@ -320,7 +319,7 @@ def build_trainer(
     ]
     if "tensorboard" in training.reporters:
         callbacks.append(make_tensorboard_callback(staging / "logs"))
-    trainer = Trainer(
+    trainer = make_trainer_class()(
         model=lm,
         args=args,
         train_dataset=data.RowDataset(prepared.train_rows),
@@ -331,3 +330,34 @@ def build_trainer(
     )
     trainer.remove_callback(PrinterCallback)  # stdout carries only the metric (EMF) lines
     return trainer, publisher
+
+
+def make_trainer_class() -> type:
+    """transformers' Trainer with the chunked loss of :mod:`tuning_trainer.loss`.
+
+    Built on first use so importing this module does not import transformers.
+    """
+    from transformers import Trainer
+
+    from tuning_trainer.loss import causal_lm_loss, causal_model, chunked_loss_applies
+
+    class TuningTrainer(Trainer):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            # The loss is divided by the tokens of the whole accumulated batch, which the
+            # Trainer counts from ``shift_labels`` and passes in as num_items_in_batch.
+            self.model_accepts_loss_kwargs = True
+            self.chunked_loss = chunked_loss_applies(self.model)
+            if not self.chunked_loss:
+                log.info("loss: the model's own (its logits are not a plain output layer)")
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if not self.chunked_loss:
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            base = causal_model(self.accelerator.unwrap_model(model))
+            loss = causal_lm_loss(model, base, inputs, num_items_in_batch)
+            if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+                loss = loss * self.accelerator.num_processes  # the count was summed over ranks
+            return (loss, {"loss": loss}) if return_outputs else loss
+
+    return TuningTrainer
