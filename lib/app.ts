@@ -1,9 +1,10 @@
 import { type App, Validations } from 'aws-cdk-lib';
 import { AwsSolutionsChecks, NIST80053R5Checks } from 'cdk-nag';
 import type { Settings } from './config';
+import { DEFAULT_STACK_NAME } from './contract';
 import { TrainingStack } from './training-stack';
 
-export const STACK_NAME = 'TrainingStack';
+export const STACK_NAME = DEFAULT_STACK_NAME;
 
 /**
  * TrainingStack in `app`, with cdk-nag's AwsSolutions and NIST 800-53 rev 5 packs as validation

@@ -19,6 +19,24 @@ export const AUTOSCALING_GROUP_TAG = 'aws:autoscaling:groupName';
 /** Version of the run-settings document and of the ledger. */
 export const SCHEMA_VERSION = 1;
 
+/** The stack name bin/ deploys and the command line reads by default (`--stack`). */
+export const DEFAULT_STACK_NAME = 'TrainingStack';
+
+/** CloudFormation outputs of the stack that the command line reads (README, step 2). */
+export const STACK_OUTPUTS = {
+  dataBucket: 'DataBucketName',
+  outputsBucket: 'OutputsBucketName',
+  repositoryUri: 'RepositoryUri',
+  githubRoleArn: 'GitHubRoleArn',
+  groupName: 'GpuGroupName',
+  ssmSessionCommand: 'SsmSessionCommand',
+  logGroup: 'LogGroupName',
+  topicArn: 'AlertsTopicArn',
+  safetyFunction: 'SafetyFunctionName',
+  runId: 'RunId',
+} as const;
+export type StackOutputName = keyof typeof STACK_OUTPUTS;
+
 /** SSM parameter holding the run settings (contract section 1); fixed so user-data can name it. */
 export function runSettingsParameterName(stackName: string): string {
   return `/tuning-lab/${stackName}/run-settings`;
@@ -38,6 +56,65 @@ export function ledgerKey(runId: string): string {
 export function leaseKey(runId: string): string {
   return `${runPrefix(runId)}/lease.json`;
 }
+
+/** Folder of the final model (written by the trainer, manifest.json last). */
+export function finalPrefix(runId: string): string {
+  return `${runPrefix(runId)}/final/`;
+}
+
+/** Folder of one published checkpoint (manifest.json last). */
+export function checkpointPrefix(runId: string, step: number): string {
+  return `${runPrefix(runId)}/checkpoints/step-${step}/`;
+}
+
+/** Where the supervisor uploads an instance's logs when the run ends: `logs/<instance-id>/`. */
+export function logsPrefix(runId: string): string {
+  return `${runPrefix(runId)}/logs/`;
+}
+
+/** Name of the manifest written last into a checkpoint or `final/` (contract section 3a). */
+export const MANIFEST_NAME = 'manifest.json';
+
+/**
+ * The supervisor's latest view of training (contract section 11), rewritten at a bounded rate:
+ * at most every {@link PROGRESS_MIN_INTERVAL_SECONDS} and every `logging_steps` steps.
+ */
+export function progressKey(runId: string): string {
+  return `${runPrefix(runId)}/progress.json`;
+}
+
+/** The run's metric history (training and eval loss, learning rate, tokens/s) for plots. */
+export function metricsKey(runId: string): string {
+  return `${runPrefix(runId)}/metrics.json`;
+}
+
+/** Every message the supervisor and the safety Lambda sent about the run (contract section 12). */
+export function messagesPrefix(runId: string): string {
+  return `${runPrefix(runId)}/messages/`;
+}
+
+/**
+ * One message's key: sorts by the time it was sent. `source` is the sending instance's id, or
+ * {@link SAFETY_MESSAGE_SOURCE} for the safety Lambda.
+ */
+export function messageKey(runId: string, sentAt: Date, source: string, status: string): string {
+  const stamp = sentAt.toISOString().replace(/[-:]/g, '');
+  return `${messagesPrefix(runId)}${stamp}-${source}-${status}.json`;
+}
+
+export const SAFETY_MESSAGE_SOURCE = 'safety';
+
+export const PROGRESS_MIN_INTERVAL_SECONDS = 30;
+
+/** Operator aliases of runs (`tuning-lab runs tag`), outside every run prefix (section 13). */
+export const ALIASES_PREFIX = 'aliases/';
+
+export function aliasKey(name: string): string {
+  return `${ALIASES_PREFIX}${name}.json`;
+}
+
+/** Alias names: short, lower-case, not confusable with a run id's `run-` default. */
+export const ALIAS_PATTERN = /^[a-z][a-z0-9._-]{0,62}$/;
 
 /**
  * The safety Lambda's own records, outside every run prefix: neither the instance nor the
@@ -69,6 +146,70 @@ export type MessageStatus =
   | 'extra-instance-stopped';
 
 export type Market = 'spot' | 'on-demand';
+
+/** A checkpoint's or the final model's manifest (contract section 3a). */
+export interface Manifest {
+  schemaVersion: number;
+  kind: 'checkpoint' | 'final';
+  step: number;
+  createdAt: string;
+  files: { path: string; size: number; sha256: string }[];
+}
+
+/** `runs/<run-id>/progress.json` (contract section 11). */
+export interface ProgressDocument {
+  schemaVersion: number;
+  runId: string;
+  instanceId?: string;
+  step: number | null;
+  maxSteps: number | null;
+  loss: number | null;
+  evalLoss: number | null;
+  learningRate: number | null;
+  tokensPerSecond: number | null;
+  /** The first step this attempt showed, and when: the rate since then gives the ETA. */
+  attemptFirstStep: number | null;
+  attemptFirstStepAt: string | null;
+  updatedAt: string;
+}
+
+/** One point of `runs/<run-id>/metrics.json`. */
+export interface MetricPoint {
+  step: number;
+  at: string;
+  loss?: number;
+  evalLoss?: number;
+  learningRate?: number;
+  tokensPerSecond?: number;
+}
+
+/** `runs/<run-id>/metrics.json` (contract section 11). */
+export interface MetricsDocument {
+  schemaVersion: number;
+  runId: string;
+  updatedAt: string;
+  points: MetricPoint[];
+}
+
+/** `runs/<run-id>/messages/<stamp>-<source>-<status>.json` (contract section 12). */
+export interface MessageRecord {
+  schemaVersion: number;
+  runId: string;
+  status: MessageStatus;
+  reason: string | null;
+  source: string;
+  sentAt: string;
+  subject: string;
+  body: string;
+}
+
+/** `aliases/<name>.json` (contract section 13). */
+export interface AliasDocument {
+  schemaVersion: number;
+  name: string;
+  runId: string;
+  taggedAt: string;
+}
 
 /** The run-settings document (contract section 1). */
 export interface RunSettingsDocument {

@@ -1,0 +1,18 @@
+#!/usr/bin/env node
+// `npx tuning-lab <command>`: the operator's command line (cli/main.ts). The TypeScript runs
+// through ts-node (a dev dependency `npm ci` installs), transpiled only: `npm run build` type-checks.
+'use strict';
+const { join } = require('node:path');
+
+require('ts-node').register({ project: join(__dirname, '..', 'tsconfig.json'), transpileOnly: true });
+require('./main')
+  .main(process.argv.slice(2))
+  .then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (error) => {
+      process.stderr.write(`tuning-lab: ${error && error.stack ? error.stack : error}\n`);
+      process.exitCode = 1;
+    },
+  );
