@@ -18,12 +18,14 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: help install demo demo-spot test lint scan test-stack test-deploy test-trainer test-runtime test-docs docs lock lock-scan bench
+.PHONY: help install demo demo-spot test lint scan test-stack test-deploy test-trainer test-runtime test-docs docs lock lock-scan bench bench-scaling bench-interruption gpu-check
 
 help:
 	@echo "make demo   - a whole training run on an emulated AWS (no account, no GPU)"
 	@echo "make test   - every test: linters, jest, pytest, emulator tests"
-	@echo "make bench  - trainer benchmark table (docs/performance.md)"
+	@echo "make bench  - trainer vs TRL benchmark tables, both shapes (docs/performance.md)"
+	@echo "make bench-scaling, make bench-interruption - the other tables of that page"
+	@echo "make gpu-check - the trainer on one NVIDIA GPU: tokens/s, MFU, memory, resume (CONTRIBUTING.md)"
 
 install: $(NODE_STAMP) $(PY_STAMP)
 
@@ -118,3 +120,14 @@ demo-spot: install
 
 bench: install
 	$(PY) trainer-image/bench/bench.py
+
+bench-scaling: install
+	$(PY) trainer-image/bench/bench.py --scaling
+
+bench-interruption: install
+	$(PY) trainer-image/bench/interruption.py
+
+# On a machine with one NVIDIA GPU (CONTRIBUTING.md, "The GPU check"): about 5 minutes on an H200.
+# Without a GPU it exits 2; GPU_CHECK_FLAGS=--dry-run prints the plan anywhere.
+gpu-check:
+	$(GPU_PY) trainer-image/bench/gpu_check.py $(GPU_CHECK_FLAGS)

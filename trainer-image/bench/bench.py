@@ -1,48 +1,117 @@
-"""Trainer benchmark: tuning-trainer (packing) vs TRL's SFTTrainer defaults, side by side.
+"""Trainer benchmark: tuning-trainer against TRL's SFTTrainer at its best, on equal terms.
 
-    make bench
-    .venv/bin/python trainer-image/bench/bench.py --steps 12 --examples 800
+    make bench                                               # both shapes, 3 alternated rounds
+    .venv/bin/python trainer-image/bench/bench.py --shape realistic --rounds 5
+    .venv/bin/python trainer-image/bench/bench.py --scaling  # time and memory vs max_seq_length
 
-Same CPU, model (builtin:small-llama: 4 layers, hidden 256, LoRA r=16 on all linear layers),
-data (alpaca records whose token lengths follow a log-normal spread between 20 and 1,500), batch
-size, max length, learning rate and seed. Each variant runs in its own process (so peak RSS is
-its own) and the parent prints one markdown table:
+Every configuration trains the same model (random weights from a config, seeded), the same
+records, with LoRA r=16 on every linear layer, the same learning rate, seed, precision, gradient
+checkpointing (on) and number of optimizer steps, at the same tokens per optimizer step (rows x
+max length; unpacked configurations take as many examples as hold that many tokens on average).
+Each run is its own process, so its peak RSS is its own. Configurations run in rounds, the order
+reversed every round, and the table shows the median and the range over the rounds; the speed
+ratio is taken within each round (paired) against TRL's fastest correct configuration of that
+round. Before timing, each configuration passes a correctness check: one of its own training
+batches, as its own collator builds it, goes through its own forward (training mode, no
+gradients), and every document's logits and the batch's loss must equal those of each document
+run alone; a configuration that fails is shown as failing and not ranked.
 
-- effective tokens/s: non-padding tokens per second of training, steps 2..N (step 1 warms up);
-- padding: share of the tokens the model processed that were padding, over steps 1..N;
-- peak RSS of the process;
-- the time to publish a ~100 MB checkpoint (LoRA r=448 adapter + AdamW state) to moto's S3;
-- the time from a spot notice (fake IMDSv2) to a complete checkpoint in moto's S3 and to exit 75.
+The machine's other work is measured during every run (CPU time of other processes, from
+/proc/stat): above 10 % of the cores the table says so, because numbers taken on a busy machine
+are not comparable.
 
-TRL runs with its defaults (no packing, pad to the longest example of each batch); only
-max_length is set to ours so both truncate the same way. Numbers vary with the machine and its
-load: rerun rather than trust a copied figure.
+Shapes: ``tiny`` is builtin:small-llama (4 layers, hidden 256, a 259-token vocabulary) and
+``realistic`` is builtin:small-qwen2 (Qwen2.5's 151,936-token vocabulary, tied output layer, GQA
+8:2, 4 layers of hidden 512), where the logits dominate as in real fine-tunes.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
-MAX_SEQ_LENGTH = 1536
 LORA = {"r": 16, "alpha": 32, "dropout": 0.0}
+LEARNING_RATE = 2e-4
+BUSY_SHARE = 0.10  # other processes' CPU share above which a run is flagged
+TEMPLATE_TOKENS = 40  # the chat template's tokens around a user turn and an answer, rounded up
 
 
-def make_data(folder: Path, count: int, seed: int) -> Path:
+@dataclass(frozen=True)
+class Shape:
+    model: str
+    max_length: int
+    rows: int  # rows of max_length per optimizer step
+    steps: int
+    examples: int
+
+
+SHAPES = {
+    "tiny": Shape("small-llama", 1024, 4, 8, 600),
+    "realistic": Shape("small-qwen2", 1024, 2, 6, 400),
+}
+SCALING_LENGTHS = (256, 512, 1024, 2048, 4096, 8192, 16384)
+SCALING_TOKENS = 16384  # tokens per optimizer step in the scaling table
+
+# name -> what the configuration is. "tuning-*" are this project's trainer (the last two with one
+# lever turned off, to show what it gives); "trl-*" are TRL's SFTTrainer.
+CONFIGS = {
+    "trl-defaults": "TRL defaults (no packing, padded batches)",
+    "trl-padding-free": "TRL padding_free=True (no packing, one flat row)",
+    "trl-bfd": "TRL packing=True (bfd), 1 row x grad. accumulation",
+    "trl-bfd-rows": "TRL packing=True (bfd), all rows in one micro-batch",
+    "tuning": "tuning-trainer (packing, per-document attention, chunked loss)",
+    "tuning-no-chunked-loss": "tuning-trainer, model's own loss (full logits)",
+    "tuning-mask-attention": "tuning-trainer, transformers' packed mask instead of per-document",
+}
+TIMED = {
+    "tiny": ["trl-defaults", "trl-padding-free", "trl-bfd", "trl-bfd-rows", "tuning"],
+    "realistic": [  # TRL's defaults pad every batch: ~4x the work, too slow to repeat here
+        "trl-padding-free",
+        "trl-bfd",
+        "trl-bfd-rows",
+        "tuning",
+        "tuning-no-chunked-loss",
+        "tuning-mask-attention",
+    ],
+}
+
+
+# --- data --------------------------------------------------------------------------------------
+
+
+def make_data(folder: Path, count: int, seed: int, max_tokens: int) -> Path:
+    """Conversations whose token lengths follow a log-normal spread (one user, one answer turn)."""
     from tuning_trainer.synthetic import lognormal_examples
 
-    path = folder / "train.jsonl"
-    records = lognormal_examples(count, seed=seed, min_tokens=20, max_tokens=1500)
-    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    path = folder / f"train-{count}-{seed}-{max_tokens}.jsonl"
+    records = lognormal_examples(count, seed=seed, min_tokens=20, max_tokens=max_tokens)
+    lines = []
+    for r in records:
+        messages = [
+            {"role": "user", "content": r["instruction"]},
+            {"role": "assistant", "content": r["output"]},
+        ]
+        lines.append(json.dumps({"messages": messages}) + "\n")
+    path.write_text("".join(lines))
     return path
+
+
+def read_messages(data: Path) -> list[list[dict[str, str]]]:
+    return [json.loads(line)["messages"] for line in data.read_text().splitlines()]
+
+
+# --- one run (a child process) -----------------------------------------------------------------
 
 
 class StepClock:
@@ -54,67 +123,81 @@ class StepClock:
         class _Clock(TrainerCallback):
             def __init__(self) -> None:
                 self.times: list[float] = []
+                self.losses: list[float] = []
 
             def on_step_end(self, args, state, control, **kwargs) -> None:
                 self.times.append(time.perf_counter())
+
+            def on_log(self, args, state, control, logs=None, **kwargs) -> None:
+                if logs and "loss" in logs:
+                    self.losses.append(float(logs["loss"]))
 
         return _Clock()
 
 
 class CountingCollator:
-    """Wraps a collator and records (real, padded) token counts of every batch it builds."""
+    """Wraps a collator and records (real, processed) token counts of every batch it builds."""
 
-    def __init__(self, inner: Any, real_tokens) -> None:
+    def __init__(self, inner: Any) -> None:
         self.inner = inner
-        self.real_tokens = real_tokens
         self.batches: list[tuple[int, int]] = []
 
     def __call__(self, features):
         batch = self.inner(features)
-        self.batches.append((self.real_tokens(features, batch), batch["input_ids"].numel()))
+        ids = batch["input_ids"]
+        mask = batch.get("attention_mask")
+        real = int(mask.sum()) if mask is not None and mask.dim() == 2 else ids.numel()
+        self.batches.append((real, ids.numel()))
         return batch
 
 
-def summarise(name: str, clock, counter: CountingCollator, steps: int) -> dict[str, Any]:
-    batches = counter.batches[:steps]  # the DataLoader collates one batch ahead
-    seconds = clock.times[steps - 1] - clock.times[0]
-    real_after_first = sum(real for real, _ in batches[1:])
-    real, padded = sum(r for r, _ in batches), sum(p for _, p in batches)
-    return {
-        "name": name,
-        "tokens_per_second": real_after_first / seconds,
-        "padding": 1 - real / padded,
-        "tokens_per_step": real / steps,
-        "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
-    }
-
-
-def train_measured(trainer: Any, name: str, real_tokens, steps: int) -> dict[str, Any]:
-    """Train with the token counter and the step clock attached; the row of the table."""
-    counter = CountingCollator(trainer.data_collator, real_tokens)
+def train_measured(trainer: Any, steps: int, accumulation: int) -> dict[str, Any]:
+    counter = CountingCollator(trainer.data_collator)
     trainer.data_collator = counter
     clock = StepClock()
     trainer.add_callback(clock)
     trainer.train()
-    return summarise(name, clock, counter, steps)
+    batches = counter.batches[: steps * accumulation]  # the DataLoader collates one ahead
+    real = [
+        sum(r for r, _ in batches[i * accumulation : (i + 1) * accumulation]) for i in range(steps)
+    ]
+    processed = sum(p for _, p in batches)
+    seconds = clock.times[steps - 1] - clock.times[0]
+    return {
+        "tokens_per_second": sum(real[1:]) / seconds,  # step 1 warms up
+        "seconds_per_step": seconds / (steps - 1),
+        "tokens_per_step": sum(real) / steps,
+        "padding": 1 - sum(real) / processed,
+        "loss_first": clock.losses[0] if clock.losses else float("nan"),
+        "loss_last": clock.losses[-1] if clock.losses else float("nan"),
+    }
 
 
-def run_config(data: Path, out: Path, steps: int, seed: int, lora: dict, save_steps: int) -> Path:
+def tuning_config(data: Path, out: Path, shape: Shape, seed: int, precision: str) -> Path:
     import yaml
 
     config = {
-        "model": {"base_model": "builtin:small-llama", "method": "lora"},
-        "lora": lora,
-        "data": {"train": str(data.resolve()), "max_seq_length": MAX_SEQ_LENGTH, "packing": True},
+        "model": {"base_model": f"builtin:{shape.model}", "method": "lora"},
+        "lora": LORA,
+        "data": {
+            "train": str(data.resolve()),
+            "max_seq_length": shape.max_length,
+            "packing": True,
+            # the bench's log-normal spread reaches max_length; nothing is cut
+            "max_truncated_fraction": 1.0,
+        },
         "training": {
-            "max_steps": steps,
-            "per_device_train_batch_size": 4,
+            "max_steps": shape.steps,
+            "per_device_train_batch_size": shape.rows,
             "gradient_accumulation_steps": 1,
-            "learning_rate": 2e-4,
+            "learning_rate": LEARNING_RATE,
             "warmup_ratio": 0.0,
+            "lr_scheduler_type": "linear",
             "logging_steps": 1,
-            "save_steps": save_steps,
+            "save_steps": 10_000,
             "seed": seed,
+            "precision": precision,
+            "gradient_checkpointing": True,
             "report_to": "none",
         },
         "output": {"uri": str(out)},
@@ -125,7 +208,7 @@ def run_config(data: Path, out: Path, steps: int, seed: int, lora: dict, save_st
     return path
 
 
-def build_tuning_trainer(config_path: Path, output_uri: str | None = None):
+def build_tuning(config_path: Path, variant: str = "tuning", output_uri: str | None = None):
     from tuning_trainer import model, storage
     from tuning_trainer.config import load_config
     from tuning_trainer.signals import Interruption
@@ -136,51 +219,59 @@ def build_tuning_trainer(config_path: Path, output_uri: str | None = None):
     plan = model.plan_hardware(config)
     prepared = prepare_data(config)
     lm = load_seeded_model(config, plan, len(prepared.tokenizer))
+    if variant == "tuning-mask-attention":
+        # transformers' own reading of the packed row: a block-diagonal mask from position ids
+        lm.set_attn_implementation(plan.attn_implementation)
+        lm.config.use_cache = False
     store = storage.Store(config.output.uri)
     staging = Path(tempfile.mkdtemp(prefix="bench-staging-"))
-    return build_trainer(
+    trainer, publisher = build_trainer(
         config, config.to_yaml(), plan, prepared, lm, store, staging, {}, Interruption(100)
     )
+    if variant == "tuning-no-chunked-loss":
+        trainer.chunked_loss = False
+    return trainer, publisher
 
 
-def variant_tuning(data: Path, work: Path, steps: int, seed: int) -> dict[str, Any]:
-    config = run_config(data, work / "tuning", steps, seed, LORA, save_steps=10_000)
-    trainer, _ = build_tuning_trainer(config)
-    return train_measured(
-        trainer,
-        "tuning-trainer (packing, block-diagonal mask)",
-        lambda rows, batch: sum(len(r.input_ids) for r in rows),
-        steps,
-    )
-
-
-def variant_trl(data: Path, work: Path, steps: int, seed: int) -> dict[str, Any]:
+def build_trl(variant: str, data: Path, work: Path, shape: Shape, seed: int, precision: str):
+    """SFTTrainer for one TRL configuration, with the run's model, data and settings."""
+    import torch
     from peft import LoraConfig
     from transformers import set_seed
     from trl import SFTConfig, SFTTrainer
-    from tuning_trainer.data import to_messages
     from tuning_trainer.model import build_builtin_model, builtin_tokenizer
 
     import datasets
 
     tokenizer = builtin_tokenizer()
-    records = [json.loads(line) for line in data.read_text().splitlines()]
-    dataset = datasets.Dataset.from_list([{"messages": to_messages(r, "alpaca")} for r in records])
+    conversations = read_messages(data)
+    # prompt-completion, so TRL's loss is on the answer only, as tuning-trainer's
+    dataset = datasets.Dataset.from_list(
+        [{"prompt": m[:-1], "completion": m[-1:]} for m in conversations]
+    )
+    lm = build_builtin_model(shape.model, len(tokenizer), "sdpa")
+    if precision == "bf16":
+        lm = lm.to(torch.bfloat16)  # as tuning-trainer loads a LoRA base under bf16
     set_seed(seed)
-    lm = build_builtin_model("small-llama", len(tokenizer), "sdpa")
+    batch, accumulation, extra = examples_per_step(variant, data, shape, tokenizer)
     args = SFTConfig(
-        output_dir=str(work / "trl"),
-        max_steps=steps,
-        per_device_train_batch_size=4,
-        gradient_accumulation_steps=1,
-        learning_rate=2e-4,
-        max_length=MAX_SEQ_LENGTH,
+        output_dir=str(work / variant),
+        max_steps=shape.steps,
+        per_device_train_batch_size=batch,
+        gradient_accumulation_steps=accumulation,
+        learning_rate=LEARNING_RATE,
+        lr_scheduler_type="linear",
+        warmup_steps=0,
+        bf16=precision == "bf16",
+        gradient_checkpointing=True,
         logging_steps=1,
         save_strategy="no",
         report_to="none",
         seed=seed,
+        data_seed=seed,
         use_cpu=True,
         disable_tqdm=True,
+        **{"max_length": shape.max_length, **extra},
     )
     peft_config = LoraConfig(
         r=LORA["r"],
@@ -196,170 +287,306 @@ def variant_trl(data: Path, work: Path, steps: int, seed: int) -> dict[str, Any]
         processing_class=tokenizer,
         peft_config=peft_config,
     )
-    return train_measured(
-        trainer,
-        "TRL SFTTrainer defaults (no packing)",
-        lambda rows, batch: int(batch["attention_mask"].sum()),
-        steps,
-    )
+    return trainer, accumulation
 
 
-def variant_publish(data: Path, work: Path, steps: int, seed: int) -> dict[str, Any]:
-    """One optimizer step of a LoRA big enough for a ~100 MB checkpoint, published to moto."""
-    import os
+def examples_per_step(variant: str, data: Path, shape: Shape, tokenizer) -> tuple[int, int, dict]:
+    """(per-device batch, accumulation, extra SFTConfig) giving rows x max_length tokens a step."""
+    if variant == "trl-bfd":
+        return 1, shape.rows, {"packing": True}
+    if variant == "trl-bfd-rows":
+        return shape.rows, 1, {"packing": True}
+    # the builtin tokenizer has one token per byte of the rendered conversation
+    lengths = [len(tokenizer.apply_chat_template(m, tokenize=False)) for m in read_messages(data)]
+    count = max(1, round(shape.rows * shape.max_length / statistics.mean(lengths)))
+    if variant == "trl-padding-free":
+        # TRL refuses max_length with padding_free and no packing; no record here is longer
+        return count, 1, {"padding_free": True, "max_length": None}
+    return count, 1, {}
 
-    sys.path.insert(0, str(REPO))
-    import boto3
-    from tuning_trainer import storage
 
-    from testing.moto_server import MotoServer
+def run_timed(variant: str, data: Path, work: Path, shape: Shape, seed: int, precision: str):
+    import torch
 
-    with MotoServer() as moto:
-        os.environ.update(moto.env())
-        storage.s3_client.cache_clear()
-        boto3.client("s3").create_bucket(Bucket="outputs")
-        big_lora = {"r": 448, "alpha": 448, "dropout": 0.0}
-        config = run_config(data, work / "publish", 1, seed, big_lora, save_steps=1)
-        trainer, publisher = build_tuning_trainer(config, "s3://outputs/runs/bench")
-        trainer.train()
-        manifest = json.loads(
-            storage.Store("s3://outputs/runs/bench").get_bytes("checkpoints/step-1/manifest.json")
-        )
-    size = sum(entry["size"] for entry in manifest["files"])
+    torch.set_num_threads(os.cpu_count() or 1)
+    if variant.startswith("tuning"):
+        out = work / variant
+        trainer, _ = build_tuning(tuning_config(data, out, shape, seed, precision), variant)
+        accumulation = 1
+    else:
+        trainer, accumulation = build_trl(variant, data, work, shape, seed, precision)
+    result = train_measured(trainer, shape.steps, accumulation)
+    result["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    return result
+
+
+# --- the correctness check (a child process) ---------------------------------------------------
+
+
+def run_check(variant: str, data: Path, work: Path, shape: Shape, seed: int, precision: str):
+    """One training batch of the configuration vs each of its documents run alone (fp32)."""
+    import torch
+
+    if variant.startswith("tuning"):
+        out = work / f"check-{variant}"
+        trainer, _ = build_tuning(tuning_config(data, out, shape, seed, "fp32"), variant)
+    else:
+        trainer, _ = build_trl(variant, data, work, shape, seed, "fp32")
+    batch = next(iter(trainer.get_train_dataloader()))
+    model = trainer.model
+    model.train()  # the forward as training runs it (dropout is 0)
+    with torch.no_grad():  # the trainer's own loss function, as in training
+        loss = trainer.compute_loss(model, dict(batch))
+    return check_batch(model, batch, split_documents(batch), float(loss))
+
+
+def check_batch(model: Any, batch: dict, documents: list, loss: float) -> dict[str, Any]:
+    """Each document's logits in the batch's forward vs run alone, and the loss vs theirs."""
+    import torch
+
+    features = {k: v for k, v in batch.items() if k not in ("labels", "shift_labels")}
+    with torch.no_grad():
+        logits = model(**features, use_cache=False).logits.float()
+        worst, total, count = 0.0, 0.0, 0
+        for row, start, end in documents:
+            ids = batch["input_ids"][row, start:end][None]
+            alone = model(input_ids=ids, use_cache=False).logits.float()[0]
+            worst = max(worst, float((logits[row, start:end] - alone).abs().max()))
+            targets = document_targets(batch, row, start, end)
+            keep = targets != -100
+            if keep.any():
+                losses = torch.nn.functional.cross_entropy(
+                    alone[keep], targets[keep], reduction="sum"
+                )
+                total, count = total + float(losses), count + int(keep.sum())
+    reference = total / max(count, 1)
+    loss_error = abs(loss - reference) / max(abs(reference), 1e-12)
     return {
-        "name": "publish",
-        "checkpoint_mb": size / 1e6,
-        "publish_seconds": publisher.last_publish_seconds,
+        "documents": len(documents),
+        "logit_error": worst,
+        "loss_error": loss_error,
+        "correct": worst < 1e-3 and loss_error < 1e-4,
     }
 
 
-def variant_spot(data: Path, work: Path, steps: int, seed: int) -> dict[str, Any]:
-    """Seconds from a spot notice (fake IMDSv2, polled every 5 s) to a complete checkpoint."""
-    import os
-
-    sys.path.insert(0, str(REPO))
-    import boto3
-    from tuning_trainer import checkpoint, storage
-
-    from testing.fake_imds import FakeImds
-    from testing.moto_server import MotoServer
-
-    with MotoServer() as moto, FakeImds() as imds:
-        os.environ.update(moto.env())
-        storage.s3_client.cache_clear()
-        boto3.client("s3").create_bucket(Bucket="outputs")
-        config = run_config(data, work / "spot", 10_000, seed, LORA, save_steps=10_000)
-        text = config.read_text().replace("spot_polling: never", "spot_polling: auto")
-        config.write_text(text)
-        progress = work / "spot-progress.json"
-        progress.unlink(missing_ok=True)
-        env = {
-            **os.environ,
-            "AWS_EC2_METADATA_SERVICE_ENDPOINT": imds.url,
-            "TUNING_PROGRESS_FILE": str(progress),
-            "LLM_OUTPUT__URI": "s3://outputs/runs/spot",
-        }
-        command = [sys.executable, "-m", "tuning_trainer", "train", "--config", str(config)]
-        process = subprocess.Popen(
-            command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        while not progress.exists() or json.loads(progress.read_text())["step"] < 2:
-            if process.poll() is not None:
-                raise SystemExit(f"trainer exited early: {process.returncode}")
-            time.sleep(0.05)
-        noticed = time.monotonic()
-        imds.interrupt()
-        run = storage.Store("s3://outputs/runs/spot")
-        complete = None
-        while process.poll() is None:
-            if complete is None and any(
-                checkpoint.read_manifest(run, checkpoint.step_prefix(step))
-                for step in checkpoint.published_steps(run)
-            ):
-                complete = time.monotonic() - noticed
-            time.sleep(0.05)
-        exited = time.monotonic() - noticed
-    return {
-        "name": "spot",
-        "exit_code": process.returncode,
-        "checkpoint_seconds": complete if complete is not None else float("nan"),
-        "exit_seconds": exited,
-    }
+def split_documents(batch: dict) -> list[tuple[int, int, int]]:
+    """(row, start, end) of every document of a batch: by position ids, else by the padding mask."""
+    documents = []
+    ids = batch["input_ids"]
+    positions = batch.get("position_ids")
+    mask = batch.get("attention_mask")
+    for row in range(ids.shape[0]):
+        end = int(mask[row].sum()) if mask is not None and mask.dim() == 2 else ids.shape[1]
+        if positions is None:
+            documents.append((row, 0, end))
+            continue
+        p = positions[row, :end].tolist()
+        starts = [i for i in range(end) if i == 0 or p[i] != p[i - 1] + 1]
+        documents += [(row, s, e) for s, e in zip(starts, [*starts[1:], end], strict=True)]
+    return documents
 
 
-VARIANTS = {
-    "tuning": variant_tuning,
-    "trl": variant_trl,
-    "publish": variant_publish,
-    "spot": variant_spot,
-}
+def document_targets(batch: dict, row: int, start: int, end: int):
+    """The document's next-token targets as its trainer defines them: its labels, shifted."""
+    import torch
+
+    labels = batch["labels"][row, start:end]
+    return torch.cat([labels[1:], torch.tensor([-100])])
 
 
-def run_variant_process(name: str, data: Path, work: Path, steps: int, seed: int) -> dict:
-    command = [sys.executable, __file__, "--variant", name, "--data", str(data)]
-    command += ["--work", str(work), "--steps", str(steps), "--seed", str(seed)]
+# --- the parent: rounds, load, tables ----------------------------------------------------------
+
+
+def cpu_busy() -> tuple[int, int]:
+    """(busy, total) jiffies of all CPUs since boot."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + fields[4]
+    return sum(fields) - idle, sum(fields)
+
+
+def run_child(mode: str, variant: str, shape_name: str, data: Path, work: Path, args) -> dict:
+    command = [sys.executable, __file__, "--child", mode, "--variant", variant]
+    command += ["--shape", shape_name, "--data", str(data), "--work", str(work)]
+    command += ["--seed", str(args.seed), "--precision", args.precision]
+    if args.max_length:
+        command += ["--max-length", str(args.max_length)]
+    before_busy, before_total = cpu_busy()
+    before_children = resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(command, capture_output=True, text=True, check=False)
+    after_busy, after_total = cpu_busy()
+    after_children = resource.getrusage(resource.RUSAGE_CHILDREN)
     lines = [line for line in done.stdout.splitlines() if line.startswith("BENCH ")]
     if done.returncode != 0 or not lines:
         sys.stderr.write(done.stderr[-4000:])
-        raise SystemExit(f"variant {name} failed ({done.returncode})")
-    return json.loads(lines[-1][len("BENCH ") :])
+        return {"failed": f"exit {done.returncode}"}
+    result = json.loads(lines[-1][len("BENCH ") :])
+    ticks = os.sysconf("SC_CLK_TCK")
+    own = (
+        after_children.ru_utime
+        + after_children.ru_stime
+        - before_children.ru_utime
+        - before_children.ru_stime
+    ) * ticks
+    total = max(after_total - before_total, 1)
+    result["others_share"] = max(0.0, (after_busy - before_busy - own) / total)
+    return result
+
+
+def resolve_precision(requested: str) -> str:
+    if requested != "auto":
+        return requested
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    return "bf16" if ("amx_bf16" in flags or "avx512_bf16" in flags) else "fp32"
+
+
+def bench_shape(shape_name: str, args, work: Path) -> None:
+    shape = SHAPES[shape_name]
+    data = make_data(work, shape.examples, args.seed, shape.max_length - TEMPLATE_TOKENS)
+    configs = args.configs or TIMED[shape_name]
+    print(
+        f"\n## {shape_name}: builtin:{shape.model} + LoRA r={LORA['r']} (all linear layers), "
+        f"{shape.rows} x {shape.max_length} tokens per optimizer step, {shape.steps} steps, "
+        f"{args.precision}, gradient checkpointing on, seed {args.seed}",
+        flush=True,
+    )
+    checks = {c: run_child("check", c, shape_name, data, work, args) for c in configs}
+    for name, check in checks.items():
+        print(f"check {name}: {json.dumps(check)}", flush=True)
+    timed = [c for c in configs if checks[c].get("correct")]
+    rounds: list[dict[str, dict]] = []
+    for number in range(args.rounds):
+        order = timed if number % 2 == 0 else list(reversed(timed))
+        results = {}
+        for name in order:
+            results[name] = run_child("timed", name, shape_name, data, work, args)
+            print(f"round {number + 1} {name}: {json.dumps(results[name])}", flush=True)
+        rounds.append(results)
+    print_table(shape_name, configs, checks, rounds)
+
+
+def print_table(shape_name: str, configs, checks, rounds) -> None:
+    def values(name: str, key: str) -> list[float]:
+        return [r[name][key] for r in rounds if name in r and key in r[name]]
+
+    trl = [c for c in configs if c.startswith("trl") and checks[c].get("correct")]
+    best = max(trl, key=lambda c: statistics.median(values(c, "tokens_per_second") or [0]))
+    ratios: dict[str, list[float]] = {}
+    for name in configs:
+        for r in rounds:
+            if name in r and best in r and "tokens_per_second" in r[name]:
+                trl_best = max(
+                    r[c]["tokens_per_second"] for c in trl if "tokens_per_second" in r[c]
+                )
+                ratios.setdefault(name, []).append(r[name]["tokens_per_second"] / trl_best)
+    busy = max((r[c].get("others_share", 0) for r in rounds for c in r), default=0)
+    print(f"\n### {shape_name} ({len(rounds)} alternated rounds; TRL's best: {best})\n")
+    print(
+        "| configuration | correct (docs, max logit err, loss rel. err) | tokens/step | padding "
+        "| tokens/s median (range) | vs TRL's best, paired | peak RSS GiB median (range) "
+        "| loss step 1 -> last |"
+    )
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |")
+    for name in configs:
+        check = checks[name]
+        if "failed" in check:
+            verdict = f"check failed to run ({check['failed']})"
+        else:
+            verdict = (
+                f"{'yes' if check['correct'] else 'NO'} ({check['documents']}, "
+                f"{check['logit_error']:.1e}, {check['loss_error']:.1e})"
+            )
+        speeds = values(name, "tokens_per_second")
+        if not speeds:
+            print(f"| {CONFIGS[name]} | {verdict} | | | not ranked | | | |")
+            continue
+        rss = values(name, "peak_rss_gib")
+        ratio = ratios.get(name, [])
+        last = rounds[-1][name]
+        tokens = statistics.median(values(name, "tokens_per_step"))
+        print(
+            f"| {CONFIGS[name]} | {verdict} | {tokens:.0f} "
+            f"| {100 * statistics.median(values(name, 'padding')):.1f} % "
+            f"| {statistics.median(speeds):.0f} ({min(speeds):.0f}-{max(speeds):.0f}) "
+            f"| {statistics.median(ratio):.2f}x ({min(ratio):.2f}-{max(ratio):.2f}) "
+            f"| {statistics.median(rss):.2f} ({min(rss):.2f}-{max(rss):.2f}) "
+            f"| {last['loss_first']:.3f} -> {last['loss_last']:.3f} |"
+        )
+    note = "idle" if busy <= BUSY_SHARE else f"BUSY: other processes used up to {busy:.0%}"
+    print(
+        f"\nmachine during the runs: other processes used at most {busy:.1%} of the CPUs ({note})"
+    )
+    if busy > BUSY_SHARE:
+        print("WARNING: the machine was busy; rerun on an idle machine before trusting the ratios")
+
+
+SCALING_DOCUMENT_TOKENS = 216  # every document fits the shortest row: the rows change, not the data
+
+
+def scaling_shape(length: int) -> Shape:
+    return Shape("small-llama", length, max(1, SCALING_TOKENS // length), 3, 600)
+
+
+def bench_scaling(args, work: Path) -> None:
+    """Seconds and peak RSS per optimizer step vs max_seq_length at a fixed token budget."""
+    print(
+        f"\n## scaling: builtin:small-llama + LoRA, {SCALING_TOKENS} tokens per optimizer step "
+        f"(rows = {SCALING_TOKENS} / max_seq_length), documents of 20-{SCALING_DOCUMENT_TOKENS} "
+        f"tokens, {args.precision}, 3 steps (s/step over steps 2-3)\n"
+    )
+    print(
+        "| max_seq_length | rows | tuning-trainer s/step | peak RSS | TRL bfd s/step | peak RSS |"
+    )
+    print("| ---: | ---: | ---: | ---: | ---: | ---: |")
+    data = make_data(work, 600, args.seed, SCALING_DOCUMENT_TOKENS)
+    for length in SCALING_LENGTHS:
+        args.max_length = length
+        cells = []
+        for name in ("tuning", "trl-bfd"):
+            r = run_child("timed", name, "scaling", data, work, args)
+            if "seconds_per_step" in r:
+                cells += [f"{r['seconds_per_step']:.2f}", f"{r['peak_rss_gib']:.2f} GiB"]
+            else:
+                cells += [r.get("failed", "failed"), ""]
+        rows = scaling_shape(length).rows
+        print(f"| {length} | {rows} | " + " | ".join(cells) + " |", flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=12)
-    parser.add_argument("--examples", type=int, default=800)
+    parser.add_argument("--shape", choices=[*SHAPES, "both", "scaling"], default="both")
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--variant", choices=sorted(VARIANTS))
+    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
+    parser.add_argument("--configs", nargs="*", choices=sorted(CONFIGS))
+    parser.add_argument("--scaling", action="store_true")
+    parser.add_argument("--child", choices=["timed", "check"])
+    parser.add_argument("--variant", choices=sorted(CONFIGS))
     parser.add_argument("--data", type=Path)
     parser.add_argument("--work", type=Path)
+    parser.add_argument("--max-length", type=int, help=argparse.SUPPRESS)
+    parser.set_defaults(max_length=None)
     args = parser.parse_args()
-    if args.variant:  # a child process: one variant, one JSON line
+    args.precision = resolve_precision(args.precision)
+    if args.child:
         import logging
         import warnings
 
         logging.disable(logging.WARNING)
         warnings.filterwarnings("ignore")
-        result = VARIANTS[args.variant](args.data, args.work, args.steps, args.seed)
+        shape = scaling_shape(args.max_length) if args.shape == "scaling" else SHAPES[args.shape]
+        run = run_timed if args.child == "timed" else run_check
+        result = run(args.variant, args.data, args.work, shape, args.seed, args.precision)
         print("BENCH " + json.dumps(result), flush=True)
         return
 
     work = REPO / "bench-output"
     work.mkdir(exist_ok=True)
-    data = make_data(work, args.examples, args.seed)
-    print(
-        f"data: {args.examples} alpaca records, log-normal 20..1500 tokens; model "
-        f"builtin:small-llama + LoRA r={LORA['r']}; batch 4, max length {MAX_SEQ_LENGTH}, "
-        f"{args.steps} steps, seed {args.seed}",
-        flush=True,
-    )
-    results = {}
-    for name in ("trl", "tuning", "publish", "spot"):
-        results[name] = run_variant_process(name, data, work, args.steps, args.seed)
-    baseline = results["trl"]["tokens_per_second"]
-    print()
-    print("| trainer | effective tokens/s | speed-up | padding | tokens/step | peak RSS |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
-    for name in ("trl", "tuning"):
-        r = results[name]
-        print(
-            f"| {r['name']} | {r['tokens_per_second']:.0f} | "
-            f"{r['tokens_per_second'] / baseline:.2f}x | {100 * r['padding']:.1f} % | "
-            f"{r['tokens_per_step']:.0f} | {r['peak_rss_gib']:.2f} GiB |"
-        )
-    p = results["publish"]
-    print()
-    print(
-        f"checkpoint publish to moto S3: {p['checkpoint_mb']:.0f} MB (adapter + optimizer state, "
-        f"LoRA r=448) in {p['publish_seconds']:.2f} s (sha256 + upload, multipart above 64 MB)"
-    )
-    spot = results["spot"]
-    print(
-        f"spot notice (IMDSv2 polled every 5 s) -> complete checkpoint in S3: "
-        f"{spot['checkpoint_seconds']:.1f} s; -> trainer exit {spot['exit_code']}: "
-        f"{spot['exit_seconds']:.1f} s (small-llama, batch of 4 rows of 1,536 tokens per step)"
-    )
+    print(f"precision {args.precision}; {os.cpu_count()} CPUs; load average {os.getloadavg()}")
+    if args.scaling or args.shape == "scaling":
+        bench_scaling(args, work)
+        return
+    for name in ("tiny", "realistic") if args.shape == "both" else (args.shape,):
+        bench_shape(name, args, work)
 
 
 if __name__ == "__main__":
