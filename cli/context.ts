@@ -9,6 +9,8 @@
  * has no bucket subdomains). Clients are made on first use and counted per call.
  */
 import { AutoScalingClient } from '@aws-sdk/client-auto-scaling';
+import { CloudFormationClient, DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
+import { CloudWatchLogsClient } from '@aws-sdk/client-cloudwatch-logs';
 import { EC2Client } from '@aws-sdk/client-ec2';
 import { S3Client } from '@aws-sdk/client-s3';
 import { SNSClient } from '@aws-sdk/client-sns';
@@ -46,18 +48,6 @@ interface Client {
   };
 }
 
-/** SKELETON: the part of an SDK v3 client used through `require` (see `cloudformation`). */
-export interface SdkClient extends Client {
-  send(command: unknown): Promise<unknown>;
-}
-
-interface DescribeStacksOutput {
-  Stacks?: {
-    StackStatus?: string;
-    Outputs?: { OutputKey?: string; OutputValue?: string }[];
-  }[];
-}
-
 export class CliContext {
   readonly calls = new CallCounter();
   private readonly clients = new Map<string, unknown>();
@@ -89,14 +79,8 @@ export class CliContext {
     );
   }
 
-  // SKELETON: CloudFormation and CloudWatch Logs are typed and imported statically once
-  // @aws-sdk/client-cloudformation and @aws-sdk/client-cloudwatch-logs are in package.json.
-  get cloudformation(): SdkClient {
-    return this.client('cloudformation', (config) => {
-      // eslint-disable-next-line @typescript-eslint/no-require-imports
-      const sdk = require('@aws-sdk/client-cloudformation');
-      return new sdk.CloudFormationClient(config) as SdkClient;
-    });
+  get cloudformation(): CloudFormationClient {
+    return this.client('cloudformation', (config) => new CloudFormationClient(config));
   }
 
   get autoscaling(): AutoScalingClient {
@@ -107,12 +91,8 @@ export class CliContext {
     return this.client('ec2', (config) => new EC2Client(config));
   }
 
-  get logs(): SdkClient {
-    return this.client('logs', (config) => {
-      // eslint-disable-next-line @typescript-eslint/no-require-imports
-      const sdk = require('@aws-sdk/client-cloudwatch-logs');
-      return new sdk.CloudWatchLogsClient(config) as SdkClient;
-    });
+  get logs(): CloudWatchLogsClient {
+    return this.client('logs', (config) => new CloudWatchLogsClient(config));
   }
 
   get sns(): SNSClient {
@@ -148,11 +128,9 @@ export class CliContext {
 
   private async describeStack(): Promise<StackInfo> {
     try {
-      // eslint-disable-next-line @typescript-eslint/no-require-imports
-      const { DescribeStacksCommand } = require('@aws-sdk/client-cloudformation');
-      const found = (await this.cloudformation.send(
+      const found = await this.cloudformation.send(
         new DescribeStacksCommand({ StackName: this.stackName }),
-      )) as DescribeStacksOutput;
+      );
       const stack = found.Stacks?.[0];
       const outputs: Record<string, string> = {};
       for (const output of stack?.Outputs ?? []) {
