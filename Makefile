@@ -7,6 +7,8 @@ SHELL := bash
 
 VENV := .venv
 PY := $(VENV)/bin/python
+# make gpu-check runs with this Python: the GPU machine's venv (CONTRIBUTING.md, "The GPU check").
+GPU_PY ?= $(PY)
 BIN := $(VENV)/bin
 NODE_STAMP := node_modules/.install-stamp
 PY_STAMP := $(VENV)/.install-stamp
@@ -107,9 +109,11 @@ test-docs: install
 	npx jest --ci --config test/docs/jest.config.js
 	$(PY) -m pytest -q test/docs
 
-# Rewrite the generated blocks of README.md and docs/ from the code they describe.
+# Rewrite the generated blocks of README.md and docs/ from the code they describe, and the
+# trainer's copy of lib/pricing.ts (trainer-image/src/tuning_trainer/instance_prices.json).
 docs: install
 	npx ts-node --transpile-only scripts/docs/generate.ts
+	npx ts-node --transpile-only scripts/docs/instance-prices.ts
 
 # More flags: make demo DEMO_FLAGS="--keep-emulator --steps 120" (scripts/demo.py --help).
 demo: install
@@ -127,7 +131,7 @@ bench-scaling: install
 bench-interruption: install
 	$(PY) trainer-image/bench/interruption.py
 
-# On a machine with one NVIDIA GPU (CONTRIBUTING.md, "The GPU check"): about 5 minutes on an H200.
+# On a machine with one NVIDIA GPU (CONTRIBUTING.md, "The GPU check"): under 7 minutes on an H200.
 # Without a GPU it exits 2; GPU_CHECK_FLAGS=--dry-run prints the plan anywhere.
 gpu-check:
 	$(GPU_PY) trainer-image/bench/gpu_check.py $(GPU_CHECK_FLAGS)

@@ -74,6 +74,16 @@ def _parser() -> argparse.ArgumentParser:
         "validate", help="check config and data, print token statistics; trains nothing"
     )
     config_flags(validate)
+    validate.add_argument(
+        "--instance-type",
+        metavar="TYPE",
+        help="also print an estimated time and cost range on this instance type (e.g. "
+        "g5.2xlarge): the types tuning-lab accepts, priced as in lib/pricing.ts",
+    )
+    validate.add_argument(
+        "--region",
+        help="the region whose price the estimate uses (default: $AWS_REGION, else us-east-1)",
+    )
     commands.add_parser("schema", help="print the JSON Schema of the run config")
     return parser
 
@@ -121,7 +131,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "validate":
             from tuning_trainer.validate import run_validate
 
-            return run_validate(args.config, overrides)
+            return run_validate(
+                args.config, overrides, instance_type=args.instance_type, region=args.region
+            )
         from tuning_trainer.train import run_train
 
         return run_train(

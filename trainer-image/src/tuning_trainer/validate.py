@@ -1,31 +1,61 @@
 """`tuning-trainer validate`: check config and data and print what training would do; no GPU.
 
     tuning-trainer validate --config configs/tiny-llama-lora.yaml
+    tuning-trainer validate --config configs/tiny-llama-lora.yaml --instance-type g5.2xlarge
 
 Loads only the tokenizer (never the weights), reads and tokenizes every example exactly as
 training would, and prints the examples per format and shape, token statistics, truncation
 (exit 2 past ``data.max_truncated_fraction``, as ``train`` does), padding and rows with and
 without packing, the optimizer steps and the tokens to train. Hardware checks (qlora needs
 CUDA, ...) are left to `train` on the instance: a laptop validating a GPU run is the normal case.
+
+With ``--instance-type`` it also prints an ESTIMATE of the run's time and cost on that instance
+(:mod:`tuning_trainer.estimate`): the tokens to train from the data above, the model's FLOPs per
+token (its config is read on the meta device, so no weights are loaded), an assumed share of the
+GPU's datasheet peak, an assumed startup time, and the on-demand price of lib/pricing.ts. Every
+assumed number is labelled as such in the output. An instance type the stack does not accept
+exits 2 and names the allowed ones.
 """
 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from tuning_trainer import data, model
+from tuning_trainer import data, estimate, model
 from tuning_trainer.config import RunConfig, load_config
 from tuning_trainer.errors import EXIT_OK
 
+DEFAULT_REGION = "us-east-1"
+
+
+@dataclass(frozen=True)
+class FileReport:
+    rows: int  # rows the Trainer gets (packed or one example each)
+    tokens_per_epoch: float  # tokens the model processes in one epoch, padding included
+    lengths: list[int]  # kept examples' token lengths
+
+
+@dataclass(frozen=True)
+class Plan:
+    steps: int
+    epochs: float  # steps / steps per epoch
+
 
 def run_validate(
-    config_location: str, overrides: Mapping[str, Any], env: Mapping[str, str] | None = None
+    config_location: str,
+    overrides: Mapping[str, Any],
+    env: Mapping[str, str] | None = None,
+    instance_type: str | None = None,
+    region: str | None = None,
 ) -> int:
-    import os
-
-    loaded = load_config(config_location, os.environ if env is None else env, overrides)
+    env = os.environ if env is None else env
+    if instance_type is not None:
+        estimate.check_instance_type(instance_type)  # before any work: exit 2 names the allowed
+    loaded = load_config(config_location, env, overrides)
     config = loaded.config
     model.builtin_name(config.model.base_model)
     model.check_base_model(config)
@@ -36,15 +66,18 @@ def run_validate(
         f"{len(tokenizer)}"
     )
     print(f"output   {config.output.uri}")
-    train_rows = _report_file("train", config.data.train, config, tokenizer)
+    train = _report_file("train", config.data.train, config, tokenizer)
     if config.data.eval:
         _report_file("eval", config.data.eval, config, tokenizer)
-    _report_plan(config, train_rows)
+    plan = _report_plan(config, train.rows)
+    if instance_type is not None:
+        region = region or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
+        _report_estimate(config, tokenizer, train, plan, instance_type, region)
     print("OK: config and data are valid; nothing was trained")
     return EXIT_OK
 
 
-def _report_file(label: str, uri: str, config: RunConfig, tokenizer: Any) -> int:
+def _report_file(label: str, uri: str, config: RunConfig, tokenizer: Any) -> FileReport:
     """Print what training would make of one file; exit 2 (after printing) past the truncation
     threshold."""
     settings = config.data
@@ -70,10 +103,12 @@ def _report_file(label: str, uri: str, config: RunConfig, tokenizer: Any) -> int
     )
     print(f"  tokens: {sum(lengths)} in the kept examples, {targets} of them trained (targets)")
     data.check_truncation(tokenized, settings.max_seq_length, settings.max_truncated_fraction)
-    return rows
+    # Packed micro-batches go to the model as one row without padding (collator.py).
+    padding = 0.0 if settings.packing else unpacked
+    return FileReport(rows, sum(lengths) / max(1.0 - padding, 1e-9), lengths)
 
 
-def _report_plan(config: RunConfig, rows: int) -> None:
+def _report_plan(config: RunConfig, rows: int) -> Plan:
     training = config.training
     per_step = training.per_device_train_batch_size * training.gradient_accumulation_steps
     batches = math.ceil(rows / training.per_device_train_batch_size)
@@ -88,3 +123,133 @@ def _report_plan(config: RunConfig, rows: int) -> None:
         f"plan     {steps_per_epoch} optimizer steps per epoch ({rows} rows / {per_step} rows per "
         f"step); {steps} steps ({how}); checkpoints every {training.save_steps} steps"
     )
+    return Plan(steps, steps / steps_per_epoch)
+
+
+def _model_shape(config: RunConfig, tokenizer: Any) -> estimate.ModelShape:
+    """The base model's weights, counted on the meta device from its config alone."""
+    import torch
+
+    name = model.builtin_name(config.model.base_model)
+    if name is not None:
+        with torch.device("meta"):
+            return estimate.shape_of(model.build_builtin_model(name, len(tokenizer), "sdpa"))
+    from transformers import AutoConfig
+
+    model_config = AutoConfig.from_pretrained(
+        model.local_model_dir(config, include_weights=False),
+        revision=config.model.revision,
+        trust_remote_code=config.model.trust_remote_code,
+    )
+    return estimate.model_shape(model_config)
+
+
+def _report_estimate(
+    config: RunConfig,
+    tokenizer: Any,
+    train: FileReport,
+    plan: Plan,
+    instance_type: str,
+    region: str,
+) -> None:
+    try:
+        shape = _model_shape(config, tokenizer)
+    except (OSError, ValueError, AttributeError) as err:
+        print(f"estimate {instance_type}: none: the model's config could not be read ({err})")
+        return
+    method, training = config.model.method, config.training
+    pairs = estimate.causal_pairs_per_token(train.lengths)
+    tokens = train.tokens_per_epoch * plan.epochs
+    e = estimate.estimate_run(
+        instance_type,
+        region,
+        shape,
+        method,
+        training.precision,
+        training.gradient_checkpointing,
+        tokens,
+        pairs,
+    )
+    gpu, prices = e.gpu, estimate.prices()
+    peak = gpu.dense_tflops.get(e.precision, gpu.dense_tflops["fp16"])
+    low, high = estimate.ASSUMED_HFU[method]
+    start_low, start_high = estimate.ASSUMED_STARTUP_MINUTES
+    model_flops = estimate.model_flops_per_token(shape, method, pairs)
+    recompute = e.flops_per_token - model_flops
+    count = estimate.count_text
+    price_basis = (
+        f"us-east-1 x {prices['other_region_factor']:g}: lib/pricing.ts has no {region} price"
+        if e.price_estimated
+        else f"lib/pricing.ts, {region}"
+    )
+    print(
+        f"estimate {instance_type} in {region}: an ESTIMATE, not a measurement or a quote; "
+        "derived as follows (ASSUMED marks what is not measured)"
+    )
+    print(
+        f"  GPU    {gpu.name} ({gpu.memory_gib:g} GiB), trains in {e.precision}; datasheet peak "
+        f"{peak:g} TFLOP/s dense (docs/external-names.md)"
+    )
+    print(
+        f"  tokens {count(tokens)} to train = {count(train.tokens_per_epoch)} per epoch (the "
+        f"train file above, {'packed, no padding' if config.data.packing else 'padding included'}"
+        f") x {plan.epochs:.2f} epochs ({plan.steps} steps); evaluation not counted"
+    )
+    print(
+        f"  FLOPs  {e.flops_per_token / 1e9:.3g} GFLOP per token = {model_flops / 1e9:.3g} model "
+        f"({6 if method == 'full' else 4} x N + 12 x L x w x s: "
+        f"N = {count(shape.matmul_weights)} weights in matrix multiplications, "
+        f"L = {shape.layers}, w = {shape.query_width}, s = {pairs:.0f} keys per token in this "
+        "data)"
+        + (
+            f" + {recompute / 1e9:.3g} recompute (gradient checkpointing)"
+            if training.gradient_checkpointing
+            else ""
+        )
+    )
+    print(
+        f"  speed  ASSUMED {100 * low:.0f}-{100 * high:.0f} % of the peak for {method} "
+        f"-> {count(e.tokens_per_second[0])}-{count(e.tokens_per_second[1])} tokens/s "
+        "(make gpu-check measures this share on a real GPU)"
+    )
+    print(
+        f"  time   {estimate.hours_text(e.train_hours[0])}-{estimate.hours_text(e.train_hours[1])}"
+        f" training + ASSUMED {start_low:g}-{start_high:g} min startup (boot, image pull, base "
+        f"model download, final publish) = {estimate.hours_text(e.total_hours[0])}-"
+        f"{estimate.hours_text(e.total_hours[1])} (h:mm)"
+    )
+    print(
+        f"  cost   {e.usd[0]:.2f}-{e.usd[1]:.2f} USD on demand at {e.usd_per_hour:g} USD/h "
+        f"({price_basis}; prices of {prices['us_east_1_date']} for us-east-1, "
+        f"{prices['price_table_date']} elsewhere); spot: at most that (the stack sets no spot "
+        "maximum price, so AWS caps it at the on-demand price), usually less; today's: aws ec2 "
+        f"describe-spot-price-history --instance-types {instance_type} --product-descriptions "
+        f'Linux/UNIX --region {region} --start-time "$(date -u +%Y-%m-%dT%H:%M:%SZ)"'
+    )
+    kind = {"qlora": "4-bit NF4, the rest fp32", "full": "with gradients and Adam states"}
+    print(
+        f"  memory base weights ~{e.weights_gib:.1f} GiB ({kind.get(method, '16-bit')}) of the "
+        f"GPU's {gpu.memory_gib:g} GiB, before activations"
+    )
+    if e.weights_gib > 0.9 * gpu.memory_gib:
+        print(
+            f"  WARNING: the weights alone need ~{e.weights_gib:.0f} GiB of the {gpu.name}'s "
+            f"{gpu.memory_gib:g} GiB: this run will not fit; use model.method qlora or an "
+            "instance with a larger GPU (g6e: 48 GiB)"
+        )
+    if e.precision == "fp32":
+        print(
+            "  WARNING: training.precision fp32 on a GPU runs without 16-bit tensor cores; the "
+            "estimate uses the 16-bit peak, so read the time as a lower bound (use auto)"
+        )
+    elif e.precision not in gpu.dense_tflops:
+        print(
+            f"  WARNING: training.precision {e.precision} needs compute capability >= 8.0; the "
+            f"{gpu.name} has {gpu.capability[0]}.{gpu.capability[1]}: train exits 2 there (use "
+            "auto, which trains in fp16 on it)"
+        )
+    if shape.matmul_weights < estimate.SMALL_MODEL_WEIGHTS:
+        print(
+            f"  note   below {count(estimate.SMALL_MODEL_WEIGHTS)} weights, kernel launches and "
+            "data handling bound the speed, not FLOPs: read the time as a lower bound"
+        )

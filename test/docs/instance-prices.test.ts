@@ -1,0 +1,24 @@
+/**
+ * The trainer's copy of the price tables is the one lib/pricing.ts renders now (regenerate with
+ * make docs), so `tuning-trainer validate --instance-type` shows the prices the cost caps use.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { INSTANCE_PRICES_JSON, renderInstancePrices } from '../../scripts/docs/instance-prices';
+import { SUPPORTED_INSTANCE_TYPES, onDemandPrice } from '../../lib/pricing';
+
+const ROOT = join(__dirname, '..', '..');
+
+describe("the trainer's instance_prices.json (regenerate with make docs)", () => {
+  test('equals what lib/pricing.ts renders', () => {
+    expect(readFileSync(join(ROOT, INSTANCE_PRICES_JSON), 'utf8')).toBe(renderInstancePrices());
+  });
+
+  test('holds every supported type with its us-east-1 price', () => {
+    const table = JSON.parse(renderInstancePrices()).on_demand_usd_per_hour['us-east-1'];
+    expect(Object.keys(table)).toEqual([...SUPPORTED_INSTANCE_TYPES]);
+    for (const type of SUPPORTED_INSTANCE_TYPES) {
+      expect(table[type]).toBe(onDemandPrice(type, 'us-east-1')?.usdPerHour);
+    }
+  });
+});
