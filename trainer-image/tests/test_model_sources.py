@@ -1,7 +1,9 @@
-"""Base models from a local folder and from an s3:// prefix (synced once to a cache)."""
+"""Base models from a local folder and from an s3:// prefix (synced once to a cache, never half)."""
 
 from __future__ import annotations
 
+import logging
+import threading
 from pathlib import Path
 
 import boto3
@@ -94,3 +96,124 @@ def test_a_tokenizer_without_pad_token_pads_with_eos(saved_model: Path, tmp_path
 
     assert loaded.pad_token_id == loaded.eos_token_id  # labels are masked by position anyway
     assert loaded.chat_template == model.DEFAULT_CHAT_TEMPLATE
+
+
+# --- the S3 sync: once, never half ------------------------------------------------------------
+
+
+@pytest.fixture
+def s3_base(saved_model: Path, moto) -> Store:
+    boto3.client("s3").create_bucket(Bucket="models")
+    store = Store("s3://models/base/tiny")
+    for path in saved_model.iterdir():
+        store.upload(path, path.name)
+    return store
+
+
+def record_downloads(monkeypatch: pytest.MonkeyPatch, before=None) -> list[str]:
+    """Every file the S3 sync downloads, in order; ``before(relative)`` runs first."""
+    downloaded: list[str] = []
+    original = Store.download
+
+    def download(self: Store, relative: str, local) -> None:
+        if before is not None:
+            before(relative)
+        downloaded.append(relative)
+        original(self, relative, local)
+
+    monkeypatch.setattr(Store, "download", download)
+    return downloaded
+
+
+def test_a_tokenizer_sync_then_a_full_sync_download_each_file_once(
+    s3_base: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = config_for(s3_base.root, cache=tmp_path / "cache")
+    downloaded = record_downloads(monkeypatch)
+
+    model.local_model_dir(config, include_weights=False)  # load_tokenizer's sync
+    tokenizer_files = list(downloaded)
+    model.local_model_dir(config)  # load_model's sync
+    model.local_model_dir(config)
+
+    assert "model.safetensors" not in tokenizer_files and "tokenizer.json" in tokenizer_files
+    assert sorted(downloaded) == sorted(s3_base.list(""))  # every file, once
+
+
+def test_a_sync_cut_off_half_way_is_not_used_and_the_next_one_fetches_only_the_rest(
+    s3_base: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = config_for(s3_base.root, cache=tmp_path / "cache")
+
+    def connection_lost(relative: str) -> None:
+        if relative == "model.safetensors":
+            raise ConnectionError("connection reset")
+
+    with monkeypatch.context() as patch:
+        cut_off = record_downloads(patch, before=connection_lost)
+        with pytest.raises(ConnectionError):
+            model.local_model_dir(config)
+    downloaded = record_downloads(monkeypatch)
+    folder = model.local_model_dir(config)
+
+    assert cut_off and "model.safetensors" in downloaded
+    assert set(cut_off).isdisjoint(downloaded)  # what the first sync had fetched is reused
+    assert set(cut_off) | set(downloaded) == set(s3_base.list(""))
+    assert (Path(folder) / "model.safetensors").stat().st_size == s3_base.sizes("")[
+        "model.safetensors"
+    ]
+
+
+def test_a_cached_file_lost_since_the_sync_is_fetched_again(
+    s3_base: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = config_for(s3_base.root, cache=tmp_path / "cache")
+    folder = Path(model.local_model_dir(config))
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])  # e.g. a scratch volume cleaned half way
+    downloaded = record_downloads(monkeypatch)
+
+    model.local_model_dir(config)
+
+    assert downloaded == ["model.safetensors"]
+    assert weights.stat().st_size == s3_base.sizes("")["model.safetensors"]
+
+
+def test_two_runs_syncing_at_once_download_each_file_once(
+    s3_base: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog
+) -> None:
+    config = config_for(s3_base.root, cache=tmp_path / "cache")
+    second_run_waits = threading.Event()
+
+    class WaitingSeen(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "waiting for another run" in record.getMessage():
+                second_run_waits.set()
+
+    handler = WaitingSeen()
+    caplog.set_level(logging.INFO, logger="tuning_trainer.model")
+    logging.getLogger("tuning_trainer.model").addHandler(handler)
+    # the run holding the lock downloads only once the other one is queued behind it
+    downloaded = record_downloads(monkeypatch, before=lambda _: second_run_waits.wait(60))
+    results: list[str] = []
+    errors: list[BaseException] = []
+
+    def sync() -> None:
+        try:
+            results.append(model.local_model_dir(config))
+        except BaseException as err:  # reported below, in the test's thread
+            errors.append(err)
+
+    runs = [threading.Thread(target=sync) for _ in range(2)]
+    try:
+        for run in runs:
+            run.start()
+        for run in runs:
+            run.join(120)
+    finally:
+        logging.getLogger("tuning_trainer.model").removeHandler(handler)
+
+    assert not errors, errors
+    assert second_run_waits.is_set()
+    assert len(results) == 2 and results[0] == results[1]
+    assert sorted(downloaded) == sorted(s3_base.list(""))  # once, by one of the runs

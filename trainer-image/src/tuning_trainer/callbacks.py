@@ -9,7 +9,9 @@
   training garbage until the runtime limit.
 - :class:`InterruptCallback`: on SIGTERM or a spot notice, save after the current step and stop.
 - :class:`PublishCallback`: every checkpoint the Trainer saves locally is published to the run
-  folder (manifest last), then old ones are pruned and the TensorBoard logs copied.
+  folder (manifest last), then old ones are pruned and the history published with it
+  (:func:`publish_history`: ``logs/metrics.jsonl`` and the TensorBoard event files), also when
+  interrupted, so a resumed run's curve continues where the published checkpoint left it.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ log = logging.getLogger(__name__)
 
 PROGRESS_FILE_ENV = "TUNING_PROGRESS_FILE"
 EMF_NAMESPACE = "TuningLab"
+LOGS = "logs"  # the TensorBoard event files, in the staging folder and in the run folder
+METRICS_LOG = f"{LOGS}/metrics.jsonl"
 
 
 def _now_iso() -> str:
@@ -237,8 +241,9 @@ class PublishCallback(TrainerCallback):
         self.published_step = state.global_step
         self.last_publish_seconds = result.seconds
         checkpoint.prune(self.store, self.keep)
-        if not self.interruption.requested.is_set():
-            publish_logs(self.store, self.logs_dir)
+        # After the checkpoint is complete, so a slow upload never costs the checkpoint; also
+        # when interrupted: the history is small and a resumed run continues from it.
+        publish_history(self.store, self.logs_dir, state.log_history)
 
     def _warn_if_late(self) -> None:
         left = self.interruption.seconds_left()
@@ -252,6 +257,23 @@ class PublishCallback(TrainerCallback):
             )
 
 
+def publish_history(store: Store, logs_dir: Path, log_history: list[dict[str, Any]]) -> None:
+    """Publish the metrics log and the TensorBoard event files to ``logs/`` (best effort).
+
+    ``logs/metrics.jsonl`` is the Trainer's log history, one JSON object a line (``step``,
+    ``loss``, ``learning_rate``, ``grad_norm``, ``num_input_tokens_seen``, ``eval_loss``, ...),
+    rewritten whole each time. The history is saved in every checkpoint and restored on resume,
+    so the published log ends at the published checkpoint's step and a resumed run continues it
+    with no step missing or repeated.
+    """
+    try:
+        lines = "".join(json.dumps(entry, sort_keys=True) + "\n" for entry in log_history)
+        store.put_bytes(METRICS_LOG, lines.encode())
+    except Exception as err:  # logs must never fail a run
+        log.warning("could not publish %s: %s", store.uri(METRICS_LOG), err)
+    publish_logs(store, logs_dir)
+
+
 def publish_logs(store: Store, logs_dir: Path) -> None:
     """Copy the TensorBoard event files to ``logs/`` of the run folder (best effort)."""
     if not logs_dir.is_dir():
@@ -259,13 +281,28 @@ def publish_logs(store: Store, logs_dir: Path) -> None:
     for path in sorted(logs_dir.rglob("*")):
         if path.is_file():
             try:
-                store.upload(path, f"logs/{path.relative_to(logs_dir).as_posix()}")
+                store.upload(path, f"{LOGS}/{path.relative_to(logs_dir).as_posix()}")
             except Exception as err:  # logs must never fail a run
                 log.warning("could not publish %s: %s", path, err)
 
 
 def make_tensorboard_callback(logs_dir: Path) -> Any:
+    """transformers' TensorBoard callback, writing to ``logs_dir``, that continues a resumed run.
+
+    Each attempt writes its own event file. A resumed attempt opens it with TensorBoard's
+    ``purge_step`` at the step after the checkpoint it resumed from, so events an earlier attempt
+    logged past that checkpoint (steps that are trained again) are hidden: the curve has no
+    step twice.
+    """
     from torch.utils.tensorboard import SummaryWriter
     from transformers.integrations import TensorBoardCallback
 
-    return TensorBoardCallback(tb_writer=SummaryWriter(log_dir=str(logs_dir)))
+    class ResumingTensorBoardCallback(TensorBoardCallback):
+        def on_train_begin(self, args, state, control, **kwargs) -> None:
+            # the Trainer restores the checkpoint's state before this call
+            if self.tb_writer is None and state.is_world_process_zero:
+                purge_step = state.global_step + 1 if state.global_step > 0 else None
+                self.tb_writer = SummaryWriter(log_dir=str(logs_dir), purge_step=purge_step)
+            super().on_train_begin(args, state, control, **kwargs)
+
+    return ResumingTensorBoardCallback()

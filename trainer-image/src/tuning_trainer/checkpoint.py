@@ -150,13 +150,34 @@ def _download_and_verify(store: Store, prefix: str, manifest: dict[str, Any], ta
             return f"{entry['path']} missing ({err})"
         except Exception as err:  # botocore ClientError 404 and friends
             return f"{entry['path']} unreadable ({err})"
-        if local.stat().st_size != entry["size"]:
-            return (
-                f"{entry['path']} has {local.stat().st_size} bytes, manifest says {entry['size']}"
-            )
-        if sha256_of(local) != entry["sha256"]:
-            return f"{entry['path']} does not match its sha256"
+        problem = _file_problem(local, entry)
+        if problem:
+            return problem
     return ""
+
+
+def _file_problem(local: Path, entry: dict[str, Any]) -> str:
+    if not local.is_file():
+        return f"{entry['path']} missing"
+    if local.stat().st_size != entry["size"]:
+        return f"{entry['path']} has {local.stat().st_size} bytes, manifest says {entry['size']}"
+    if sha256_of(local) != entry["sha256"]:
+        return f"{entry['path']} does not match its sha256"
+    return ""
+
+
+def verify_folder(folder: Path, manifest: dict[str, Any]) -> str:
+    """'' when every file of the manifest is in ``folder`` with its size and sha256, else why."""
+    for entry in manifest["files"]:
+        problem = _file_problem(folder / entry["path"], entry)
+        if problem:
+            return problem
+    return ""
+
+
+def fetch_verified(store: Store, prefix: str, manifest: dict[str, Any], target: Path) -> str:
+    """Copy the published folder ``prefix`` to ``target``, checked file by file: '' or why not."""
+    return _download_and_verify(store, prefix, manifest, target)
 
 
 def prune(store: Store, keep: int | None) -> list[int]:

@@ -1,7 +1,8 @@
-"""The command line: ``tuning-trainer train|validate|schema`` (also ``python -m tuning_trainer``).
+"""The command line: ``tuning-trainer train|validate|export|schema`` (``python -m tuning_trainer``).
 
     tuning-trainer validate --config configs/tiny-llama-lora.yaml
     tuning-trainer train --config s3://bucket/configs/run.yaml --set lora.r=32
+    tuning-trainer export s3://bucket/runs/run-3f2a9c1b --out ./merged --merge
     tuning-trainer schema > trainer-image/run-config.schema.json
 
 Exit codes (DESIGN.md section 3): 0 finished or already finished, 2 bad config or data (one
@@ -84,6 +85,32 @@ def _parser() -> argparse.ArgumentParser:
         "--region",
         help="the region whose price the estimate uses (default: $AWS_REGION, else us-east-1)",
     )
+    export = commands.add_parser(
+        "export",
+        help="copy a finished run's final model, or merge its adapter into the base model",
+        description="Write the complete final model of a run (checked against its manifest) to "
+        "--out: as published, or with --merge the adapter merged into its base as a plain "
+        "safetensors model with its tokenizer and generation config (vLLM, transformers).",
+    )
+    export.add_argument(
+        "source", help="the run folder (output.uri: local or s3://) or its final/ folder"
+    )
+    export.add_argument("--out", required=True, help="a new or empty local folder")
+    export.add_argument(
+        "--merge", action="store_true", help="merge the LoRA adapter into the base model"
+    )
+    export.add_argument(
+        "--base-model",
+        metavar="PATH_OR_ID",
+        help="load the base from here instead of the adapter's base_model_name_or_path "
+        "(a local folder, Hub id, s3:// prefix or builtin:<name>)",
+    )
+    export.add_argument(
+        "--dtype",
+        default="auto",
+        choices=["auto", "bf16", "fp16", "fp32"],
+        help="dtype of the merged weights (default auto: the base model's own)",
+    )
     commands.add_parser("schema", help="print the JSON Schema of the run config")
     return parser
 
@@ -112,6 +139,10 @@ def _configure_logging() -> None:
     )
     # transformers 5 renames (gradient -> activation checkpointing) warn from inside the library
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\.")
+    # On every save peft asks the Hub whether the adapter's base has another vocabulary size; an
+    # s3:// or builtin: base (export.label_base_model) is no Hub id, and the trainer never
+    # resizes the vocabulary, so peft's assumption "not modified" is right.
+    warnings.filterwarnings("ignore", message="Could not find a config file in", module=r"peft\.")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -125,6 +156,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     _configure_logging()
     try:
+        if args.command == "export":
+            from tuning_trainer.export import run_export
+
+            return run_export(args.source, args.out, args.merge, args.base_model, args.dtype)
         if not args.config:
             raise InputError(f"--config is required (or set ${DEFAULT_CONFIG_ENV})")
         overrides = _overrides(args)

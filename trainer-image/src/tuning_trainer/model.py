@@ -17,10 +17,13 @@ installed and the GPU is Ampere or newer, else sdpa.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import json
 import logging
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,6 +53,8 @@ BUILTIN_INIT_SEED = 1234  # the "pretrained" weights must be identical in every 
 BUILTIN_SPECIAL_TOKENS = ["<pad>", "<s>", "</s>"]
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")  # org/name, or a legacy bare name
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".h5", ".msgpack")
+DEFAULT_MODEL_CACHE = "~/.cache/tuning-lab/models"  # model.cache_dir unset
+SYNC_MARKER = ".tuning-lab-sync.json"  # in the synced folder, written last
 
 # Used when a tokenizer has no chat template of its own. Every assistant turn ends with the EOS
 # token so the model learns to stop.
@@ -185,20 +190,93 @@ def local_model_dir(config: RunConfig, include_weights: bool = True) -> str:
     base = config.model.base_model
     if not storage.is_s3(base):
         return base
-    bucket, key = storage.split_s3(base.rstrip("/"))
-    cache_root = config.model.cache_dir or os.path.expanduser("~/.cache/tuning-lab/models")
+    cache_root = config.model.cache_dir or os.path.expanduser(DEFAULT_MODEL_CACHE)
+    return str(sync_s3_model(base, cache_root, include_weights))
+
+
+def sync_s3_model(uri: str, cache_root: str | Path, include_weights: bool = True) -> Path:
+    """Copy the model under the s3:// prefix ``uri`` into ``cache_root`` once; its local folder.
+
+    The marker (:data:`SYNC_MARKER`, written last) lists every file with its size, and the cache
+    counts only while every listed file is there at that size: a sync cut off half way, or a
+    file removed from the scratch volume since, is synced again (only what is missing). A
+    tokenizer-only sync (``include_weights=False``) leaves a marker that does not satisfy a full
+    one, and the full sync then downloads only the weights. Runs sharing the cache take a file
+    lock, so a second run waits for the first and downloads nothing.
+    """
+    bucket, key = storage.split_s3(uri.rstrip("/"))
     target = Path(cache_root) / bucket / key
-    marker = target / (".complete" if include_weights else ".complete-tokenizer")
-    if marker.exists() or (target / ".complete").exists():
-        return str(target)
-    log.info("syncing base model %s to %s", base, target)
-    store = storage.Store(base.rstrip("/"))
-    for relative in store.list(""):
-        if not include_weights and relative.endswith(WEIGHT_SUFFIXES):
-            continue
-        store.download(relative, target / relative)
-    marker.touch()
-    return str(target)
+    if _synced(target, include_weights):
+        return target
+    target.mkdir(parents=True, exist_ok=True)
+    with _sync_lock(target):
+        if _synced(target, include_weights):  # another run finished it while this one waited
+            return target
+        store = storage.Store(uri.rstrip("/"))
+        files = {
+            relative: size
+            for relative, size in store.sizes("").items()
+            if include_weights or not relative.endswith(WEIGHT_SUFFIXES)
+        }
+        if not files:
+            raise ConfigError(f"model.base_model = {uri!r}: no files under that S3 prefix")
+        missing = [name for name, size in files.items() if not _has(target / name, size)]
+        log.info(
+            "syncing base model %s to %s: %d of %d files, %.1f MB",
+            uri,
+            target,
+            len(missing),
+            len(files),
+            sum(files[relative] for relative in missing) / 1e6,
+        )
+        for relative in missing:
+            store.download(relative, target / relative)
+            if not _has(target / relative, files[relative]):
+                raise RuntimeError(
+                    f"{store.uri(relative)} changed while it was synced to {target}; try again"
+                )
+        marker = {"source": uri, "weights": include_weights, "files": files}
+        tmp = target / f".{SYNC_MARKER}.{os.getpid()}.tmp"
+        tmp.write_text(json.dumps(marker, indent=1, sort_keys=True))
+        os.replace(tmp, target / SYNC_MARKER)
+    return target
+
+
+def _has(path: Path, size: int) -> bool:
+    try:
+        return path.stat().st_size == size
+    except OSError:
+        return False
+
+
+def _synced(target: Path, include_weights: bool) -> bool:
+    """True when the marker is there, covers the request and every file it lists is intact."""
+    try:
+        marker = json.loads((target / SYNC_MARKER).read_text())
+    except (OSError, ValueError):
+        return False
+    files = marker.get("files") if isinstance(marker, dict) else None
+    if not isinstance(files, dict) or not files:
+        return False
+    if include_weights and marker.get("weights") is not True:
+        return False
+    return all(isinstance(size, int) and _has(target / name, size) for name, size in files.items())
+
+
+@contextlib.contextmanager
+def _sync_lock(target: Path) -> Iterator[None]:
+    import fcntl
+
+    with open(target.parent / f".{target.name}.sync-lock", "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("waiting for another run that is syncing %s", target)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _classify_load_error(config: RunConfig, err: OSError) -> Exception:

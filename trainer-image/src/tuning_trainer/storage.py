@@ -195,6 +195,21 @@ class Store:
             if path.is_file() and not path.name.endswith(".tmp"):
                 yield path.relative_to(self.root).as_posix()
 
+    def sizes(self, prefix: str) -> dict[str, int]:
+        """Every file under ``prefix`` with its size in bytes (one listing, no downloads)."""
+        if is_s3(self.root):
+            bucket, key = self._key(prefix)
+            root_len = len(self._key("")[1])
+            found: dict[str, int] = {}
+            paginator = s3_client().get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=bucket, Prefix=key):
+                for item in page.get("Contents", []):
+                    relative = item["Key"][root_len:]
+                    if relative and not relative.endswith("/"):  # skip console "folder" keys
+                        found[relative] = item["Size"]
+            return found
+        return {relative: Path(self.uri(relative)).stat().st_size for relative in self.list(prefix)}
+
     def subfolders(self, prefix: str) -> list[str]:
         """Names of the folders directly under ``prefix`` (e.g. checkpoint step folders)."""
         prefix = prefix.rstrip("/") + "/"

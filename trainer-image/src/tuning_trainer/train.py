@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tuning_trainer import checkpoint, data, drift, model, storage
+from tuning_trainer import checkpoint, data, drift, export, model, storage
 from tuning_trainer.config import RunConfig, load_config
 from tuning_trainer.errors import EXIT_INTERRUPTED, EXIT_OK, ConfigError
 from tuning_trainer.signals import Interruption, SpotNoticePoller
@@ -199,12 +199,14 @@ def _train(
     final = staging / "final"
     shutil.rmtree(final, ignore_errors=True)
     trainer.save_model(str(final))
+    export.embed_builtin_base(final, config, plan.torch_dtype, len(prepared.tokenizer))
     state.save_to_json(str(final / "trainer_state.json"))
     (final / "config.yaml").write_text(config_yaml)
-    checkpoint.publish(store, final, checkpoint.FINAL, "final", state.global_step)
-    from tuning_trainer.callbacks import publish_logs
+    from tuning_trainer.callbacks import LOGS, publish_history
 
-    publish_logs(store, staging / "logs")
+    # the history first: once final/ is complete, so is its curve
+    publish_history(store, staging / LOGS, state.log_history)
+    checkpoint.publish(store, final, checkpoint.FINAL, "final", state.global_step)
     log.info("finished: %s", store.uri(checkpoint.FINAL))
     return EXIT_OK
 
@@ -214,7 +216,9 @@ def load_seeded_model(config: RunConfig, plan: model.HardwarePlan, vocab_size: i
     from transformers import set_seed
 
     set_seed(config.training.seed)
-    return model.load_model(config, plan, vocab_size)
+    lm = model.load_model(config, plan, vocab_size)
+    export.label_base_model(lm, config)  # checkpoints and final name the base, not a cache path
+    return lm
 
 
 def _resume_path(resume: str, store: storage.Store, staging: Path) -> str | None:
@@ -294,6 +298,9 @@ def build_trainer(
         logging_strategy="steps",
         logging_steps=training.logging_steps,
         logging_nan_inf_filter=False,  # let DivergenceGuard see a NaN loss
+        # Real tokens: a packed row has no padding and no mask ("non_padding" would compare ids
+        # with pad_token_id, and pad == eos drops every EOS); unpacked rows count their mask.
+        include_num_input_tokens_seen="all" if config.data.packing else "non_padding",
         save_strategy="steps",
         save_steps=training.save_steps,
         save_total_limit=1,  # local staging only; published checkpoints follow the config
