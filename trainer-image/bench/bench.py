@@ -28,6 +28,7 @@ Shapes: ``tiny`` is builtin:small-llama (4 layers, hidden 256, a 259-token vocab
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -43,6 +44,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[2]
 LORA = {"r": 16, "alpha": 32, "dropout": 0.0}
 LEARNING_RATE = 2e-4
+OPTIMIZER = "adamw_torch"  # both sides: TRL's default would be the fused AdamW
 BUSY_SHARE = 0.10  # other processes' CPU share above which a run is flagged
 TEMPLATE_TOKENS = 40  # the chat template's tokens around a user turn and an answer, rounded up
 
@@ -70,19 +72,20 @@ CONFIGS = {
     "trl-padding-free": "TRL padding_free=True (no packing, one flat row)",
     "trl-bfd": "TRL packing=True (bfd), 1 row x grad. accumulation",
     "trl-bfd-rows": "TRL packing=True (bfd), all rows in one micro-batch",
+    "trl-bfd-full-logits": "TRL packing=True (bfd), 1 row, full-logits loss (compute_loss_func)",
     "tuning": "tuning-trainer (packing, per-document attention, chunked loss)",
     "tuning-no-chunked-loss": "tuning-trainer, model's own loss (full logits)",
     "tuning-mask-attention": "tuning-trainer, transformers' packed mask instead of per-document",
 }
 TIMED = {
     "tiny": ["trl-defaults", "trl-padding-free", "trl-bfd", "trl-bfd-rows", "tuning"],
-    "realistic": [  # TRL's defaults pad every batch: ~4x the work, too slow to repeat here
+    "realistic": [  # TRL's defaults pad every batch (2.5x the tokens): too slow to repeat here
         "trl-padding-free",
         "trl-bfd",
         "trl-bfd-rows",
+        "trl-bfd-full-logits",
         "tuning",
         "tuning-no-chunked-loss",
-        "tuning-mask-attention",
     ],
 }
 
@@ -124,9 +127,11 @@ class StepClock:
             def __init__(self) -> None:
                 self.times: list[float] = []
                 self.losses: list[float] = []
+                self.cpu: list[tuple[int, int, float]] = []  # (busy, total) jiffies, own CPU s
 
             def on_step_end(self, args, state, control, **kwargs) -> None:
                 self.times.append(time.perf_counter())
+                self.cpu.append((*cpu_busy(), time.process_time()))
 
             def on_log(self, args, state, control, logs=None, **kwargs) -> None:
                 if logs and "loss" in logs:
@@ -156,14 +161,21 @@ def train_measured(trainer: Any, steps: int, accumulation: int) -> dict[str, Any
     trainer.data_collator = counter
     clock = StepClock()
     trainer.add_callback(clock)
+    reset_peak_memory()
     trainer.train()
+    peak = peak_memory_gib()
     batches = counter.batches[: steps * accumulation]  # the DataLoader collates one ahead
     real = [
         sum(r for r, _ in batches[i * accumulation : (i + 1) * accumulation]) for i in range(steps)
     ]
     processed = sum(p for _, p in batches)
     seconds = clock.times[steps - 1] - clock.times[0]
+    (busy0, total0, own0), (busy1, total1, own1) = clock.cpu[0], clock.cpu[steps - 1]
+    ticks = os.sysconf("SC_CLK_TCK")
+    others = (busy1 - busy0 - (own1 - own0) * ticks) / max(total1 - total0, 1)
     return {
+        "peak_rss_gib": peak,
+        "others_share": max(0.0, others),  # other processes' CPU share over steps 2..N
         "tokens_per_second": sum(real[1:]) / seconds,  # step 1 warms up
         "seconds_per_step": seconds / (steps - 1),
         "tokens_per_step": sum(real) / steps,
@@ -171,6 +183,19 @@ def train_measured(trainer: Any, steps: int, accumulation: int) -> dict[str, Any
         "loss_first": clock.losses[0] if clock.losses else float("nan"),
         "loss_last": clock.losses[-1] if clock.losses else float("nan"),
     }
+
+
+def reset_peak_memory() -> None:
+    """Start the process's peak RSS (VmHWM) again from its current RSS (Linux clear_refs)."""
+    with contextlib.suppress(OSError):  # then the peak is the whole process's
+        Path("/proc/self/clear_refs").write_text("5")
+
+
+def peak_memory_gib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 2**20  # kB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
 def tuning_config(data: Path, out: Path, shape: Shape, seed: int, precision: str) -> Path:
@@ -191,6 +216,7 @@ def tuning_config(data: Path, out: Path, shape: Shape, seed: int, precision: str
             "per_device_train_batch_size": shape.rows,
             "gradient_accumulation_steps": 1,
             "learning_rate": LEARNING_RATE,
+            "optim": OPTIMIZER,
             "warmup_ratio": 0.0,
             "lr_scheduler_type": "linear",
             "logging_steps": 1,
@@ -260,6 +286,7 @@ def build_trl(variant: str, data: Path, work: Path, shape: Shape, seed: int, pre
         per_device_train_batch_size=batch,
         gradient_accumulation_steps=accumulation,
         learning_rate=LEARNING_RATE,
+        optim=OPTIMIZER,
         lr_scheduler_type="linear",
         warmup_steps=0,
         bf16=precision == "bf16",
@@ -286,13 +313,22 @@ def build_trl(variant: str, data: Path, work: Path, shape: Shape, seed: int, pre
         train_dataset=dataset,
         processing_class=tokenizer,
         peft_config=peft_config,
+        compute_loss_func=full_logits_loss if variant == "trl-bfd-full-logits" else None,
     )
     return trainer, accumulation
 
 
+def full_logits_loss(outputs, labels, num_items_in_batch=None):
+    """transformers' causal-LM loss over the model's full logits (TRL's compute_loss_func hook)."""
+    from transformers.loss.loss_utils import ForCausalLMLoss
+
+    logits = outputs.logits
+    return ForCausalLMLoss(logits, labels, logits.shape[-1], num_items_in_batch)
+
+
 def examples_per_step(variant: str, data: Path, shape: Shape, tokenizer) -> tuple[int, int, dict]:
     """(per-device batch, accumulation, extra SFTConfig) giving rows x max_length tokens a step."""
-    if variant == "trl-bfd":
+    if variant in ("trl-bfd", "trl-bfd-full-logits"):
         return 1, shape.rows, {"packing": True}
     if variant == "trl-bfd-rows":
         return shape.rows, 1, {"packing": True}
@@ -315,9 +351,7 @@ def run_timed(variant: str, data: Path, work: Path, shape: Shape, seed: int, pre
         accumulation = 1
     else:
         trainer, accumulation = build_trl(variant, data, work, shape, seed, precision)
-    result = train_measured(trainer, shape.steps, accumulation)
-    result["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    return result
+    return train_measured(trainer, shape.steps, accumulation)
 
 
 # --- the correctness check (a child process) ---------------------------------------------------
@@ -337,20 +371,39 @@ def run_check(variant: str, data: Path, work: Path, shape: Shape, seed: int, pre
     model.train()  # the forward as training runs it (dropout is 0)
     with torch.no_grad():  # the trainer's own loss function, as in training
         loss = trainer.compute_loss(model, dict(batch))
-    return check_batch(model, batch, split_documents(batch), float(loss))
+    # tuning-trainer's documents run alone through plain sdpa, not its own per-document code
+    reference = "sdpa" if variant.startswith("tuning") else None
+    return check_batch(model, batch, split_documents(batch), float(loss), reference)
 
 
-def check_batch(model: Any, batch: dict, documents: list, loss: float) -> dict[str, Any]:
-    """Each document's logits in the batch's forward vs run alone, and the loss vs theirs."""
+def check_batch(
+    model: Any, batch: dict, documents: list, loss: float, reference: str | None = None
+) -> dict[str, Any]:
+    """Each document's logits in the batch's forward vs run alone, and the loss vs theirs.
+
+    ``reference``: the attention implementation for the documents run alone (default: the
+    model's own).
+    """
     import torch
+    from tuning_trainer.loss import causal_model
 
     features = {k: v for k, v in batch.items() if k not in ("labels", "shift_labels")}
+    base = causal_model(model)
+    trained_with = base.config._attn_implementation
     with torch.no_grad():
         logits = model(**features, use_cache=False).logits.float()
+        base.set_attn_implementation(reference or trained_with)
+        try:
+            alone_logits = [
+                model(
+                    input_ids=batch["input_ids"][row, start:end][None], use_cache=False
+                ).logits.float()[0]
+                for row, start, end in documents
+            ]
+        finally:
+            base.set_attn_implementation(trained_with)
         worst, total, count = 0.0, 0.0, 0
-        for row, start, end in documents:
-            ids = batch["input_ids"][row, start:end][None]
-            alone = model(input_ids=ids, use_cache=False).logits.float()[0]
+        for (row, start, end), alone in zip(documents, alone_logits, strict=True):
             worst = max(worst, float((logits[row, start:end] - alone).abs().max()))
             targets = document_targets(batch, row, start, end)
             keep = targets != -100
@@ -428,7 +481,8 @@ def run_child(mode: str, variant: str, shape_name: str, data: Path, work: Path, 
         - before_children.ru_stime
     ) * ticks
     total = max(after_total - before_total, 1)
-    result["others_share"] = max(0.0, (after_busy - before_busy - own) / total)
+    result["others_share_run"] = max(0.0, (after_busy - before_busy - own) / total)
+    result.setdefault("others_share", result["others_share_run"])
     return result
 
 

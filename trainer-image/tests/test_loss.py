@@ -139,3 +139,20 @@ def test_models_with_soft_capped_logits_use_their_own_loss() -> None:
         head_dim=8,
     )
     assert not chunked_loss_applies(Gemma2ForCausalLM(config))
+
+
+def test_fp16_gradients_keep_their_precision_under_loss_scaling() -> None:
+    # fp16 training multiplies the loss by a large scale; 1/num_items must not be applied to
+    # fp16 values before that scale arrives, or small gradients flush to zero.
+    generator = torch.Generator().manual_seed(0)
+    hidden = torch.randn(256, 64, generator=generator)
+    weight = (0.05 * torch.randn(8192, 64, generator=generator)).half()
+    targets = torch.randint(0, 8192, (256,), generator=generator)
+    ours = hidden.half().requires_grad_()
+    (65536.0 * linear_cross_entropy(ours, weight, None, targets, num_items=4096)).backward()
+    exact = hidden.clone().requires_grad_()
+    (65536.0 * reference(exact, weight.float(), None, targets, num_items=4096)).backward()
+
+    error = (ours.grad.float() - exact.grad).norm() / exact.grad.norm()
+    assert error < 2e-3
+    assert (ours.grad != 0).float().mean() > 0.999

@@ -64,8 +64,54 @@ def packed_model(tokenizer, attention: str, name: str = "tiny-llama"):
     config = RunConfig.model_validate(
         {"model": {"base_model": f"builtin:{name}"}, "data": {"train": "t.jsonl", "packing": True}}
     )
-    model.set_attn_implementation(training_attention(config, plan))
+    model.set_attn_implementation(training_attention(config, plan, model.config))
     return model
+
+
+def packing_config(max_seq_length: int = 128) -> RunConfig:
+    return RunConfig.model_validate(
+        {
+            "model": {"base_model": "builtin:tiny-llama"},
+            "data": {"train": "t.jsonl", "packing": True, "max_seq_length": max_seq_length},
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("model_type", "extra", "per_document"),
+    [
+        ("llama", {}, True),
+        ("qwen2", {"sliding_window": 32, "use_sliding_window": False}, True),  # unused window
+        ("mistral", {"sliding_window": 64}, False),  # a window shorter than a row
+        ("mistral", {"sliding_window": None}, True),
+        ("gemma2", {}, False),  # soft-capped attention: not plain sdpa
+    ],
+)
+def test_per_document_attention_only_where_it_is_exact(model_type, extra, per_document) -> None:
+    from transformers import AutoConfig
+
+    model_config = AutoConfig.for_model(model_type, **extra)
+    plan = HardwarePlan("cpu", "fp32", "sdpa", None)
+    chosen = training_attention(packing_config(128), plan, model_config)
+    assert (chosen != "sdpa") == per_document
+
+
+def test_a_model_trained_per_document_still_reads_masks_and_caches(tokenizer) -> None:
+    # After training the model object may be used in-process (evaluation, generation): padded
+    # batches and KV caches must behave as under plain sdpa.
+    trained = packed_model(tokenizer, "sdpa")
+    plain = build_builtin_model("tiny-llama", len(tokenizer), "sdpa").eval()
+    ids = torch.randint(3, 200, (2, 12), generator=torch.Generator().manual_seed(0))
+    mask = torch.ones_like(ids)
+    mask[0, :5] = 0  # left padding
+    with torch.no_grad():
+        torch.testing.assert_close(
+            trained(input_ids=ids, attention_mask=mask).logits[mask.bool()],
+            plain(input_ids=ids, attention_mask=mask).logits[mask.bool()],
+        )
+        first = trained(input_ids=ids[1:, :8], use_cache=True)
+        more = trained(input_ids=ids[1:, 8:], past_key_values=first.past_key_values).logits
+        torch.testing.assert_close(more, plain(input_ids=ids[1:]).logits[:, 8:])
 
 
 @pytest.mark.parametrize("attention", ["sdpa", "eager"])

@@ -6,15 +6,19 @@ A packed micro-batch is one row of several documents whose position ids restart 
 (:mod:`tuning_trainer.collator`). transformers 5.23 recognises that row and, for sdpa and eager,
 builds a dense block-diagonal (L, L) mask: correct, but the attention still computes every
 off-diagonal block and the mask alone grows as L² (a 16k-token row needs a 256M-entry mask per
-layer call). The functions here instead cut the row at the documents' boundaries and run the
-model's own attention (transformers' sdpa or eager function, so GQA, scaling and dropout stay
-theirs) on each document with a plain causal mask. On GPU, FlashAttention 2 does the same in one
-variable-length kernel and is used instead when it is installed.
+layer call). The functions here instead cut the row at the documents' boundaries and run
+transformers' sdpa function (or Llama's eager one) on each document with a plain causal mask;
+GQA, scaling and dropout stay theirs. That is exact for the architectures in
+:data:`DOCUMENT_MODEL_TYPES` (no attention soft-capping, no sinks); a sliding window shorter
+than a document is refused, so :func:`tuning_trainer.model.training_attention` keeps
+transformers' own attention for models whose window is shorter than ``max_seq_length``. On
+GPU, FlashAttention 2 does the same in one variable-length kernel and is used instead when it
+is installed.
 
 They are registered with transformers' ``AttentionInterface`` under :data:`DOCUMENT_ATTENTION`
-names, and have no entry in the mask interface, so transformers builds no mask at all for them.
-A batch with an explicit attention mask (unpacked rows with padding) goes to the inner function
-unchanged.
+names, with a mask function that builds no mask for a training row (no attention mask, no KV
+cache) and transformers' own mask otherwise; a call with a mask (padded rows, generation) goes
+to the inner function unchanged.
 """
 
 from __future__ import annotations
@@ -25,6 +29,9 @@ from typing import Any
 import torch
 
 DOCUMENT_ATTENTION = {"sdpa": "tuning_documents_sdpa", "eager": "tuning_documents_eager"}
+# Architectures whose attention is exactly sdpa/Llama-eager over (query, key, value): per-document
+# attention is exact for them.
+DOCUMENT_MODEL_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3", "phi3"})
 
 
 def document_bounds(position_ids: torch.Tensor) -> list[int]:
@@ -138,9 +145,32 @@ def _causal_additive(length: int, dtype: torch.dtype, device: torch.device) -> t
     return mask.masked_fill(blocked, torch.finfo(dtype).min)[None, None]
 
 
+def _mask(inner_name: str):
+    """No mask for a training row (the attention finds the documents), else transformers' own."""
+    from transformers.masking_utils import eager_mask, sdpa_mask
+
+    inner = sdpa_mask if inner_name == "sdpa" else eager_mask
+
+    def build(*, q_length, kv_length, attention_mask=None, q_offset=0, **kwargs):
+        training_row = attention_mask is None and kv_length == q_length
+        if training_row and isinstance(q_offset, int) and q_offset == 0:
+            return None
+        return inner(
+            q_length=q_length,
+            kv_length=kv_length,
+            attention_mask=attention_mask,
+            q_offset=q_offset,
+            **kwargs,
+        )
+
+    return build
+
+
 def register() -> None:
     """Make the :data:`DOCUMENT_ATTENTION` names known to transformers (idempotent)."""
     from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface
 
     for inner, name in DOCUMENT_ATTENTION.items():
         AttentionInterface.register(name, _per_document(inner))
+        AttentionMaskInterface.register(name, _mask(inner))

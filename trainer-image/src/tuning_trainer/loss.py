@@ -10,8 +10,9 @@ each chunk's gradient with respect to the hidden states (and the output weight, 
 is computed at once and the chunk's logits are freed. The backward pass then only scales the
 stored gradients.
 
-The model still runs its own forward through its top-level module (so DDP/FSDP wrappers and
-PEFT see a normal call); ``logits_to_keep`` set to an empty index makes it skip its output
+The model still runs its own forward through its top-level module (so a DDP wrapper and PEFT
+see a normal call; FSDP, which shards the output weight outside that call, is not supported
+here); ``logits_to_keep`` set to an empty index makes it skip its output
 layer, and a forward hook on the decoder takes the final hidden states. Architectures whose
 logits are not exactly ``lm_head(hidden)`` (soft-capping, logit scaling) are not in
 :data:`CHUNKED_MODEL_TYPES` and use the model's own loss.
@@ -32,13 +33,22 @@ CHUNKED_MODEL_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3", "phi3"})
 
 
 class _LinearCrossEntropy(torch.autograd.Function):
+    """Forward computes the loss and, chunk by chunk, the unscaled gradients (kept in fp32).
+
+    The scale (1 / token count, times the upstream gradient, which carries fp16's loss scale)
+    is applied in fp32 in the backward pass: scaling before a cast to fp16 would flush small
+    gradients to zero.
+    """
+
     @staticmethod
     def forward(ctx, hidden, weight, bias, targets, scale, chunk, needs_grad):
         ctx.dtypes = (hidden.dtype, weight.dtype, None if bias is None else bias.dtype)
+        ctx.scale = scale
         total = torch.zeros((), dtype=torch.float32, device=hidden.device)
-        grad_hidden = torch.empty_like(hidden) if needs_grad[0] else None
-        grad_weight = torch.zeros_like(weight, dtype=torch.float32) if needs_grad[1] else None
-        grad_bias = torch.zeros_like(bias, dtype=torch.float32) if needs_grad[2] else None
+        fp32 = {"dtype": torch.float32, "device": hidden.device}
+        grad_hidden = torch.empty(hidden.shape, **fp32) if needs_grad[0] else None
+        grad_weight = torch.zeros(weight.shape, **fp32) if needs_grad[1] else None
+        grad_bias = torch.zeros(bias.shape, **fp32) if needs_grad[2] else None
         for start in range(0, hidden.shape[0], chunk):
             h = hidden[start : start + chunk]
             t = targets[start : start + chunk]
@@ -52,9 +62,8 @@ class _LinearCrossEntropy(torch.autograd.Function):
                 continue
             grad = logits.sub_(lse[:, None]).exp_()  # softmax, in place of the logits
             grad[torch.arange(t.numel(), device=t.device), t] -= 1.0
-            grad.mul_(scale)
             if grad_hidden is not None:
-                grad_hidden[start : start + chunk] = grad.to(weight.dtype) @ weight
+                grad_hidden[start : start + chunk] = (grad.to(weight.dtype) @ weight).float()
             if grad_weight is not None:
                 grad_weight.addmm_(grad.t(), h.float())
             if grad_bias is not None:
@@ -67,10 +76,10 @@ class _LinearCrossEntropy(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_output):
-        saved = ctx.saved_tensors
+        factor = grad_output.float() * ctx.scale
         grads = [
-            (g * grad_output).to(dtype) if present else None
-            for g, present, dtype in zip(saved, ctx.present, ctx.dtypes, strict=True)
+            (g * factor).to(dtype) if present else None
+            for g, present, dtype in zip(ctx.saved_tensors, ctx.present, ctx.dtypes, strict=True)
         ]
         return grads[0], grads[1], grads[2], None, None, None, None
 
@@ -91,8 +100,8 @@ def linear_cross_entropy(
     keep = torch.nonzero(targets.reshape(-1) != IGNORE_INDEX).reshape(-1)
     hidden = hidden.reshape(-1, hidden.shape[-1]).index_select(0, keep)
     targets = targets.reshape(-1).index_select(0, keep)
-    count = num_items if num_items is not None else max(int(keep.numel()), 1)
-    scale = 1.0 / float(count)
+    count = num_items if num_items is not None else keep.numel()
+    scale = 1.0 / max(float(count), 1.0)
     dtype = torch.get_autocast_dtype("cpu" if hidden.device.type == "cpu" else "cuda")
     if torch.is_autocast_enabled(hidden.device.type):
         hidden, weight = hidden.to(dtype), weight.to(dtype)

@@ -391,24 +391,36 @@ def load_model(config: RunConfig, plan: HardwarePlan, vocab_size: int) -> Any:
             model = model.to(plan.torch_dtype)
     else:
         model = _load_pretrained(config, plan)
-    implementation = training_attention(config, plan)
+    implementation = training_attention(config, plan, model.config)
     if implementation != plan.attn_implementation:
         model.set_attn_implementation(implementation)
-    if config.training.gradient_checkpointing:
-        model.config.use_cache = False
+    # Training never reads a KV cache, and with one transformers does not look for the packed
+    # documents of a row (docs/design.md section 6).
+    model.config.use_cache = False
     if config.model.method == "full":
         return model
     return _wrap_lora(model, config)
 
 
-def training_attention(config: RunConfig, plan: HardwarePlan) -> str:
+def training_attention(config: RunConfig, plan: HardwarePlan, model_config: Any) -> str:
     """The attention the model trains with: per document for packed rows under sdpa or eager.
 
+    Only for architectures where that is exact (:data:`attention.DOCUMENT_MODEL_TYPES`) and
+    whose sliding window, if any, is at least ``max_seq_length``; otherwise transformers' own
+    attention, which reads the packed row from its position ids (a dense block-diagonal mask).
     FlashAttention 2 separates packed documents itself (variable-length kernel).
     """
     from tuning_trainer import attention
 
-    if config.data.packing and plan.attn_implementation in attention.DOCUMENT_ATTENTION:
+    window = getattr(model_config, "sliding_window", None)
+    if getattr(model_config, "use_sliding_window", True) is False:
+        window = None  # Qwen2/Qwen3 carry a window they do not use
+    if (
+        config.data.packing
+        and plan.attn_implementation in attention.DOCUMENT_ATTENTION
+        and model_config.model_type in attention.DOCUMENT_MODEL_TYPES
+        and (window is None or window >= config.data.max_seq_length)
+    ):
         attention.register()
         return attention.DOCUMENT_ATTENTION[plan.attn_implementation]
     return plan.attn_implementation

@@ -351,11 +351,12 @@ def make_trainer_class() -> type:
     class TuningTrainer(Trainer):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
-            # The loss is divided by the tokens of the whole accumulated batch, which the
-            # Trainer counts from ``shift_labels`` and passes in as num_items_in_batch.
-            self.model_accepts_loss_kwargs = True
             self.chunked_loss = chunked_loss_applies(self.model)
-            if not self.chunked_loss:
+            if self.chunked_loss:
+                # The loss is divided by the tokens of the whole accumulated batch, which the
+                # Trainer counts from ``shift_labels`` and passes in as num_items_in_batch.
+                self.model_accepts_loss_kwargs = True
+            else:
                 log.info("loss: the model's own (its logits are not a plain output layer)")
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -364,7 +365,8 @@ def make_trainer_class() -> type:
             base = causal_model(self.accelerator.unwrap_model(model))
             loss = causal_lm_loss(model, base, inputs, num_items_in_batch)
             if self.args.average_tokens_across_devices and num_items_in_batch is not None:
-                loss = loss * self.accelerator.num_processes  # the count was summed over ranks
+                # the count was summed over ranks, and DDP averages the gradients: as Trainer
+                loss = loss * (self.accelerator.num_processes // self.get_tp_size())
             return (loss, {"loss": loss}) if return_outputs else loss
 
     return TuningTrainer
