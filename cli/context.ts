@@ -11,9 +11,14 @@
 import { AutoScalingClient } from '@aws-sdk/client-auto-scaling';
 import { CloudFormationClient, DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
 import { CloudWatchLogsClient } from '@aws-sdk/client-cloudwatch-logs';
+import { BudgetsClient } from '@aws-sdk/client-budgets';
 import { EC2Client } from '@aws-sdk/client-ec2';
+import { ECRClient } from '@aws-sdk/client-ecr';
 import { S3Client } from '@aws-sdk/client-s3';
+import { ServiceQuotasClient } from '@aws-sdk/client-service-quotas';
 import { SNSClient } from '@aws-sdk/client-sns';
+import { SSMClient } from '@aws-sdk/client-ssm';
+import { STSClient } from '@aws-sdk/client-sts';
 import { DEFAULT_STACK_NAME, STACK_OUTPUTS, type StackOutputName } from '../lib/contract';
 import { CliFailure } from './errors';
 import type { Output } from './output';
@@ -97,6 +102,32 @@ export class CliContext {
 
   get sns(): SNSClient {
     return this.client('sns', (config) => new SNSClient(config));
+  }
+
+  // For stop (the caller's identity) and doctor (quotas, bootstrap and AMI parameters, the
+  // image, the budget); sweep reads the run settings parameter.
+  get sts(): STSClient {
+    return this.client('sts', (config) => new STSClient(config));
+  }
+
+  get serviceQuotas(): ServiceQuotasClient {
+    return this.client('service-quotas', (config) => new ServiceQuotasClient(config));
+  }
+
+  get ssm(): SSMClient {
+    return this.client('ssm', (config) => new SSMClient(config));
+  }
+
+  get ecr(): ECRClient {
+    return this.client('ecr', (config) => new ECRClient(config));
+  }
+
+  /** AWS Budgets is global: its endpoint is in us-east-1 whatever the stack's region. */
+  get budgets(): BudgetsClient {
+    return this.client(
+      'budgets',
+      (config) => new BudgetsClient({ ...config, region: 'us-east-1' }),
+    );
   }
 
   /** The region the clients use, as resolved (flag, environment or profile). */

@@ -15,31 +15,20 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import { Construct, type IConstruct } from 'constructs';
-import { leaseKey, ledgerKey, runPrefix, runSettingsParameterName, TAG_KEYS } from './contract';
+import {
+  leaseKey,
+  ledgerKey,
+  runPrefix,
+  runSettingsParameterName,
+  stopRequestKey,
+  TAG_KEYS,
+} from './contract';
+import { GPU_AMI, type AmiChoice } from './ami';
 import { UserInputError } from './errors';
 import { loadUserData, runtimeArchive } from './instance-runtime';
 import { acknowledgeCheckov, acknowledgeFinding, nagArnPrefix } from './nag';
 
-/** The Deep Learning AMI the GPU instances boot, resolved at deploy time from SSM. */
-export interface AmiChoice {
-  readonly description: string;
-  /** Public SSM parameter holding the latest AMI id of that DLAMI. */
-  readonly parameterName: string;
-  readonly rootDeviceName: string;
-}
-
-/**
- * Every allowed GPU family (Turing and newer: g4dn, g5, g6, g6e) boots the Base OSS NVIDIA
- * Driver GPU DLAMI on Ubuntu 22.04, whose 580-series driver runs the trainer image's CUDA 13.0
- * build. P3 (Volta) is refused in lib/config.ts: no current DLAMI supports it and CUDA 13 does
- * not run on it (docs/external-names.md).
- */
-export const GPU_AMI: AmiChoice = {
-  description: 'Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 22.04)',
-  parameterName:
-    '/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id',
-  rootDeviceName: '/dev/sda1',
-};
+export { GPU_AMI, type AmiChoice } from './ami';
 
 /** The run the GPU capacity is for, as the safety tags and the instance's S3 grant need it. */
 export interface ComputeRun {
@@ -314,6 +303,11 @@ export class TrainingCompute extends Construct {
         includeResourceTypes: ['AWS::AutoScaling::AutoScalingGroup'],
       });
     }
+    // The launch template tags what it makes (instance and root volume) with the stack too, so
+    // a volume left unattached is still found as this stack's (`tuning-lab sweep`).
+    Tags.of(this.launchTemplate).add(TAG_KEYS.stack, stack.stackName, {
+      includeResourceTypes: ['AWS::EC2::LaunchTemplate'],
+    });
 
     // The instance may set the capacity of its own group and of no other, and leave it for a
     // debug hold (DetachInstances, decrementing the capacity, so the group neither terminates
@@ -457,9 +451,13 @@ export class TrainingCompute extends Construct {
         actions: ['s3:PutObject', 's3:DeleteObject'],
         // ...nor the host's logs of each instance (logs/<instance-id>/; TensorBoard's files
         // are the trainer's own, logs/events.out.tfevents.*).
-        resources: [ledgerKey(runId), leaseKey(runId), `${runPrefix(runId)}/logs/i-*`].map((key) =>
-          outputsBucket.arnForObjects(key),
-        ),
+        // ...nor the operator's stop request, which only the operator may give or take back.
+        resources: [
+          ledgerKey(runId),
+          leaseKey(runId),
+          stopRequestKey(runId),
+          `${runPrefix(runId)}/logs/i-*`,
+        ].map((key) => outputsBucket.arnForObjects(key)),
       }),
     );
     const policy = role.node.findChild('DefaultPolicy');

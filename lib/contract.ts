@@ -16,6 +16,26 @@ export const TAG_KEYS = {
 /** The tag EC2 Auto Scaling itself puts on every instance it launches. */
 export const AUTOSCALING_GROUP_TAG = 'aws:autoscaling:groupName';
 
+/**
+ * CloudWatch metrics of a run (contract section 10), all in one namespace, as embedded metric
+ * format (EMF) log lines: the trainer's (dimension RunId), the supervisor's GPU samples
+ * (dimension RunId) and the safety Lambda's decisions (dimension Stack). The run dashboard
+ * (lib/dashboard.ts) graphs them.
+ */
+export const METRICS = {
+  namespace: 'TuningLab',
+  trainer: {
+    loss: 'loss',
+    evalLoss: 'eval_loss',
+    tokensPerSecond: 'tokens_per_second',
+    learningRate: 'learning_rate',
+  },
+  supervisor: { gpuUtilisation: 'gpu_utilisation', gpuMemoryUsed: 'gpu_memory_used' },
+  safety: { checked: 'InstancesChecked', stopped: 'InstancesStopped' },
+  runDimension: 'RunId',
+  stackDimension: 'Stack',
+} as const;
+
 /** Version of the run-settings document and of the ledger. */
 export const SCHEMA_VERSION = 1;
 
@@ -34,6 +54,7 @@ export const STACK_OUTPUTS = {
   topicArn: 'AlertsTopicArn',
   safetyFunction: 'SafetyFunctionName',
   runId: 'RunId',
+  dashboardUrl: 'DashboardUrl',
 } as const;
 export type StackOutputName = keyof typeof STACK_OUTPUTS;
 
@@ -117,6 +138,28 @@ export function aliasKey(name: string): string {
 export const ALIAS_PATTERN = /^[a-z][a-z0-9._-]{0,62}$/;
 
 /**
+ * S3 key of a run's stop request (contract section 9): `tuning-lab stop` writes it, the run's
+ * supervisor polls it. The trainer's role may neither write nor delete it.
+ */
+export function stopRequestKey(runId: string): string {
+  return `${runPrefix(runId)}/control/stop-request.json`;
+}
+
+/** The stop request document (contract section 9). */
+export interface StopRequest {
+  readonly schemaVersion: number;
+  readonly runId: string;
+  /** A fresh id per request: the supervisor that honours it copies it to ledger `operatorStop`. */
+  readonly requestId: string;
+  readonly requestedAt: string;
+  /** The caller's ARN (STS GetCallerIdentity), for the record. */
+  readonly requestedBy: string;
+}
+
+/** The ledger reason of a run ended by `tuning-lab stop` (status `stopped`). */
+export const REASON_OPERATOR = 'operator';
+
+/**
  * The safety Lambda's own records, outside every run prefix: neither the instance nor the
  * trainer may write here, so nothing they do can change what the cost cap counts.
  */
@@ -130,7 +173,16 @@ export function meterKey(runId: string): string {
 /** Run ids: what a user may pass as `runId`, and what the default hash produces. */
 export const RUN_ID_PATTERN = /^[a-z0-9][a-z0-9-]{2,62}$/;
 
-export type RunStatus = 'running' | 'completed' | 'failed' | 'interrupted' | 'stopped-by-safety';
+export type RunStatus =
+  'running' | 'completed' | 'failed' | 'interrupted' | 'stopped-by-safety' | 'stopped';
+
+/** Statuses after which no instance trains the run (until it is redeployed). */
+export const FINAL_RUN_STATUSES: readonly RunStatus[] = [
+  'completed',
+  'failed',
+  'stopped-by-safety',
+  'stopped',
+];
 
 /**
  * Statuses that SNS messages carry (contract section 5). `extra-instance-stopped` is the safety
@@ -143,6 +195,7 @@ export type MessageStatus =
   | 'interrupted'
   | 'resumed'
   | 'stopped-by-safety'
+  | 'stopped'
   | 'extra-instance-stopped';
 
 export type Market = 'spot' | 'on-demand';
@@ -266,5 +319,7 @@ export interface Ledger {
   finalModelUri?: string | null;
   logsUri?: string | null;
   lastLogLines?: string[];
+  /** The stop request the run ended on (status `stopped`, reason `operator`). */
+  operatorStop?: StopRequest | null;
   [extra: string]: unknown;
 }

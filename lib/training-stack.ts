@@ -1,6 +1,7 @@
 import { Annotations, CfnOutput, Stack, Token, type StackProps } from 'aws-cdk-lib';
 import { Construct } from 'constructs';
 import { TrainingCompute } from './compute';
+import { TrainingDashboard } from './dashboard';
 import type { Settings } from './config';
 import { runPrefix, SCHEMA_VERSION } from './contract';
 import { onDemandPrice, OTHER_REGION_FACTOR, PRICE_TABLE_DATE, TABLE_REGIONS } from './pricing';
@@ -19,13 +20,15 @@ export interface TrainingStackProps extends StackProps {
  *
  * Layers in order, each handed the objects it needs: storage (buckets), registry (image, GitHub
  * role), safety (topic, safety Lambda, alarm, budget: the instances report to its topic), compute
- * (network, role, launch template, GPU capacity), and the run settings the instance reads.
+ * (network, role, launch template, GPU capacity), the run settings the instance reads, and the
+ * run dashboard over all of them.
  */
 export class TrainingStack extends Stack {
   public readonly storage: TrainingStorage;
   public readonly registry: TrainingRegistry;
   public readonly safety: TrainingSafety;
   public readonly compute: TrainingCompute;
+  public readonly dashboard: TrainingDashboard;
   public readonly runSettings?: RunSettingsParameter;
 
   constructor(scope: Construct, id: string, props: TrainingStackProps) {
@@ -95,6 +98,12 @@ export class TrainingStack extends Stack {
     }
     this.compute.group.node.addDependency(this.compute.instanceRole);
 
+    this.dashboard = new TrainingDashboard(this, 'Dashboard', {
+      group: this.compute.group,
+      safetyFunction: this.safety.function,
+      safetyLogGroup: this.safety.functionLogGroup,
+    });
+
     this.outputs(s);
   }
 
@@ -140,6 +149,10 @@ export class TrainingStack extends Stack {
     new CfnOutput(this, 'LogGroupName', { value: this.compute.logGroup.logGroupName });
     new CfnOutput(this, 'AlertsTopicArn', { value: this.safety.topic.topicArn });
     new CfnOutput(this, 'SafetyFunctionName', { value: this.safety.function.functionName });
+    new CfnOutput(this, 'DashboardUrl', {
+      description: 'The run dashboard: loss, tokens/s, GPU, capacity, safety decisions',
+      value: this.dashboard.url,
+    });
     if (s.run) new CfnOutput(this, 'RunId', { value: s.run.runId });
   }
 }

@@ -243,6 +243,8 @@ describe('compute layer during a run', () => {
   test.each([
     ['s3:PutObject', `outputs/runs/${runId}/ledger.json`, 'allow'],
     ['s3:PutObject', `outputs/runs/${runId}/lease.json`, 'allow'],
+    ['s3:GetObject', `outputs/runs/${runId}/control/stop-request.json`, 'allow'],
+    ['s3:DeleteObject', `outputs/runs/${runId}/control/stop-request.json`, 'implicit-deny'],
     ['s3:PutObject', `outputs/safety/meters/${runId}.json`, 'implicit-deny'],
     ['s3:PutObject', 'outputs/runs/another-run/ledger.json', 'implicit-deny'],
     ['s3:GetObject', 'data/datasets/sample/train.jsonl', 'implicit-deny'],
@@ -284,7 +286,7 @@ describe('compute layer during a run', () => {
     expect(role.ManagedPolicyArns).toBeUndefined();
   });
 
-  test("the trainer role is explicitly denied writing the ledger, the lease, the host's logs", () => {
+  test("the trainer role is denied writing the ledger, the lease, the stop request, the host's logs", () => {
     const denies = trainerPolicy().filter((s) => s.Effect === 'Deny');
     const objectArn = (key: string) => ({
       'Fn::Join': ['', [{ 'Fn::GetAtt': [outputsId, 'Arn'] }, `/${key}`]],
@@ -296,11 +298,12 @@ describe('compute layer during a run', () => {
         Resource: expect.arrayContaining([
           objectArn(`runs/${runId}/ledger.json`),
           objectArn(`runs/${runId}/lease.json`),
+          objectArn(`runs/${runId}/control/stop-request.json`),
           objectArn(`runs/${runId}/logs/i-*`),
         ]),
       },
     ]);
-    expect(denies[0].Resource).toHaveLength(3);
+    expect(denies[0].Resource).toHaveLength(4);
   });
 
   test.each([
@@ -308,6 +311,8 @@ describe('compute layer during a run', () => {
     ['s3:DeleteObject', `runs/${runId}/ledger.json`, 'explicit-deny'],
     ['s3:PutObject', `runs/${runId}/lease.json`, 'explicit-deny'],
     ['s3:DeleteObject', `runs/${runId}/lease.json`, 'explicit-deny'],
+    ['s3:PutObject', `runs/${runId}/control/stop-request.json`, 'explicit-deny'],
+    ['s3:DeleteObject', `runs/${runId}/control/stop-request.json`, 'explicit-deny'],
     ['s3:PutObject', `runs/${runId}/logs/i-0abc/supervisor.log`, 'explicit-deny'],
     ['s3:PutObject', `runs/${runId}/logs/events.out.tfevents.1.host`, 'allow'],
     ['s3:GetObject', `runs/${runId}/ledger.json`, 'allow'],

@@ -52,6 +52,13 @@ let handlerModule: Handler;
 
 beforeAll(async () => {
   jest.spyOn(console, 'log').mockImplementation(() => undefined); // the handler's decision log
+  // ...and its metrics line (EMF), which it writes to stdout itself; anything else passes.
+  const write = process.stdout.write.bind(process.stdout) as (chunk: string) => boolean;
+  jest
+    .spyOn(process.stdout, 'write')
+    .mockImplementation((chunk: string | Uint8Array) =>
+      String(chunk).startsWith('{"_aws"') ? true : write(String(chunk)),
+    );
   // The handler validates its environment at cold start (import time).
   Object.assign(process.env, {
     [SAFETY_ENV.stackName]: HANDLER_STACK,

@@ -239,6 +239,7 @@ describe('stack outputs', () => {
     expect(Object.keys(outputs).sort()).toEqual(
       [
         'AlertsTopicArn',
+        'DashboardUrl',
         'DataBucketName',
         'GitHubRoleArn',
         'GpuGroupName',

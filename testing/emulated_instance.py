@@ -37,7 +37,7 @@ IMDS_ENDPOINT_VARIABLE = "AWS_EC2_METADATA_SERVICE_ENDPOINT"  # contracts sectio
 # The instance's timings in seconds rather than minutes, so an emulated run stays short.
 FAST_TIMINGS = (
     "--imds-poll-seconds", "1", "--sample-seconds", "5", "--heartbeat-seconds", "10",
-    "--stop-grace-seconds", "60", "--retry-delay-seconds", "2",
+    "--stop-grace-seconds", "60", "--retry-delay-seconds", "2", "--stop-poll-seconds", "1",
 )  # fmt: skip
 STOP_WAIT_SECONDS = 30  # for the supervisor to checkpoint and finalise before it is killed
 

@@ -16,6 +16,8 @@ import urllib.request
 
 from moto.server import ThreadedMotoServer
 
+from testing import service_quotas
+
 REGION = "us-east-1"
 # moto accepts any credentials; these are obviously fake so nothing ever reaches a real account.
 DUMMY_CREDENTIALS = {
@@ -32,6 +34,7 @@ class MotoServer:
 
     def start(self) -> MotoServer:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
+        service_quotas.install()  # EC2's vCPU quotas, which moto lacks (for the doctor)
         self._server.start()
         host, port = self._server.get_host_and_port()
         self.url = f"http://{host}:{port}"

@@ -26,6 +26,7 @@ import { S3Client } from '@aws-sdk/client-s3';
 import { PublishCommand, SNSClient } from '@aws-sdk/client-sns';
 import {
   AUTOSCALING_GROUP_TAG,
+  FINAL_RUN_STATUSES,
   ledgerKey,
   meterKey,
   TAG_KEYS,
@@ -43,6 +44,7 @@ import {
   type Meter,
 } from './meter';
 import {
+  decisionMetrics,
   extraInstanceMessage,
   ledgerAfterSafetyStop,
   safetyStopMessage,
@@ -119,6 +121,9 @@ export async function enforceLimits(
   }
 
   console.log(JSON.stringify({ message: 'safety check', ...report }));
+  // Written past console, which the JSON log format would wrap: CloudWatch Logs extracts
+  // metrics only from a line that is the EMF document itself.
+  process.stdout.write(`${JSON.stringify(decisionMetrics(report, env.stackName, now))}\n`);
   if (failures.length > 0) {
     throw new Error(`safety check: ${failures.length} step(s) failed: ${failures.join(' | ')}`);
   }
@@ -350,7 +355,7 @@ async function stop(
 }
 
 /** A run that ended this way keeps its record: the Lambda only adds to a live run. */
-const FINAL_STATUSES = new Set(['completed', 'failed', 'stopped-by-safety']);
+const FINAL_STATUSES = new Set<string>(FINAL_RUN_STATUSES);
 
 async function attempt(failures: string[], what: string, action: () => Promise<unknown>) {
   try {

@@ -3,6 +3,7 @@
  * (contract section 4) and the SNS message (contract section 5). No AWS imports.
  */
 import {
+  METRICS,
   SCHEMA_VERSION,
   runPrefix,
   type Ledger,
@@ -205,4 +206,38 @@ function formatDuration(seconds: number | null): string {
 
 function round2(value: number): number {
   return Math.round(value * 100) / 100;
+}
+
+/** What one safety check decided, as the handler reports it. */
+export interface CheckSummary {
+  readonly checked: number;
+  readonly stopped: readonly { instanceId: string; runId?: string; detail: string }[];
+}
+
+/**
+ * One safety check as an embedded-metric-format document (contract section 10): the counts
+ * the run dashboard graphs, and `Decisions`, the stops in words, which its log table lists.
+ */
+export function decisionMetrics(summary: CheckSummary, stackName: string, now: Date): object {
+  return {
+    _aws: {
+      Timestamp: now.getTime(),
+      CloudWatchMetrics: [
+        {
+          Namespace: METRICS.namespace,
+          Dimensions: [[METRICS.stackDimension]],
+          Metrics: [
+            { Name: METRICS.safety.checked, Unit: 'Count' },
+            { Name: METRICS.safety.stopped, Unit: 'Count' },
+          ],
+        },
+      ],
+    },
+    [METRICS.stackDimension]: stackName,
+    [METRICS.safety.checked]: summary.checked,
+    [METRICS.safety.stopped]: summary.stopped.length,
+    Decisions: summary.stopped
+      .map((s) => `${s.instanceId} (${s.runId ?? 'no run'}): ${s.detail}`)
+      .join('; '),
+  };
 }

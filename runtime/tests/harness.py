@@ -53,6 +53,7 @@ FAST = Timings(
     sample_seconds=0.1,
     stop_grace_seconds=10,
     heartbeat_seconds=0.5,
+    stop_poll_seconds=0.2,
     retry_delay_seconds=0.05,
     boot_retry_delays=(0.1,),
     lease=LeaseTimings(ttl_seconds=3, renew_seconds=0.5, poll_seconds=0.2, max_wait_seconds=30),
@@ -409,6 +410,7 @@ def supervisor_argv(
         "--imds-poll-seconds", "0.5",
         "--sample-seconds", "0.5",
         "--heartbeat-seconds", "5",
+        "--stop-poll-seconds", "0.5",
         "--retry-delay-seconds", "0.1",
         *extra,
     ]  # fmt: skip

@@ -83,6 +83,7 @@ def _parser() -> argparse.ArgumentParser:
         "sample_seconds",
         "stop_grace_seconds",
         "heartbeat_seconds",
+        "stop_poll_seconds",
         "retry_delay_seconds",
     ):
         run.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(defaults, name))
@@ -162,6 +163,7 @@ def _run(args: argparse.Namespace) -> int:
         sample_seconds=args.sample_seconds,
         stop_grace_seconds=args.stop_grace_seconds,
         heartbeat_seconds=args.heartbeat_seconds,
+        stop_poll_seconds=args.stop_poll_seconds,
         retry_delay_seconds=args.retry_delay_seconds,
         lease=LeaseTimings(
             ttl_seconds=args.lease_ttl_seconds,

@@ -42,6 +42,8 @@ LEASE_NAME = "lease.json"  # section 7
 FINAL_DIR = "final"
 MANIFEST_NAME = "manifest.json"
 LOGS_DIR = "logs"
+# Section 9: the operator's stop request (`tuning-lab stop`), which the supervisor polls.
+STOP_REQUEST_NAME = "control/stop-request.json"
 
 # Section 4: ledger statuses and the reasons this runtime writes.
 RUNNING = "running"
@@ -49,8 +51,9 @@ COMPLETED = "completed"
 FAILED = "failed"
 INTERRUPTED = "interrupted"
 STOPPED_BY_SAFETY = "stopped-by-safety"
-STATUSES = (RUNNING, COMPLETED, FAILED, INTERRUPTED, STOPPED_BY_SAFETY)
-TERMINAL_STATUSES = (COMPLETED, FAILED, STOPPED_BY_SAFETY)
+STOPPED = "stopped"  # by the operator (`tuning-lab stop`), after a checkpoint
+STATUSES = (RUNNING, COMPLETED, FAILED, INTERRUPTED, STOPPED_BY_SAFETY, STOPPED)
+TERMINAL_STATUSES = (COMPLETED, FAILED, STOPPED_BY_SAFETY, STOPPED)
 
 REASON_COMPLETED = "completed"
 REASON_BAD_INPUT = "bad-input"
@@ -63,6 +66,7 @@ REASON_HOST_SHUTDOWN = "host-shutdown"
 REASON_IDLE = "idle"
 REASON_MAX_RUNTIME = "max-runtime"
 REASON_MAX_COST = "max-cost"
+REASON_OPERATOR = "operator"
 
 LAST_LOG_LINES = 50
 
@@ -77,6 +81,7 @@ MESSAGE_STATUSES = (
     INTERRUPTED,
     RESUMED,
     STOPPED_BY_SAFETY,
+    STOPPED,
     EXTRA_INSTANCE_STOPPED,
 )
 SUBJECT_MAX_CHARS = 100

@@ -149,6 +149,11 @@ def next_step(status: str, reason: str | None, ctx: Context) -> str:
         (contract.STOPPED_BY_SAFETY, contract.REASON_MAX_COST): (
             f"The run reached maxRunCostUsd. {kept} Raise the cap to continue."
         ),
+        (contract.STOPPED, contract.REASON_OPERATOR): (
+            f"Stopped as asked (npx tuning-lab stop) after {step}. {kept} The group is at 0 and "
+            "the instance terminates itself. Remove the GPU resources: npx cdk deploy "
+            f"{ctx.stack_name} -c createInstance=false"
+        ),
     }
     text = advice.get((status, reason)) or advice.get((status, None)) or f"See the logs. {kept}"
     if status == contract.FAILED and ctx.debug_hold_minutes > 0:

@@ -5,9 +5,9 @@
 It reads the run settings, takes the run's lease (one instance per run), records the run in the
 ledger, pins the image to the digest the run started with, hands the trainer its own short-lived
 credentials, starts it (retrying failures from the last checkpoint), watches for spot notices,
-idleness and the run's limits, and finalises: ledger, one SNS message, lease released, group
-capacity 0, ``shutdown -h now``. Every way out of :meth:`Supervisor.run` except the host stopping
-us ends in a shutdown request.
+idleness, the run's limits and the operator's stop request, and finalises: ledger, one SNS
+message, lease released, group capacity 0, ``shutdown -h now``. Every way out of
+:meth:`Supervisor.run` except the host stopping us ends in a shutdown request.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Callable
 
-from . import contract, images, ledger, messages, outputs, watchdog
+from . import contract, control, images, ledger, messages, outputs, watchdog
 from .aws import AwsError, check_cli_version
 from .credentials import TrainerCredentials
 from .host import Group, Host, best_effort
@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 NOTICE = "notice"
 HOST_STOP = "host-stop"
 LEASE_LOST = "lease-lost"
+OPERATOR = contract.REASON_OPERATOR  # `tuning-lab stop` (control.py)
 IDLE = contract.REASON_IDLE
 MAX_RUNTIME = contract.REASON_MAX_RUNTIME
 MAX_COST = contract.REASON_MAX_COST
@@ -50,6 +51,8 @@ class Timings:
     sample_seconds: float = 30.0  # idle watchdog, limits
     stop_grace_seconds: float = 110.0  # SIGTERM -> kill; the container's --stop-timeout
     heartbeat_seconds: float = 300.0  # ledger lastStep/cost refresh while training
+    stop_poll_seconds: float = 10.0  # the operator's stop request (one S3 GET)
+    metrics_seconds: float = 60.0  # GPU metrics to CloudWatch (one PutLogEvents)
     retry_delay_seconds: float = 15.0
     boot_retry_delays: tuple = (5, 10, 20, 40)  # IMDS / SSM right after boot
     lease: LeaseTimings = field(default_factory=LeaseTimings)
@@ -85,6 +88,8 @@ def decide(
         return Decision(False, contract.COMPLETED, contract.REASON_COMPLETED)
     if cause in SAFETY_CAUSES:
         return Decision(False, contract.STOPPED_BY_SAFETY, cause)
+    if cause == OPERATOR:  # whatever the code: the operator asked for the run to end here
+        return Decision(False, contract.STOPPED, contract.REASON_OPERATOR)
     if exit_code == contract.EXIT_BAD_INPUT:
         return Decision(False, contract.FAILED, contract.REASON_BAD_INPUT)
     if cause == HOST_STOP:
@@ -132,6 +137,7 @@ class Supervisor:
         self.lease_lost: LeaseLostError | None = None
         self.credentials: TrainerCredentials | None = None
         self.image_uri: str | None = None
+        self.operator_stop: dict | None = None
 
     # -- entry point -------------------------------------------------------------------------
 
@@ -232,6 +238,9 @@ class Supervisor:
             if self.lease_lost is not None:  # lost while the image was pulled, or between tries
                 self.say(f"{self.lease_lost}: the run goes on elsewhere; not starting the trainer")
                 return self._after_lease_lost(None)
+            if self._stop_requested():  # before the trainer starts (a replacement, a retry)
+                self.say(f"{control.describe(self.operator_stop)}: not starting the trainer")
+                return self._finalise(contract.STOPPED, contract.REASON_OPERATOR)
             # the first attempt on this instance bills from its boot (image pull included)
             attempt_started = self.instance_started_at if failures == 0 else time.time()
             self._update(
@@ -282,6 +291,10 @@ class Supervisor:
         cpu.sample()
         next_poll, next_sample = now, now + timings.sample_seconds
         next_heartbeat = now + timings.heartbeat_seconds
+        next_stop_poll = now + timings.stop_poll_seconds
+        gpu_metrics = watchdog.GpuMetrics(
+            self.aws, self.settings, self.identity.instance_id, timings.metrics_seconds
+        )
         cause: str | None = None
         notice: Notice | None = None
         rebalance_seen = False
@@ -318,7 +331,9 @@ class Supervisor:
                 next_sample = now + timings.sample_seconds
                 step = watchdog.progress_step(progress_path)
                 self._note_step(step)
-                gpu = watchdog.gpu_utilisation()
+                sample = watchdog.gpu_sample()
+                gpu_metrics.add(sample)
+                gpu = sample.utilisation_percent if sample else None
                 if dog.observe(now, gpu, cpu.sample(), step):
                     cause = IDLE
                     self.say(
@@ -331,6 +346,16 @@ class Supervisor:
                     if cause:
                         self.say(f"{cause} reached: asking the trainer to checkpoint and exit")
                         proc.stop(timings.stop_grace_seconds)
+            if cause is None and now >= next_stop_poll:
+                next_stop_poll = now + timings.stop_poll_seconds
+                if self._stop_requested():
+                    cause = OPERATOR
+                    self.say(
+                        f"{control.describe(self.operator_stop)}: asking the trainer to "
+                        "checkpoint and exit"
+                    )
+                    proc.stop(timings.stop_grace_seconds)
+            gpu_metrics.flush_if_due(now)
             if now >= next_heartbeat:
                 next_heartbeat = now + timings.heartbeat_seconds
                 self._update(partial(ledger.note_step, step=self.last_step), "ledger heartbeat")
@@ -367,6 +392,19 @@ class Supervisor:
             ),
             "recording the interruption",
         )
+
+    def _stop_requested(self) -> bool:
+        """Whether the operator asked for this run to stop (a request not yet honoured)."""
+        request = best_effort(
+            "reading the stop request",
+            control.read_stop_request,
+            self.aws,
+            self.settings.output_uri,
+        )
+        if not control.is_pending(request, self.ledger):
+            return False
+        self.operator_stop = request
+        return True
 
     def _note_step(self, step: int | None) -> None:
         if step is not None and step > (self.last_step or 0):
@@ -423,6 +461,7 @@ class Supervisor:
                 logsUri=logs_uri,
                 finalModelUri=final_uri if status == contract.COMPLETED else None,
                 lastLogLines=last_lines[-contract.LAST_LOG_LINES :] if last_lines else None,
+                operatorStop=self.operator_stop if status == contract.STOPPED else None,
             )
             return ledger.recompute_totals(doc, self._price_of, self.identity.instance_id, now)
 

@@ -2,6 +2,7 @@
 
 The decision (:class:`IdleWatchdog`) is pure; the samplers read nvidia-smi, the trainer's CPU time
 and the progress file the trainer rewrites after every optimizer step (contracts section 3).
+:class:`GpuMetrics` publishes the GPU samples for the run dashboard (lib/dashboard.ts).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import logging
 import os
 import stat
 import subprocess
+import time
+from dataclasses import dataclass
 from typing import Callable
 
 log = logging.getLogger(__name__)
@@ -18,6 +21,8 @@ log = logging.getLogger(__name__)
 GPU_IDLE_PERCENT = 5.0
 CPU_IDLE_PERCENT = 10.0  # of one core
 NVIDIA_SMI_TIMEOUT_SECONDS = 15
+GPU_QUERY = "utilization.gpu,memory.used,memory.total"
+EMF_NAMESPACE = "TuningLab"  # the trainer's (trainer-image/src/tuning_trainer/callbacks.py)
 
 
 class IdleWatchdog:
@@ -60,11 +65,19 @@ class IdleWatchdog:
         return now - self.last_busy_at
 
 
-def gpu_utilisation(nvidia_smi: str = "nvidia-smi") -> float | None:
-    """The busiest GPU's utilisation in percent, or None when nvidia-smi cannot tell."""
+@dataclass(frozen=True)
+class GpuSample:
+    """The busiest GPU's utilisation and the fullest GPU's memory, in percent."""
+
+    utilisation_percent: float
+    memory_used_percent: float | None
+
+
+def gpu_sample(nvidia_smi: str = "nvidia-smi") -> GpuSample | None:
+    """One nvidia-smi reading, or None when nvidia-smi cannot tell (no GPU, no driver)."""
     try:
         done = subprocess.run(
-            [nvidia_smi, "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits"],
+            [nvidia_smi, f"--query-gpu={GPU_QUERY}", "--format=csv,noheader,nounits"],
             capture_output=True,
             text=True,
             timeout=NVIDIA_SMI_TIMEOUT_SECONDS,
@@ -73,16 +86,103 @@ def gpu_utilisation(nvidia_smi: str = "nvidia-smi") -> float | None:
     except (OSError, subprocess.TimeoutExpired) as error:
         log.warning("nvidia-smi unavailable: %s", error)
         return None
-    values = []
+    utilisation, memory = [], []
     for line in done.stdout.splitlines():
         try:
-            values.append(float(line.strip()))
+            used_percent, used_mib, total_mib = (float(f) for f in line.split(","))
         except ValueError:
             continue
-    if done.returncode != 0 or not values:
+        utilisation.append(used_percent)
+        if total_mib > 0:
+            memory.append(used_mib / total_mib * 100)
+    if done.returncode != 0 or not utilisation:
         log.warning("nvidia-smi gave no utilisation (exit %s): %s", done.returncode, done.stderr)
         return None
-    return max(values)
+    return GpuSample(max(utilisation), max(memory) if memory else None)
+
+
+def gpu_utilisation(nvidia_smi: str = "nvidia-smi") -> float | None:
+    """The busiest GPU's utilisation in percent, or None when nvidia-smi cannot tell."""
+    sample = gpu_sample(nvidia_smi)
+    return sample.utilisation_percent if sample else None
+
+
+class GpuMetrics:
+    """The watchdog's GPU samples as CloudWatch metrics (the run dashboard's GPU graphs).
+
+    Written as embedded-metric-format log events into the run's log group, next to the trainer's
+    own EMF lines (namespace TuningLab, dimension RunId), so the instance role needs no
+    cloudwatch:PutMetricData: it may already write that log group. Buffered and flushed every
+    ``flush_seconds`` (one PutLogEvents); a failure is logged once and publishing stops, since
+    the metrics are for the eye and the idle decision never depends on them.
+    """
+
+    def __init__(self, aws: object, settings: object, instance_id: str, flush_seconds: float):
+        self.aws = aws
+        self.group = settings.log_group_name
+        self.run_id = settings.run_id
+        self.stream = f"{settings.run_id}/{instance_id}/gpu-metrics"
+        self.instance_id = instance_id
+        self.flush_seconds = flush_seconds
+        self.events: list = []
+        self.next_flush: float | None = None
+        self.stream_ready = False
+        self.disabled = False
+
+    def add(self, sample: GpuSample | None, at: float | None = None) -> None:
+        if sample is None or self.disabled:
+            return
+        metrics = {"gpu_utilisation": sample.utilisation_percent}
+        if sample.memory_used_percent is not None:
+            metrics["gpu_memory_used"] = round(sample.memory_used_percent, 2)
+        stamp = int((at if at is not None else time.time()) * 1000)
+        document = {
+            "_aws": {
+                "Timestamp": stamp,
+                "CloudWatchMetrics": [
+                    {
+                        "Namespace": EMF_NAMESPACE,
+                        "Dimensions": [["RunId"]],
+                        "Metrics": [{"Name": name, "Unit": "Percent"} for name in metrics],
+                    }
+                ],
+            },
+            "RunId": self.run_id,
+            "InstanceId": self.instance_id,
+            **metrics,
+        }
+        self.events.append({"timestamp": stamp, "message": json.dumps(document)})
+
+    def flush_if_due(self, now: float) -> None:
+        if self.next_flush is None:
+            self.next_flush = now + self.flush_seconds
+        if now < self.next_flush or not self.events or self.disabled:
+            return
+        self.next_flush = now + self.flush_seconds
+        events, self.events = self.events, []
+        try:
+            if not self.stream_ready:
+                self._create_stream()
+            self.aws.call(
+                "logs",
+                "PutLogEvents",
+                {"logGroupName": self.group, "logStreamName": self.stream, "logEvents": events},
+            )
+        except Exception as error:  # never let the dashboard's data stop a run
+            log.warning("publishing GPU metrics failed, not trying again: %s", error)
+            self.disabled = True
+
+    def _create_stream(self) -> None:
+        try:
+            self.aws.call(
+                "logs",
+                "CreateLogStream",
+                {"logGroupName": self.group, "logStreamName": self.stream},
+            )
+        except Exception as error:
+            if getattr(error, "code", "") != "ResourceAlreadyExistsException":
+                raise
+        self.stream_ready = True
 
 
 PROGRESS_MAX_BYTES = 64 * 1024
