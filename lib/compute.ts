@@ -18,6 +18,9 @@ import { Construct, type IConstruct } from 'constructs';
 import {
   leaseKey,
   ledgerKey,
+  messagesPrefix,
+  metricsKey,
+  progressKey,
   runPrefix,
   runSettingsParameterName,
   stopRequestKey,
@@ -438,6 +441,17 @@ export class TrainingCompute extends Construct {
     });
     role.grantAssumeRole(this.instanceRole);
     dataBucket.grantRead(role);
+    // What the supervisor reports of the run (progress, metrics, messages: contract sections
+    // 11 and 12) is the host's word; the trainer may not forge or remove it.
+    role.addToPolicy(
+      new iam.PolicyStatement({
+        effect: iam.Effect.DENY,
+        actions: ['s3:PutObject', 's3:DeleteObject'],
+        resources: [progressKey(runId), metricsKey(runId), `${messagesPrefix(runId)}*`].map((key) =>
+          outputsBucket.arnForObjects(key),
+        ),
+      }),
+    );
     // Deletes: checkpoints past save_total_limit.
     this.grantRunAccess(role, outputsBucket, runId, [
       's3:GetObject',

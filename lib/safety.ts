@@ -22,7 +22,7 @@ import * as subscriptions from 'aws-cdk-lib/aws-sns-subscriptions';
 import { Construct } from 'constructs';
 import { join } from 'node:path';
 import { SAFETY_ENV } from '../lambda/safety/env';
-import { ledgerKey, meterKey, TAG_KEYS } from './contract';
+import { ledgerKey, messagesPrefix, meterKey, TAG_KEYS } from './contract';
 import { acknowledgeCheckov, acknowledgeFinding, nagArnPrefix } from './nag';
 
 export const SAFETY_HANDLER_ENTRY = join(__dirname, '..', 'lambda', 'safety', 'handler.ts');
@@ -228,6 +228,13 @@ export class TrainingSafety extends Construct {
         ],
       }),
     );
+    // The messages it sends, kept in the run's messages/ (contract section 12); write only.
+    fn.addToRolePolicy(
+      new iam.PolicyStatement({
+        actions: ['s3:PutObject'],
+        resources: [props.outputsBucket.arnForObjects(`${messagesPrefix('*')}*`)],
+      }),
+    );
     // Without ListBucket S3 answers 403 for an object that does not exist yet; the Lambda tells
     // "missing" from "denied" by listing that one key (docs/contracts.md section 8).
     fn.addToRolePolicy(
@@ -288,6 +295,12 @@ export class TrainingSafety extends Construct {
       policy,
       `AwsSolutions::AwsSolutions-IAM5[Resource::${outputsArn}/${meterKey('*')}]`,
       "One meter per run under the Lambda's own prefix, which nothing else may write.",
+    );
+    acknowledgeFinding(
+      policy,
+      `AwsSolutions::AwsSolutions-IAM5[Resource::${outputsArn}/${messagesPrefix('*')}*]`,
+      "The Lambda adds a copy of each message it sends to the run's messages/ folder; " +
+        'of a run it writes nothing else but the ledger of a run it stops.',
     );
     acknowledgeFinding(
       policy,

@@ -243,6 +243,8 @@ describe('compute layer during a run', () => {
   test.each([
     ['s3:PutObject', `outputs/runs/${runId}/ledger.json`, 'allow'],
     ['s3:PutObject', `outputs/runs/${runId}/lease.json`, 'allow'],
+    ['s3:PutObject', `outputs/runs/${runId}/progress.json`, 'allow'],
+    ['s3:PutObject', `outputs/runs/${runId}/messages/x-started.json`, 'allow'],
     ['s3:GetObject', `outputs/runs/${runId}/control/stop-request.json`, 'allow'],
     ['s3:DeleteObject', `outputs/runs/${runId}/control/stop-request.json`, 'implicit-deny'],
     ['s3:PutObject', `outputs/safety/meters/${runId}.json`, 'implicit-deny'],
@@ -298,12 +300,15 @@ describe('compute layer during a run', () => {
         Resource: expect.arrayContaining([
           objectArn(`runs/${runId}/ledger.json`),
           objectArn(`runs/${runId}/lease.json`),
+          objectArn(`runs/${runId}/progress.json`),
+          objectArn(`runs/${runId}/metrics.json`),
+          objectArn(`runs/${runId}/messages/*`),
           objectArn(`runs/${runId}/control/stop-request.json`),
           objectArn(`runs/${runId}/logs/i-*`),
         ]),
       },
     ]);
-    expect(denies[0].Resource).toHaveLength(4);
+    expect(denies[0].Resource).toHaveLength(7);
   });
 
   test.each([
@@ -311,6 +316,14 @@ describe('compute layer during a run', () => {
     ['s3:DeleteObject', `runs/${runId}/ledger.json`, 'explicit-deny'],
     ['s3:PutObject', `runs/${runId}/lease.json`, 'explicit-deny'],
     ['s3:DeleteObject', `runs/${runId}/lease.json`, 'explicit-deny'],
+    ['s3:PutObject', `runs/${runId}/progress.json`, 'explicit-deny'],
+    ['s3:PutObject', `runs/${runId}/metrics.json`, 'explicit-deny'],
+    ['s3:PutObject', `runs/${runId}/messages/20261201T000000.000Z-x-started.json`, 'explicit-deny'],
+    [
+      's3:DeleteObject',
+      `runs/${runId}/messages/20261201T000000.000Z-x-started.json`,
+      'explicit-deny',
+    ],
     ['s3:PutObject', `runs/${runId}/control/stop-request.json`, 'explicit-deny'],
     ['s3:DeleteObject', `runs/${runId}/control/stop-request.json`, 'explicit-deny'],
     ['s3:PutObject', `runs/${runId}/logs/i-0abc/supervisor.log`, 'explicit-deny'],

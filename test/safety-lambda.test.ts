@@ -22,6 +22,7 @@ import {
 import {
   CreateBucketCommand,
   GetObjectCommand,
+  ListObjectsV2Command,
   PutObjectCommand,
   S3ServiceException,
   type S3Client,
@@ -494,6 +495,31 @@ describe('one safety pass 13 hours after launch', () => {
       runId: { Type: 'String', Value: 'run-overdue' },
       status: { Type: 'String', Value: 'stopped-by-safety' },
     });
+  });
+
+  test("each message about a run is kept in the run's messages/ as sent", async () => {
+    const listed = await clients.s3.send(
+      new ListObjectsV2Command({ Bucket: BUCKET, Prefix: 'runs/run-overdue/messages/' }),
+    );
+    const keys = (listed.Contents ?? []).map((o) => o.Key as string);
+    expect(keys).toEqual([
+      expect.stringMatching(
+        /^runs\/run-overdue\/messages\/\d{8}T\d{6}\.\d{3}Z-safety-stopped-by-safety\.json$/,
+      ),
+    ]);
+    const object = await clients.s3.send(new GetObjectCommand({ Bucket: BUCKET, Key: keys[0] }));
+    const record = JSON.parse(
+      await (object.Body as { transformToString(): Promise<string> }).transformToString(),
+    );
+    expect(record).toMatchObject({
+      schemaVersion: 1,
+      runId: 'run-overdue',
+      status: 'stopped-by-safety',
+      reason: 'max-runtime',
+      source: 'safety',
+      subject: 'tuning-lab run-overdue: stopped-by-safety',
+    });
+    expect(record.body).toContain('Reason: max-runtime');
   });
 
   test('a second pass stops nothing and closes the meter; a third leaves it final', async () => {

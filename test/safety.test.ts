@@ -169,7 +169,7 @@ describe('safety layer (Lambda bundled by esbuild for real)', () => {
       ]);
     });
 
-    test('may read and write the ledgers and its meters, and no other object', () => {
+    test('may read and write the ledgers and its meters, add messages, and no other object', () => {
       const objects = statements().filter((s) =>
         [s.Action].flat().some((a: string) => /^s3:(Get|Put)Object$/.test(a)),
       );
@@ -179,6 +179,7 @@ describe('safety layer (Lambda bundled by esbuild for real)', () => {
           Effect: 'Allow',
           Resource: [objectArn('runs/*/ledger.json'), objectArn('safety/meters/*.json')],
         },
+        { Action: 's3:PutObject', Effect: 'Allow', Resource: objectArn('runs/*/messages/*') },
       ]);
     });
 
@@ -201,6 +202,13 @@ describe('safety layer (Lambda bundled by esbuild for real)', () => {
       ['s3:PutObject', 'outputs/safety/meters/run-1.json', 'allow'],
       ['s3:PutObject', 'outputs/runs/run-1/ledger.json', 'allow'],
       ['s3:PutObject', 'outputs/runs/run-1/lease.json', 'implicit-deny'],
+      ['s3:PutObject', 'outputs/runs/run-1/messages/20261201T000000.000Z-safety-x.json', 'allow'],
+      [
+        's3:GetObject',
+        'outputs/runs/run-1/messages/20261201T000000.000Z-safety-x.json',
+        'implicit-deny',
+      ],
+      ['s3:PutObject', 'outputs/runs/run-1/progress.json', 'implicit-deny'],
       [
         's3:GetObject',
         'outputs/runs/run-1/checkpoints/step-1/adapter.safetensors',

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildTrainingApp } from '../lib/app';
 import { parseSettings } from '../lib/config';
+import { STACK_OUTPUTS } from '../lib/contract';
 import { ON_DEMAND_USD_PER_HOUR, PRICE_TABLE_DATE, TABLE_REGIONS } from '../lib/pricing';
 import { CDK_JSON_CONTEXT, ROOT, RUN_CONTEXT, synth } from './support/synth';
 
@@ -251,6 +252,10 @@ describe('stack outputs', () => {
         'SsmSessionCommand',
       ].sort(),
     );
+  });
+
+  test('include every output the command line reads (lib/contract.ts STACK_OUTPUTS)', () => {
+    expect(Object.keys(outputs)).toEqual(expect.arrayContaining(Object.values(STACK_OUTPUTS)));
   });
 
   test("the SSM command finds the group's in-service instance and opens a session", () => {

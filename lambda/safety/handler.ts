@@ -22,7 +22,7 @@ import {
   TerminateInstancesCommand,
   type Instance,
 } from '@aws-sdk/client-ec2';
-import { S3Client } from '@aws-sdk/client-s3';
+import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { PublishCommand, SNSClient } from '@aws-sdk/client-sns';
 import {
   AUTOSCALING_GROUP_TAG,
@@ -47,6 +47,7 @@ import {
   decisionMetrics,
   extraInstanceMessage,
   ledgerAfterSafetyStop,
+  messageRecord,
   safetyStopMessage,
   type RunMessage,
   type StoppedInstance,
@@ -352,6 +353,20 @@ async function stop(
       }),
     ),
   );
+  // Kept in the run's messages/ too (contract section 12); an instance without a run has none.
+  if (decision.runId) {
+    const { key, record } = messageRecord(notice, decision.reason ?? null, now);
+    await attempt(failures, `${id}: keeping the message in ${key}`, () =>
+      clients.s3.send(
+        new PutObjectCommand({
+          Bucket: env.outputsBucket,
+          Key: key,
+          Body: `${JSON.stringify(record, null, 2)}\n`,
+          ContentType: 'application/json',
+        }),
+      ),
+    );
+  }
 }
 
 /** A run that ended this way keeps its record: the Lambda only adds to a live run. */

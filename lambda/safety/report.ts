@@ -5,9 +5,12 @@
 import {
   METRICS,
   SCHEMA_VERSION,
+  messageKey,
   runPrefix,
+  SAFETY_MESSAGE_SOURCE,
   type Ledger,
   type Market,
+  type MessageRecord,
   type MessageStatus,
 } from '../../lib/contract';
 import type { Decision } from './decide';
@@ -239,5 +242,30 @@ export function decisionMetrics(summary: CheckSummary, stackName: string, now: D
     Decisions: summary.stopped
       .map((s) => `${s.instanceId} (${s.runId ?? 'no run'}): ${s.detail}`)
       .join('; '),
+  };
+}
+
+/**
+ * The message as the run keeps it (contract section 12): `runs/<run-id>/messages/`, beside
+ * the supervisor's, so `npx tuning-lab messages` reads it without email.
+ */
+export function messageRecord(
+  notice: RunMessage,
+  reason: string | null,
+  now: Date,
+): { key: string; record: MessageRecord } {
+  const { runId, status } = notice.attributes;
+  return {
+    key: messageKey(runId, now, SAFETY_MESSAGE_SOURCE, status),
+    record: {
+      schemaVersion: SCHEMA_VERSION,
+      runId,
+      status,
+      reason,
+      source: SAFETY_MESSAGE_SOURCE,
+      sentAt: now.toISOString(),
+      subject: notice.subject,
+      body: notice.body,
+    },
   };
 }

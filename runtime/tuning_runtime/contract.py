@@ -5,6 +5,8 @@ The TypeScript side is lib/contract.ts; a change here is a contract change for a
 
 from __future__ import annotations
 
+import time
+
 SCHEMA_VERSION = 1
 
 
@@ -87,3 +89,21 @@ MESSAGE_STATUSES = (
 SUBJECT_MAX_CHARS = 100
 ATTRIBUTE_RUN_ID = "runId"
 ATTRIBUTE_STATUS = "status"
+
+# Section 11: what the supervisor publishes of the trainer's progress (``npx tuning-lab status``),
+# at most every PROGRESS_MIN_INTERVAL_SECONDS and every ``logging_steps`` steps.
+PROGRESS_NAME = "progress.json"
+METRICS_NAME = "metrics.json"
+PROGRESS_MIN_INTERVAL_SECONDS = 30
+
+# Section 12: every message the supervisor and the safety Lambda send is kept in the run's
+# messages/ folder too, as <stamp>-<source>-<status>.json (``npx tuning-lab messages``).
+MESSAGES_DIR = "messages"
+SAFETY_MESSAGE_SOURCE = "safety"  # the Lambda's source; an instance writes its instance id
+
+
+def message_name(sent_at: float, source: str, status: str) -> str:
+    """A message's file name; sorts by the time it was sent (``lib/contract.ts`` messageKey)."""
+    millis = round(sent_at * 1000)
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(millis // 1000))
+    return f"{stamp}.{millis % 1000:03d}Z-{source}-{status}.json"

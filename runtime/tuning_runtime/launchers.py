@@ -85,10 +85,17 @@ class TrainingLog:
         self.path = path
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         self._lock = threading.Lock()
+        # Called with every line written (the progress publisher reads the trainer's metrics).
+        self.observers: list = []
 
     def write(self, line: str) -> None:
         with self._lock, open(self.path, "a", encoding="utf-8") as handle:
             handle.write(line if line.endswith("\n") else line + "\n")
+        for observe in self.observers:
+            try:
+                observe(line)
+            except Exception:  # an observer never stops the log
+                log.exception("a training-log observer failed")
 
     def say(self, message: str) -> None:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

@@ -6,6 +6,8 @@ an email: the facts, then what to do next (docs/runbook.md explains each message
 
 from __future__ import annotations
 
+import json
+import time
 from dataclasses import dataclass, field
 
 from . import contract
@@ -79,6 +81,31 @@ def publish(aws: object, topic_arn: str, facts: Facts) -> None:
             },
         },
     )
+
+
+def record(aws: object, output_uri: str, facts: Facts, source: str, sent_at: float) -> str:
+    """Keep the message in the run's messages/ folder (contracts section 12), so it can be read
+    without email (``npx tuning-lab messages``); returns its URI."""
+    name = contract.message_name(sent_at, source, facts.status)
+    uri = f"{output_uri.rstrip('/')}/{contract.MESSAGES_DIR}/{name}"
+    document = {
+        "schemaVersion": contract.SCHEMA_VERSION,
+        "runId": facts.run_id,
+        "status": facts.status,
+        "reason": facts.reason,
+        "source": source,
+        "sentAt": _iso_millis(sent_at),
+        "subject": subject(facts.run_id, facts.status),
+        "body": body(facts),
+    }
+    aws.put_object(uri, (json.dumps(document, indent=2) + "\n").encode(), "application/json")
+    return uri
+
+
+def _iso_millis(timestamp: float) -> str:
+    millis = round(timestamp * 1000)
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(millis // 1000))
+    return f"{stamp}.{millis % 1000:03d}Z"
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from .host import Group, Host, best_effort
 from .imds import Identity, Imds, ImdsError, Notice
 from .launchers import PrepareError, TrainerJob, TrainerProcess, TrainingLog, progress_dir_of
 from .lease import Lease, LeaseBusyError, LeaseLostError, LeaseTimings
+from .progress import ProgressPublisher
 from .settings import RunSettings, SettingsError, parse_settings
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ IDLE = contract.REASON_IDLE
 MAX_RUNTIME = contract.REASON_MAX_RUNTIME
 MAX_COST = contract.REASON_MAX_COST
 SAFETY_CAUSES = (IDLE, MAX_RUNTIME, MAX_COST)
+DEFAULT_LOGGING_STEPS = 10  # the trainer's default training.logging_steps
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,7 @@ class Timings:
     sample_seconds: float = 30.0  # idle watchdog, limits
     stop_grace_seconds: float = 110.0  # SIGTERM -> kill; the container's --stop-timeout
     heartbeat_seconds: float = 300.0  # ledger lastStep/cost refresh while training
+    progress_seconds: float = float(contract.PROGRESS_MIN_INTERVAL_SECONDS)  # to S3
     stop_poll_seconds: float = 10.0  # the operator's stop request (one S3 GET)
     metrics_seconds: float = 60.0  # GPU metrics to CloudWatch (one PutLogEvents)
     retry_delay_seconds: float = 15.0
@@ -125,6 +128,7 @@ class Supervisor:
         self.instance_started_at = instance_started_at
         self.stop_event = stop_event or threading.Event()
         self.training_log = TrainingLog(paths.training_log)
+        self.progress: ProgressPublisher | None = None
         self.settings: RunSettings | None = None
         self.identity: Identity | None = None
         self.group: Group | None = None
@@ -195,6 +199,7 @@ class Supervisor:
         self.lease = lease
         lease.keep(on_lost=self._on_lease_lost)
         self.store = ledger.LedgerStore(self.aws, settings.output_uri)
+        self.progress = self._progress_publisher()
         event = self._begin()
         self._publish(event, None)
         self.host.follow_in_tmux(self.paths.training_log)
@@ -248,6 +253,7 @@ class Supervisor:
                 "recording the attempt",
             )
             self.say(f"starting the trainer (attempt {failures + 1} on this instance)")
+            self.progress.new_attempt()
             self.proc = self.launcher.start(self._job(failures + 1), self.training_log)
             result = self._watch(self.proc)
             self.say(f"trainer exited with {result.exit_code}" + self._why(result))
@@ -434,6 +440,7 @@ class Supervisor:
         notice: Notice | None = None,
         last_lines: list | None = None,
     ) -> int:
+        self._stop_progress(publish=True)  # the last step and loss, before the ledger
         settings = self.settings
         final_uri = f"{settings.output_uri}/{contract.FINAL_DIR}/"
         problem = self._final_model_problem() if status == contract.COMPLETED else None
@@ -494,6 +501,7 @@ class Supervisor:
     def _after_lease_lost(self, exit_code: int | None) -> int:
         """The run is another instance's now: record only this attempt's end (the holder owns
         the run's status and capacity) and shut down."""
+        self._stop_progress(publish=False)  # the holder publishes the run's progress now
         self._update(partial(self._end_attempt, exit_code=exit_code), "recording the attempt's end")
         self._upload_logs()
         self.say("requesting shutdown (the instance terminates); the run goes on elsewhere")
@@ -669,6 +677,30 @@ class Supervisor:
                 log.error("uploading %s failed: %s", path, error)
         return prefix if uploaded else None
 
+    def _progress_publisher(self) -> ProgressPublisher:
+        """Publishes the trainer's progress and metrics to the run's prefix (contracts
+        section 11), from the progress file and the metric lines of the training log."""
+        config = self.settings.run_config if isinstance(self.settings.run_config, dict) else {}
+        training = config.get("training") if isinstance(config.get("training"), dict) else {}
+        logging_steps = training.get("logging_steps")
+        publisher = ProgressPublisher(
+            self.aws,
+            self.settings.output_uri,
+            self.settings.run_id,
+            self.identity.instance_id,
+            self._progress_path(),
+            logging_steps if isinstance(logging_steps, int) else DEFAULT_LOGGING_STEPS,
+            self.timings.progress_seconds,
+        )
+        best_effort("reading the run's published metrics", publisher.load_history)
+        self.training_log.observers.append(publisher.observe_line)
+        publisher.start()
+        return publisher
+
+    def _stop_progress(self, publish: bool) -> None:
+        if self.progress is not None:
+            best_effort("publishing the run's progress", self.progress.stop, publish)
+
     def _publish(self, status: str, reason: str | None, last_lines: list | None = None):
         settings, doc = self.settings, self.ledger
         started = doc.get("startedAt")
@@ -696,3 +728,12 @@ class Supervisor:
             last_log_lines=last_lines or [],
         )
         best_effort("publishing to SNS", messages.publish, self.aws, settings.topic_arn, facts)
+        best_effort(
+            "keeping the message in the run's messages/",
+            messages.record,
+            self.aws,
+            settings.output_uri,
+            facts,
+            self.identity.instance_id,
+            time.time(),
+        )

@@ -320,6 +320,37 @@ def test_the_instance_role_does_its_job_and_no_more(enforced: Deployment) -> Non
     assert [what for what, call in refused.items() if not denied(call)] == []
 
 
+def test_only_the_host_and_the_lambda_report_on_the_run(
+    enforced: Deployment, trainer_session: boto3.Session
+) -> None:
+    """Progress, metrics and messages (contracts sections 11 and 12) are the supervisor's word,
+    messages also the safety Lambda's; the trainer may forge none of them."""
+    url, outputs = enforced.emulator.url, enforced.outputs["OutputsBucketName"]
+    host = enforced.role_client("s3", "InstanceRole")
+    lambda_s3 = enforced.role_client("s3", "SafetyFunctionRole")
+    trainer = trainer_session.client("s3", endpoint_url=url)
+    reports = ["progress.json", "metrics.json", "messages/20261201T000000.000Z-i-1-started.json"]
+    for name in reports:
+        host.put_object(Bucket=outputs, Key=run_key(enforced, name), Body=b"{}")
+    safety_message = run_key(enforced, "messages/20261201T000001.000Z-safety-x.json")
+    lambda_s3.put_object(Bucket=outputs, Key=safety_message, Body=b"{}")
+    refused = {
+        f"trainer writes {name}": (
+            lambda name=name: trainer.put_object(
+                Bucket=outputs, Key=run_key(enforced, name), Body=b"{}"
+            )
+        )
+        for name in reports
+    }
+    refused["trainer deletes a message"] = lambda: trainer.delete_object(
+        Bucket=outputs, Key=run_key(enforced, reports[2])
+    )
+    refused["the Lambda writes progress"] = lambda: lambda_s3.put_object(
+        Bucket=outputs, Key=run_key(enforced, "progress.json"), Body=b"{}"
+    )
+    assert [what for what, call in refused.items() if not denied(call)] == []
+
+
 def workflow_check(enforced: Deployment, credentials: dict, tag: str):
     """The image workflow's "does this commit's image exist" step, as its runner runs it."""
     repository = enforced.outputs["RepositoryUri"].split("/", 1)[1]
@@ -407,6 +438,11 @@ def test_the_safety_lambda_does_a_whole_pass_under_its_role(
     )
     ledger = json.loads(ledger_object["Body"].read())
     assert (ledger["status"], ledger["reason"]) == ("stopped-by-safety", "max-runtime")
+    messages = s3.list_objects_v2(
+        Bucket=enforced.outputs["OutputsBucketName"], Prefix=run_key(enforced, "messages/")
+    )
+    kept = [o["Key"] for o in messages.get("Contents", [])]
+    assert sum(key.endswith("-safety-stopped-by-safety.json") for key in kept) == 1
 
 
 def test_deploy_without_instance_removes_it_and_keeps_the_rest(deployment: Deployment) -> None:

@@ -99,6 +99,9 @@ def main() -> int:
     while not STOPPING["now"]:
         step += 1
         write_progress(step)
+        if step % 10 == 0:  # the trainer's metric line every logging_steps (EMF, contracts 3)
+            metrics = {"loss": 2.0 / step, "learning_rate": 1e-4, "tokens_per_second": 1000.0}
+            print(json.dumps({"_aws": {}, "RunId": "fake", "step": step, **metrics}), flush=True)
         time.sleep(STEP_SECONDS)
         if behaviour == "train-40" and step == 40:
             publish("final", step)
