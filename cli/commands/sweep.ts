@@ -81,6 +81,7 @@ export const command: Command = {
 
 function hourly(usd: number | null): string {
   if (usd === null) return '?';
+  if (usd > 0 && usd < 0.0001) return '<$0.0001';
   return usd < 0.01 && usd > 0 ? `$${usd.toFixed(4)}` : formatUsd(usd);
 }
 
