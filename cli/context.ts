@@ -51,6 +51,7 @@ interface Client {
   middlewareStack: {
     add(middleware: unknown, options: { step: 'initialize'; name: string }): void;
   };
+  destroy(): void;
 }
 
 export class CliContext {
@@ -128,6 +129,12 @@ export class CliContext {
       'budgets',
       (config) => new BudgetsClient({ ...config, region: 'us-east-1' }),
     );
+  }
+
+  /** Closes every client's connections (the process, or a test, can end at once). */
+  close(): void {
+    for (const client of this.clients.values()) (client as Client).destroy();
+    this.clients.clear();
   }
 
   /** The region the clients use, as resolved (flag, environment or profile). */

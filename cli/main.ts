@@ -14,7 +14,7 @@ import { GLOBAL_OPTIONS, type Command, type OptionSpec, type ParsedArgs } from '
 import { CliContext } from './context';
 import { CliFailure, describeError, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError } from './errors';
 import { Output, type Sink } from './output';
-import { loadCommands } from './registry';
+import { loadCommand, loadCommands } from './registry';
 import { DEFAULT_STACK_NAME } from '../lib/contract';
 
 export const PROGRAM = 'tuning-lab';
@@ -32,8 +32,8 @@ export async function main(argv: readonly string[], io: MainIo = {}): Promise<nu
   const stdout = io.stdout ?? process.stdout;
   const stderr = io.stderr ?? process.stderr;
   const env = io.env ?? process.env;
-  const { commands, broken } = loadCommands();
   const [name, ...rest] = argv;
+  const { commands, broken } = (name && loadCommand(name)) || loadCommands();
   const plain = new Output(stdout, stderr, false, env);
 
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
@@ -81,7 +81,7 @@ export async function main(argv: readonly string[], io: MainIo = {}): Promise<nu
   );
   try {
     const code = await command.run(ctx, args);
-    return code ?? EXIT_OK;
+    return typeof code === 'number' ? code : EXIT_OK;
   } catch (error) {
     stderr.write(`${PROGRAM} ${command.name}: ${explain(error)}\n`);
     if (env.TUNING_LAB_DEBUG && error instanceof Error && error.stack) {
@@ -90,6 +90,7 @@ export async function main(argv: readonly string[], io: MainIo = {}): Promise<nu
     return error instanceof UsageError || isMissingRegion(error) ? EXIT_USAGE : EXIT_FAILURE;
   } finally {
     io.onContext?.(ctx);
+    ctx.close();
   }
 }
 

@@ -3,7 +3,7 @@
  * command is adding a file; nothing here changes. A file that fails to load takes only its own
  * command down: the others still run, and using that one reports why.
  */
-import { readdirSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from './command';
 import { describeError } from './errors';
@@ -15,6 +15,23 @@ export interface Registry {
   readonly commands: Command[];
   /** Command files that failed to load: file name -> why. */
   readonly broken: ReadonlyMap<string, string>;
+}
+
+/**
+ * Only the command `name`, from its own file (`<name>.ts`), so one command does not load every
+ * other's SDK clients; undefined when no file is named so (the full registry then decides).
+ */
+export function loadCommand(name: string, dir: string = COMMANDS_DIR): Registry | undefined {
+  const file = `${name}.ts`;
+  if (!/^[a-z][a-z0-9-]*$/.test(name) || !existsSync(join(dir, file))) return undefined;
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const loaded = require(join(dir, file)) as { command?: Command };
+    if (loaded.command?.name !== name) return undefined;
+    return { commands: [loaded.command], broken: new Map() };
+  } catch (error) {
+    return { commands: [], broken: new Map([[file, describeError(error)]]) };
+  }
 }
 
 export function loadCommands(dir: string = COMMANDS_DIR): Registry {

@@ -78,6 +78,15 @@ export class RunStore {
     return runs.sort(newestFirst);
   }
 
+  /** The run whose ledger started last (one read per run: the ledgers only). */
+  async newestRunId(): Promise<string | undefined> {
+    const ids = await this.runIds();
+    const ledgers = await mapParallel(ids, (id) => this.readJson<Ledger>(ledgerKey(id)));
+    const started = ids.map((id, i) => ({ id, at: ledgers[i]?.startedAt ?? '' }));
+    started.sort((a, b) => b.at.localeCompare(a.at) || a.id.localeCompare(b.id));
+    return started[0]?.id;
+  }
+
   /** One run's ledger and progress (both may be missing); `finalModel` checks the manifest. */
   async run(
     runId: string,

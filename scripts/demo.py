@@ -20,7 +20,9 @@
    replaced by a recording fake.
 4. The end state: the ledger, final/ and checkpoints/ in the outputs bucket, the SNS messages the
    run sent (read back from an SQS queue subscribed to the stack's topic), the group's capacity,
-   and demo-output/loss-curve.png drawn from the published final/trainer_state.json.
+   and demo-output/loss-curve.png drawn from the published final/trainer_state.json; then what
+   the operator's command line shows of it (`npx tuning-lab runs`, `status`, `messages`, `logs`,
+   and `pull` into demo-output/model/, checked against the manifest).
 5. `cdk destroy`, then the emulator stops. Nothing outlives the demo, on Ctrl-C or failure either.
 
 --spot-interrupt: the fake IMDS serves a spot notice midway; the trainer publishes a checkpoint
@@ -35,10 +37,12 @@ import contextlib
 import importlib.util
 import json
 import logging
+import os
 import re
 import shlex
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -150,6 +154,7 @@ class DemoResult:
     desired_capacity: int | None = None
     shutdown_requests: list[dict] = field(default_factory=list)
     loss_curve: Path | None = None
+    operator_exit_codes: dict = field(default_factory=dict)  # tuning-lab command -> exit code
     stack_status_after_destroy: str | None = "not destroyed"
     phase_seconds: list[tuple[str, float]] = field(default_factory=list)
 
@@ -451,6 +456,9 @@ def run_demo(
         with phases("results: the end state, read back from the emulated AWS"):
             show_end_state(run, inbox, instances, resumed_at, output_dir, result, out)
 
+        with phases("operator: npx tuning-lab runs, status, messages, logs, pull"):
+            show_operator_view(emulator, run, output_dir, result, out)
+
         hooks.before_destroy(deployment)
         if options.keep_emulator:
             wait_while_kept(emulator, deployment, run, out)
@@ -529,6 +537,35 @@ def show_end_state(
         )
         out(f"loss curve: {display_path(result.loss_curve)} ({summary})")
     out(f"logs, ledger and messages: {display_path(output_dir)}/")
+
+
+def show_operator_view(
+    emulator: EmulatedAws,
+    run: RunOutputs,
+    output_dir: Path,
+    result: DemoResult,
+    out: Callable[[str], None],
+) -> None:
+    """Phase 4b: the run as the operator's command line shows it (README, step 6 and 7), with
+    the emulator's environment in place of an AWS profile."""
+    env = {**os.environ, **emulator.sdk_env()}
+    model_dir = output_dir / "model"
+    for argv in (
+        ["runs"],
+        ["status", run.run_id],
+        ["messages", run.run_id, "--brief"],
+        ["logs", run.run_id, "--tail", "5"],
+        ["pull", run.run_id, str(model_dir)],
+    ):
+        done = subprocess.run(
+            ["node", str(ROOT / "cli" / "tuning-lab.js"), *argv],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+        shown = " ".join(display_path(Path(a)) if a == str(model_dir) else a for a in argv)
+        out(f"$ npx tuning-lab {shown}")
+        for line in (done.stdout + done.stderr).rstrip("\n").splitlines():
+            out(f"  {line}")
+        result.operator_exit_codes[argv[0]] = done.returncode
 
 
 def display_path(path: Path) -> str:
@@ -617,6 +654,9 @@ def check_end_state(result: DemoResult, run_id: str) -> None:
         problems.append("final/ has no manifest.json")
     if result.desired_capacity != 0:
         problems.append(f"the group's desired capacity is {result.desired_capacity}, not 0")
+    failed = {name: code for name, code in result.operator_exit_codes.items() if code != 0}
+    if failed:
+        problems.append(f"npx tuning-lab exited non-zero: {failed}")
     if problems:
         raise DemoError(
             f"run {run_id} did not end as it should: {'; '.join(problems)}. The training and "

@@ -137,3 +137,45 @@ def test_tuning_trainer_subcommand_and_flags_exist(
     assert usage, f"{document}: tuning-trainer has no subcommand {subcommand}"
     missing = {f for f in flags if f"--{f}" not in usage}
     assert not missing, f"{document}: tuning-trainer {subcommand} has no flag(s) {sorted(missing)}"
+
+
+CLI_USES = sorted(
+    {
+        (document, sub, frozenset(re.findall(r"(?<!\S)--([a-z][a-z0-9-]*)", rest)))
+        for document, snippet in SNIPPETS
+        for line in snippet.splitlines()
+        for sub, rest in re.findall(r"(?<![\w-])npx tuning-lab ([a-z][a-z-]*)([^|;&#`]*)", line)
+    },
+    key=lambda u: (u[0], u[1], sorted(u[2])),
+)
+
+
+@cache
+def cli_help(command: str) -> str:
+    """`npx tuning-lab <command> --help` (the package bin, as npm runs it)."""
+    done = subprocess.run(
+        ["node", str(ROOT / "cli" / "tuning-lab.js"), command, "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    return done.stdout if done.returncode == 0 else ""
+
+
+def test_the_docs_show_the_command_line() -> None:
+    assert {sub for _, sub, _ in CLI_USES} >= {"runs", "status", "logs", "pull", "messages"}
+
+
+@pytest.mark.parametrize(
+    ("document", "command", "flags"),
+    CLI_USES,
+    ids=[f"{d}: tuning-lab {s} {' '.join(sorted(f))}" for d, s, f in CLI_USES],
+)
+def test_tuning_lab_command_and_flags_exist(document: str, command: str, flags: frozenset[str]):
+    usage = cli_help(command)
+    assert usage.startswith(f"usage: tuning-lab {command}"), (
+        f"{document}: npx tuning-lab has no command {command}"
+    )
+    missing = {f for f in flags if f"--{f}" not in usage}
+    assert not missing, f"{document}: npx tuning-lab {command} has no option(s) {sorted(missing)}"
