@@ -262,43 +262,62 @@ def build_tuning(config_path: Path, variant: str = "tuning", output_uri: str | N
 def build_trl(variant: str, data: Path, work: Path, shape: Shape, seed: int, precision: str):
     """SFTTrainer for one TRL configuration, with the run's model, data and settings."""
     import torch
-    from peft import LoraConfig
     from transformers import set_seed
-    from trl import SFTConfig, SFTTrainer
     from tuning_trainer.model import build_builtin_model, builtin_tokenizer
 
-    import datasets
-
     tokenizer = builtin_tokenizer()
-    conversations = read_messages(data)
-    # prompt-completion, so TRL's loss is on the answer only, as tuning-trainer's
-    dataset = datasets.Dataset.from_list(
-        [{"prompt": m[:-1], "completion": m[-1:]} for m in conversations]
-    )
     lm = build_builtin_model(shape.model, len(tokenizer), "sdpa")
     if precision == "bf16":
         lm = lm.to(torch.bfloat16)  # as tuning-trainer loads a LoRA base under bf16
     set_seed(seed)
     batch, accumulation, extra = examples_per_step(variant, data, shape, tokenizer)
+    trainer = trl_trainer(
+        lm,
+        tokenizer,
+        data,
+        work / variant,
+        {
+            "max_steps": shape.steps,
+            "per_device_train_batch_size": batch,
+            "gradient_accumulation_steps": accumulation,
+            "bf16": precision == "bf16",
+            "seed": seed,
+            "use_cpu": True,
+            **{"max_length": shape.max_length, **extra},
+        },
+        full_logits_loss if variant == "trl-bfd-full-logits" else None,
+    )
+    return trainer, accumulation
+
+
+def trl_trainer(lm, tokenizer, data: Path, out: Path, settings: dict, loss=None):
+    """TRL's SFTTrainer with this benchmark's fixed terms; ``settings`` adds to SFTConfig.
+
+    The records become conversational prompt-completion, so TRL's loss is on the answer only,
+    as tuning-trainer's. Used by the GPU check too.
+    """
+    from peft import LoraConfig
+    from trl import SFTConfig, SFTTrainer
+
+    import datasets
+
+    dataset = datasets.Dataset.from_list(
+        [{"prompt": m[:-1], "completion": m[-1:]} for m in read_messages(data)]
+    )
+    seed = settings.get("seed", 0)
     args = SFTConfig(
-        output_dir=str(work / variant),
-        max_steps=shape.steps,
-        per_device_train_batch_size=batch,
-        gradient_accumulation_steps=accumulation,
+        output_dir=str(out),
         learning_rate=LEARNING_RATE,
         optim=OPTIMIZER,
         lr_scheduler_type="linear",
         warmup_steps=0,
-        bf16=precision == "bf16",
         gradient_checkpointing=True,
         logging_steps=1,
         save_strategy="no",
         report_to="none",
-        seed=seed,
         data_seed=seed,
-        use_cpu=True,
         disable_tqdm=True,
-        **{"max_length": shape.max_length, **extra},
+        **settings,
     )
     peft_config = LoraConfig(
         r=LORA["r"],
@@ -307,15 +326,14 @@ def build_trl(variant: str, data: Path, work: Path, shape: Shape, seed: int, pre
         target_modules="all-linear",
         task_type="CAUSAL_LM",
     )
-    trainer = SFTTrainer(
+    return SFTTrainer(
         model=lm,
         args=args,
         train_dataset=dataset,
         processing_class=tokenizer,
         peft_config=peft_config,
-        compute_loss_func=full_logits_loss if variant == "trl-bfd-full-logits" else None,
+        compute_loss_func=loss,
     )
-    return trainer, accumulation
 
 
 def full_logits_loss(outputs, labels, num_items_in_batch=None):

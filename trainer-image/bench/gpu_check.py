@@ -62,7 +62,7 @@ from typing import Any
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench import LEARNING_RATE, LORA, make_data, read_messages, train_measured
+from bench import LEARNING_RATE, LORA, make_data, train_measured, trl_trainer
 
 EXIT_NO_GPU = 2
 SEED = 0
@@ -482,59 +482,27 @@ def resume_verdict(straight: dict, resumed: dict, before: dict | None) -> str:
 def run_trl(row: Row, ctx: Context) -> dict[str, Any]:
     """TRL's SFTTrainer on the same model, data, LoRA, precision and tokens per step."""
     import torch
-    from peft import LoraConfig
     from transformers import set_seed
-    from trl import SFTConfig, SFTTrainer
     from tuning_trainer import model
-
-    import datasets
 
     rows = ROWS_PER_STEP[row.size]
     tokenizer = model.builtin_tokenizer()
-    # prompt-completion, so TRL's loss is on the answer only, as tuning-trainer's
-    conversations = read_messages(ctx.data)
-    dataset = datasets.Dataset.from_list(
-        [{"prompt": m[:-1], "completion": m[-1:]} for m in conversations]
-    )
     torch.cuda.reset_peak_memory_stats()
     with built_on_gpu(torch.bfloat16):
         lm = model.build_builtin_model(SHAPES[row.size]["name"], len(tokenizer), "sdpa")
     set_seed(SEED)
     batch, accumulation = (1, rows) if row.trainer == "trl-bfd" else (rows, 1)
-    args = SFTConfig(
-        output_dir=str(ctx.work / row.key),
-        max_steps=ctx.args.steps,
-        per_device_train_batch_size=batch,
-        gradient_accumulation_steps=accumulation,
-        learning_rate=LEARNING_RATE,
-        lr_scheduler_type="linear",
-        warmup_steps=0,
-        max_length=ctx.args.max_length,
-        packing=True,
-        bf16=True,
-        gradient_checkpointing=True,
-        logging_steps=1,
-        save_strategy="no",
-        report_to="none",
-        seed=SEED,
-        data_seed=SEED,
-        disable_tqdm=True,
-        use_cpu=not torch.cuda.is_available(),  # only for a CPU smoke run of this function
-    )
-    peft_config = LoraConfig(
-        r=LORA["r"],
-        lora_alpha=LORA["alpha"],
-        lora_dropout=LORA["dropout"],
-        target_modules="all-linear",
-        task_type="CAUSAL_LM",
-    )
-    trainer = SFTTrainer(
-        model=lm,
-        args=args,
-        train_dataset=dataset,
-        processing_class=tokenizer,
-        peft_config=peft_config,
-    )
+    settings = {
+        "max_steps": ctx.args.steps,
+        "per_device_train_batch_size": batch,
+        "gradient_accumulation_steps": accumulation,
+        "max_length": ctx.args.max_length,
+        "packing": True,
+        "bf16": True,
+        "seed": SEED,
+        "use_cpu": not torch.cuda.is_available(),  # only for a CPU smoke run of this function
+    }
+    trainer = trl_trainer(lm, tokenizer, ctx.data, ctx.work / row.key, settings)
     trainer.add_callback(step_sync())
     result = train_measured(trainer, ctx.args.steps, accumulation)
     result["peak_gib"] = torch.cuda.max_memory_allocated() / 2**30
