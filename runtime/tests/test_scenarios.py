@@ -111,8 +111,18 @@ def child_pids(pid: int) -> list:
 
 
 def trainer_pid(supervisor_pid: int) -> int:
-    (pid,) = child_pids(supervisor_pid)
+    """The supervisor's trainer child; it also starts short-lived helpers (nvidia-smi, aws)."""
+    trainers = [pid for pid in child_pids(supervisor_pid) if "tuning_trainer" in command_of(pid)]
+    (pid,) = trainers
     return pid
+
+
+def command_of(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+            return cmdline.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
 
 
 def test_run_completes_then_the_instance_terminates(cloud, fakes, tmp_path, processes):
