@@ -4,7 +4,7 @@
  * runtime's own code wrote (testing/run_fixtures.py), a GPU group and a log group; and the
  * command line run in-process through the real SDK v3 clients, as `npx tuning-lab` runs it.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { AutoScalingClient, CreateAutoScalingGroupCommand } from '@aws-sdk/client-auto-scaling';
 import { CloudFormationClient, CreateStackCommand } from '@aws-sdk/client-cloudformation';
@@ -24,32 +24,8 @@ export const ROOT = join(__dirname, '..', '..');
 export const REGION = 'us-east-1';
 const PYTHON = join(ROOT, '.venv', 'bin', 'python');
 
-export interface Moto {
-  readonly url: string;
-  readonly child: ChildProcess;
-}
-
-export async function startMoto(): Promise<Moto> {
-  const child = spawn(PYTHON, ['-m', 'testing.moto_server'], {
-    cwd: ROOT,
-    stdio: ['pipe', 'pipe', 'inherit'],
-  });
-  const url = await new Promise<string>((resolve, reject) => {
-    let buffer = '';
-    const timer = setTimeout(() => reject(new Error('moto server did not start in 60 s')), 60_000);
-    child.on('exit', (code) => reject(new Error(`moto server exited with ${code}`)));
-    child.stdout?.on('data', (chunk: Buffer) => {
-      buffer += chunk.toString();
-      const match = buffer.match(/MOTO_URL=(\S+)/);
-      if (match) {
-        clearTimeout(timer);
-        resolve(match[1]);
-      }
-    });
-  });
-  child.removeAllListeners('exit');
-  return { url, child };
-}
+export { startMoto, type Moto } from '../support/moto-server';
+import type { Moto } from '../support/moto-server';
 
 /** Stops the server (it exits when its stdin closes) and closes the set-up clients. */
 export async function stopMoto(moto?: Moto): Promise<void> {
