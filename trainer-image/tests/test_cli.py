@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -160,3 +164,34 @@ def test_flags_override_the_environment(tmp_path: Path, capsys, monkeypatch) -> 
     assert code == 0
     assert "7 steps (max_steps 7" in out
     assert "/ 8 rows per step" in out
+
+
+@pytest.mark.parametrize(
+    ("hub", "why"),
+    [
+        ({"HF_HUB_OFFLINE": "1"}, "(HF_HUB_OFFLINE is set)"),
+        ({"HF_ENDPOINT": "http://127.0.0.1:9"}, "Connection refused"),  # nothing listens on 9
+    ],
+    ids=["offline", "hub-unreachable"],
+)
+def test_validate_of_an_unreachable_hub_model_is_one_line_saying_how_to_stage_it(
+    tmp_path: Path, hub: dict[str, str], why: str
+) -> None:
+    """As a laptop without the Hub runs it: a process, since the Hub client reads its
+    environment once at import."""
+    config = make_run(tmp_path, {"model": {"base_model": "acme/not-cached-7b"}})
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "TRANSFORMERS_"))}
+    env.update(hub, HF_HOME=str(tmp_path / "hf-home"))  # an empty Hub cache
+
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "tuning_trainer", "validate", "--config", str(config)],
+        env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1, done.stderr  # one line, no traceback
+    assert "model.base_model = 'acme/not-cached-7b': the Hugging Face Hub" in done.stderr
+    assert why in done.stderr
+    assert "stage it as an s3:// prefix" in done.stderr and "or a local folder" in done.stderr
+    assert time.monotonic() - started < 30  # the Hub client alone retries for 60 s

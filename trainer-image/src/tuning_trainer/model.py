@@ -52,6 +52,7 @@ BUILTIN_MODELS: dict[str, dict[str, Any]] = {
 BUILTIN_INIT_SEED = 1234  # the "pretrained" weights must be identical in every run and resume
 BUILTIN_SPECIAL_TOKENS = ["<pad>", "<s>", "</s>"]
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")  # org/name, or a legacy bare name
+HUB_PROBE_SECONDS = 10  # validate's one request to the Hub, instead of its client's retries
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".h5", ".msgpack")
 DEFAULT_MODEL_CACHE = "~/.cache/tuning-lab/models"  # model.cache_dir unset
 SYNC_MARKER = ".tuning-lab-sync.json"  # in the synced folder, written last
@@ -183,6 +184,52 @@ def check_base_model(config: RunConfig) -> None:
             f"prefix, a local folder, or one of "
             + ", ".join(BUILTIN_PREFIX + n for n in BUILTIN_MODELS)
         )
+
+
+def check_hub_reachable(config: RunConfig) -> None:
+    """For `validate` on a laptop: a Hugging Face id must be in the local cache or the Hub must
+    answer; else one line (exit 2) instead of the Hub client's minute of retries and traceback.
+
+    `train` does not call it: on the instance a Hub outage is worth a retry (exit 1), not a
+    verdict on the config.
+    """
+    base = config.model.base_model
+    if builtin_name(base) is not None or storage.is_s3(base) or os.path.isabs(base):
+        return
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    cached = try_to_load_from_cache(base, "config.json", revision=config.model.revision)
+    if isinstance(cached, str):
+        return  # from_pretrained reads the cache when the Hub does not answer
+    if constants.HF_HUB_OFFLINE:
+        why = "HF_HUB_OFFLINE is set"
+    else:
+        why = _hub_unreachable(f"{constants.ENDPOINT}/api/models/{base}")
+        if why is None:
+            return
+    raise ConfigError(
+        f"model.base_model = {base!r}: the Hugging Face Hub ({constants.ENDPOINT}) is not "
+        f"reachable ({why}) and the model is not in the local cache; stage it as an s3:// "
+        "prefix (s3://<DataBucketName>/models/<name>/) or a local folder and name that in "
+        "model.base_model (trainer-image/README.md, Base models)"
+    )
+
+
+def _hub_unreachable(url: str) -> str | None:
+    """Why ``url`` cannot be reached in one try, or None when any HTTP answer came back."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        urllib.request.urlopen(
+            urllib.request.Request(url, method="HEAD"), timeout=HUB_PROBE_SECONDS
+        ).close()
+    except urllib.error.HTTPError:
+        return None  # 401, 404, ...: the Hub answered; from_pretrained reports what it means
+    except (urllib.error.URLError, OSError) as err:
+        reason = getattr(err, "reason", err)
+        return str(reason).splitlines()[0] if str(reason) else type(reason).__name__
+    return None
 
 
 def local_model_dir(config: RunConfig, include_weights: bool = True) -> str:

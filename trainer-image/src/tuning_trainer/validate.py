@@ -59,6 +59,7 @@ def run_validate(
     config = loaded.config
     model.builtin_name(config.model.base_model)
     model.check_base_model(config)
+    model.check_hub_reachable(config)
     tokenizer = model.load_tokenizer(config)
     print(f"config   {loaded.location}: valid")
     print(
