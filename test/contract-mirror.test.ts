@@ -5,6 +5,7 @@
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import {
+  DEFAULT_STACK_NAME,
   messageKey,
   messagesPrefix,
   metricsKey,
@@ -26,6 +27,7 @@ function python(): Record<string, unknown> {
     '  "progress": c.PROGRESS_NAME, "metrics": c.METRICS_NAME, "messages": c.MESSAGES_DIR,',
     '  "interval": c.PROGRESS_MIN_INTERVAL_SECONDS, "safety": c.SAFETY_MESSAGE_SOURCE,',
     '  "message": c.message_name(1796032800.25, "i-0abc", "started"),',
+    '  "stack": c.DEFAULT_STACK_NAME,',
     '  "tags": [c.TAG_STACK, c.TAG_RUN_ID, c.TAG_MAX_RUNTIME_HOURS, c.TAG_MAX_RUN_COST_USD],',
     '}))',
   ].join('\n');
@@ -37,7 +39,7 @@ function python(): Record<string, unknown> {
   return JSON.parse(done.stdout);
 }
 
-test('the runtime names progress, metrics, messages and tags as lib/contract.ts does', () => {
+test('the runtime names progress, metrics, messages, tags and the default stack as lib/contract.ts does', () => {
   const py = python();
   const run = runPrefix('run-1');
 
@@ -49,6 +51,7 @@ test('the runtime names progress, metrics, messages and tags as lib/contract.ts 
   expect(`${run}/${py.messages}/`).toBe(messagesPrefix('run-1'));
   expect(py.interval).toBe(PROGRESS_MIN_INTERVAL_SECONDS);
   expect(py.safety).toBe(SAFETY_MESSAGE_SOURCE);
+  expect(py.stack).toBe(DEFAULT_STACK_NAME);
   expect(py.tags).toEqual([
     TAG_KEYS.stack,
     TAG_KEYS.runId,

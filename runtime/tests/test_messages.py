@@ -18,6 +18,7 @@ CTX = messages.Context(
     instance_id="i-0abc",
     region="eu-west-1",
     stack_name="LlmStack",
+    run_id="run-1",
     output_uri="s3://outputs/runs/run-1",
     image_uri="123.dkr.ecr.eu-west-1.amazonaws.com/trainer:v3",
     idle_minutes=30,
@@ -109,8 +110,9 @@ def test_duration_reads_naturally(seconds, text):
     ("status", "reason", "expected"),
     [
         ("started", None, "sudo tmux attach -t training"),
+        ("started", None, "npx tuning-lab status run-1 --watch --stack LlmStack"),
         ("resumed", None, "resumes from step 1200"),
-        ("completed", "completed", "aws s3 cp --recursive s3://outputs/runs/run-1/final/ ./model"),
+        ("completed", "completed", "npx tuning-lab pull run-1 ./model --stack LlmStack"),
         ("completed", "completed", "npx cdk deploy LlmStack -c createInstance=false"),
         ("failed", "bad-input", "tuning-trainer validate --config"),
         ("failed", "trainer-failed", "resumes from the newest one"),
@@ -134,3 +136,21 @@ def test_next_step_of_a_held_failure_says_how_to_connect():
     text = messages.next_step("failed", "trainer-failed", held)
 
     assert "stays up 45 minutes" in text and "aws ssm start-session --target i-0abc" in text
+
+
+def test_operator_commands_name_the_stack_only_when_it_is_not_the_default():
+    default = messages.Context(**{**CTX.__dict__, "stack_name": "TrainingStack"})
+
+    assert messages.operator_command(default, "pull", "run-1") == "npx tuning-lab pull run-1"
+    assert messages.operator_command(CTX, "pull", "run-1") == (
+        "npx tuning-lab pull run-1 --stack LlmStack"
+    )
+
+
+def test_the_golden_completed_case_holds_the_supervisors_own_advice():
+    case = next(c for c in GOLDEN if c["facts"]["status"] == "completed")
+    ctx = messages.Context(
+        **{**CTX.__dict__, "stack_name": "TrainingStack", "run_id": case["facts"]["runId"]}
+    )
+
+    assert case["facts"]["nextStep"] == messages.next_step("completed", "completed", ctx)

@@ -100,7 +100,7 @@ def test_completion_message_reads_as_an_email(cloud, fakes, tmp_path, monkeypatc
     assert completed["subject"] == f"tuning-lab {RUN_ID}: completed"
     assert (completed["runId"], completed["status"]) == (RUN_ID, "completed")
     assert f"Model: {cloud.output_uri}/final/" in completed["body"]
-    assert "aws s3 cp --recursive" in completed["body"].split("Next step:")[1]
+    assert f"npx tuning-lab pull {RUN_ID} ./model" in completed["body"].split("Next step:")[1]
 
 
 def test_exit_zero_without_a_final_manifest_is_a_failure(cloud, fakes, tmp_path, monkeypatch):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 
 SCHEMA_VERSION = 1
+DEFAULT_STACK_NAME = "TrainingStack"  # what `npx tuning-lab` reads without --stack
 
 
 def settings_parameter_name(stack_name: str) -> str:

@@ -115,6 +115,7 @@ class Context:
     instance_id: str
     region: str
     stack_name: str
+    run_id: str
     output_uri: str
     image_uri: str
     idle_minutes: float
@@ -122,11 +123,17 @@ class Context:
     debug_hold_minutes: float = 0
 
 
+def operator_command(ctx: Context, *words: str) -> str:
+    """The operator's command line (`npx tuning-lab`, cli/) doing ``words`` for this stack."""
+    stack = [] if ctx.stack_name == contract.DEFAULT_STACK_NAME else ["--stack", ctx.stack_name]
+    return " ".join(["npx tuning-lab", *words, *stack])
+
+
 def next_step(status: str, reason: str | None, ctx: Context) -> str:
     connect = f"aws ssm start-session --target {ctx.instance_id} --region {ctx.region}"
     watch = (
         f"To watch it: {connect}, then `sudo tmux attach -t training` (detach: Ctrl-b d). "
-        f"Ledger: aws s3 cp {ctx.output_uri}/ledger.json -"
+        f"From your laptop: `{operator_command(ctx, 'status', ctx.run_id, '--watch')}`."
     )
     kept = "Checkpoints are kept: a redeploy with the same runId resumes from the newest one."
     step = f"step {ctx.last_step}" if ctx.last_step else "its newest complete checkpoint"
@@ -134,7 +141,8 @@ def next_step(status: str, reason: str | None, ctx: Context) -> str:
         (contract.STARTED, None): f"Nothing to do. {watch}",
         (contract.RESUMED, None): f"Nothing to do: the trainer resumes from {step}. {watch}",
         (contract.COMPLETED, contract.REASON_COMPLETED): (
-            f"Download the model: aws s3 cp --recursive {ctx.output_uri}/final/ ./model . "
+            "Download the model, every file checked against its manifest: "
+            f"`{operator_command(ctx, 'pull', ctx.run_id, './model')}`. "
             "The instance terminates itself and its group is set to 0, so nothing else bills. "
             f"Remove the GPU resources: npx cdk deploy {ctx.stack_name} -c createInstance=false"
         ),

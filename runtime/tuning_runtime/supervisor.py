@@ -709,6 +709,7 @@ class Supervisor:
             instance_id=self.identity.instance_id,
             region=settings.region,
             stack_name=settings.stack_name,
+            run_id=settings.run_id,
             output_uri=settings.output_uri,
             image_uri=self.image_uri or settings.image_uri,
             idle_minutes=settings.idle_minutes,
