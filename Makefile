@@ -1,6 +1,7 @@
 # tuning-lab: `make demo` runs a whole training run on an emulated AWS; `make test` runs every test.
 # Both install what they need first (npm packages, a Python venv in .venv), idempotently:
-# the stamp files below are rebuilt only when a lock file changes.
+# the stamp files below are rebuilt only when a lock file changes. The npm stamp is npm's own
+# hidden lockfile, which every `npm ci` rewrites: a user's `npm ci` counts as the install.
 SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
 .DEFAULT_GOAL := help
@@ -10,7 +11,7 @@ PY := $(VENV)/bin/python
 # make gpu-check runs with this Python: the GPU machine's venv (CONTRIBUTING.md, "The GPU check").
 GPU_PY ?= $(PY)
 BIN := $(VENV)/bin
-NODE_STAMP := node_modules/.install-stamp
+NODE_STAMP := node_modules/.package-lock.json
 PY_STAMP := $(VENV)/.install-stamp
 # The security scanners live in their own venv: checkov's dependencies would pin the test venv's.
 SCAN_VENV := .venv-scan
