@@ -9,7 +9,7 @@
 import { z } from 'zod';
 import { RUN_ID_PATTERN } from './contract';
 import { UserInputError } from './errors';
-import { SUPPORTED_INSTANCE_TYPES } from './pricing';
+import { instanceTypeInfo, SUPPORTED_INSTANCE_TYPES } from './instance-types';
 import { defaultRunId, loadRunConfig } from './run-config';
 
 /** Smallest root volume the Deep Learning AMIs plus the trainer image and model cache fit in. */
@@ -99,14 +99,17 @@ function listSetting<T extends z.ZodType<string>>(item: T) {
   );
 }
 
-/** GPU families whose every size has several GPUs, which one trainer process would leave idle. */
-const MULTI_GPU_FAMILIES = ['p4d', 'p4de', 'p5', 'p5e', 'p5en', 'p6-b200'];
+/** GPU families AWS sells that the table lacks (no GPU, memory and price figures checked here). */
+const UNLISTED_GPU_FAMILIES = [
+  ...['g4ad', 'g5g', 'g6f', 'gr6', 'g7', 'g7e'],
+  ...['p4de', 'p5e', 'p5en', 'p6-b200', 'p6-b300', 'p6e-gb200'],
+];
 /** Volta: no current Deep Learning AMI lists it, and CUDA 13 (the trainer image) starts at Turing. */
 const VOLTA_FAMILIES = ['p3', 'p3dn'];
-const ONE_GPU = 'the trainer uses one GPU, so only single-GPU sizes';
+const TABLE = 'the types of lib/instance-types.ts';
 
 const instanceType = z.string().superRefine((value, ctx) => {
-  if (SUPPORTED_INSTANCE_TYPES.includes(value)) return;
+  if (instanceTypeInfo(value)) return;
   const [family] = value.split('.');
   const sizes = SUPPORTED_INSTANCE_TYPES.filter((t) => t.startsWith(`${family}.`));
   let message: string;
@@ -117,14 +120,38 @@ const instanceType = z.string().superRefine((value, ctx) => {
       '(docs/external-names.md); use g6.xlarge or g5.xlarge (24 GB), g6e.xlarge (48 GB) or ' +
       'g4dn.xlarge (16 GB)';
   } else if (sizes.length > 0) {
-    message = `'${value}' is not a ${family} size tuning-lab supports (${ONE_GPU}); use one of ${sizes.join(', ')}`;
-  } else if (MULTI_GPU_FAMILIES.includes(family)) {
-    message = `'${value}' has several GPUs and ${ONE_GPU} are supported; use ${GPU_FAMILIES.join(', ')} sizes, e.g. g6e.xlarge`;
+    message = `'${value}' is not a ${family} size tuning-lab supports (${TABLE}); use one of ${sizes.join(', ')}`;
+  } else if (UNLISTED_GPU_FAMILIES.includes(family)) {
+    message = `'${value}' is a GPU type tuning-lab has no figures for (${TABLE}); use ${GPU_FAMILIES.join(', ')} sizes, e.g. g6e.12xlarge or p5.48xlarge`;
   } else {
     message = `'${value}' is not a GPU type; use ${GPU_FAMILIES.join(', ')} sizes, e.g. g5.xlarge`;
   }
   ctx.addIssue({ code: 'custom', message });
 });
+
+/**
+ * One capacity ladder, one GPU count: a spot replacement may launch any type of the list and
+ * resumes the run's checkpoint there, so every type must run the same number of trainer processes
+ * (the same world size, hence the same global batch).
+ */
+function oneGpuCount(types: readonly string[], ctx: z.RefinementCtx): void {
+  const counts = new Map<number, string[]>();
+  for (const type of types) {
+    const gpus = instanceTypeInfo(type)?.gpus;
+    if (gpus === undefined) return; // already refused, one message at a time
+    counts.set(gpus, [...(counts.get(gpus) ?? []), type]);
+  }
+  if (counts.size <= 1) return;
+  const groups = [...counts.entries()]
+    .map(([gpus, members]) => `${members.join(', ')} (${gpus} GPU${gpus === 1 ? '' : 's'})`)
+    .join(' vs ');
+  ctx.addIssue({
+    code: 'custom',
+    message:
+      `mixes GPU counts: ${groups}; a run resumes on whichever type the group launches, so ` +
+      'list types with the same number of GPUs',
+  });
+}
 
 export const settingsSchema = z
   .object({
@@ -164,15 +191,16 @@ export const settingsSchema = z
         allowed: `\`${RUN_ID_PATTERN.source}\``,
       }),
     instanceTypes: listSetting(instanceType)
+      .superRefine(oneGpuCount)
       .default(['g5.xlarge'])
       .register(settingDocs, {
         description:
           'GPU types the group may launch, across Availability Zones: spot takes the ' +
           'cheapest pool least likely to be interrupted, on-demand the first type with capacity.',
         allowed:
-          `comma list of single-GPU ${GPU_FAMILIES.join(', ')} sizes (the ` +
-          `${SUPPORTED_INSTANCE_TYPES.length} types priced in lib/pricing.ts); no p3 (no ` +
-          'supported AMI)',
+          `comma list of ${GPU_FAMILIES.join(', ')} sizes (the ${SUPPORTED_INSTANCE_TYPES.length} ` +
+          'types of lib/instance-types.ts, 1 to 8 GPUs), all with the same number of GPUs; no p3 ' +
+          '(no supported AMI)',
       }),
     useSpot: booleanSetting.default(true).register(settingDocs, {
       description:

@@ -110,18 +110,20 @@ describe('bad values name the key, the value and what is allowed', () => {
     ],
     [
       { instanceTypes: 'g5.superlarge' },
-      "'g5.superlarge' is not a g5 size tuning-lab supports (the trainer uses one GPU, so only " +
-        'single-GPU sizes); use one of g5.xlarge, g5.2xlarge, g5.4xlarge, g5.8xlarge, g5.16xlarge',
+      "'g5.superlarge' is not a g5 size tuning-lab supports (the types of lib/instance-types.ts); " +
+        'use one of g5.xlarge, g5.2xlarge, g5.4xlarge, g5.8xlarge, g5.16xlarge, g5.12xlarge, ' +
+        'g5.24xlarge, g5.48xlarge',
     ],
     [
-      { instanceTypes: 'g5.12xlarge' },
-      "Invalid setting instanceTypes=g5.12xlarge: 'g5.12xlarge' is not a g5 size tuning-lab " +
-        'supports (the trainer uses one GPU, so only single-GPU sizes)',
+      { instanceTypes: 'g4dn.12xlarge' },
+      "Invalid setting instanceTypes=g4dn.12xlarge: 'g4dn.12xlarge' is not a g4dn size " +
+        'tuning-lab supports (the types of lib/instance-types.ts)',
     ],
     [
-      { instanceTypes: 'p4d.24xlarge' },
-      "'p4d.24xlarge' has several GPUs and the trainer uses one GPU, so only single-GPU sizes " +
-        'are supported; use g4dn, g5, g6, g6e sizes, e.g. g6e.xlarge',
+      { instanceTypes: 'p5e.48xlarge' },
+      "Invalid setting instanceTypes=p5e.48xlarge: 'p5e.48xlarge' is a GPU type tuning-lab has " +
+        'no figures for (the types of lib/instance-types.ts); use g4dn, g5, g6, g6e, p4d, p5 ' +
+        'sizes, e.g. g6e.12xlarge or p5.48xlarge.',
     ],
     [
       { maxRuntimeHours: '0' },
@@ -195,6 +197,43 @@ describe('bad values name the key, the value and what is allowed', () => {
 
   test('the message is one line', () => {
     expect(errorOf({ instanceTypes: 'm5.large' })).not.toContain('\n');
+  });
+});
+
+describe('several GPUs on one instance', () => {
+  test.each(['g5.12xlarge', 'g6.48xlarge', 'g6e.24xlarge', 'p4d.24xlarge', 'p5.48xlarge'])(
+    '%s is accepted',
+    (type) => {
+      expect(parse({ instanceTypes: type }).instanceTypes).toEqual([type]);
+    },
+  );
+
+  test('a ladder of types with the same GPU count is accepted (4 A10G, 4 L4, 4 L40S)', () => {
+    expect(parse({ instanceTypes: 'g6.12xlarge,g5.12xlarge,g6e.24xlarge' }).instanceTypes).toEqual([
+      'g6.12xlarge',
+      'g5.12xlarge',
+      'g6e.24xlarge',
+    ]);
+  });
+
+  test('mixing GPU counts names the key, the types and their GPU counts', () => {
+    expect(errorOf({ instanceTypes: 'g5.xlarge,g6.xlarge,g5.12xlarge' })).toBe(
+      'Invalid setting instanceTypes=g5.xlarge,g6.xlarge,g5.12xlarge: mixes GPU counts: ' +
+        'g5.xlarge, g6.xlarge (1 GPU) vs g5.12xlarge (4 GPUs); a run resumes on whichever ' +
+        'type the group launches, so list types with the same number of GPUs.',
+    );
+  });
+
+  test('4 and 8 GPUs do not mix either', () => {
+    expect(errorOf({ instanceTypes: ['g6e.12xlarge', 'g6e.48xlarge'] })).toContain(
+      'mixes GPU counts: g6e.12xlarge (4 GPUs) vs g6e.48xlarge (8 GPUs)',
+    );
+  });
+
+  test('an unknown type in a mixed list gets its own message, not the GPU-count one', () => {
+    expect(errorOf({ instanceTypes: 'g5.12xlarge,m5.large' })).toContain(
+      "'m5.large' is not a GPU type",
+    );
   });
 });
 

@@ -4,6 +4,8 @@ import {
   onDemandPrice,
   PRICE_TABLE_DATE,
   REGIONAL_USD_PER_HOUR,
+  SPOT_SNAPSHOT_DATE,
+  SPOT_SNAPSHOT_US_EAST_1,
   SUPPORTED_INSTANCE_TYPES,
   TABLE_REGIONS,
 } from '../lib/pricing';
@@ -35,7 +37,7 @@ describe('on-demand price tables', () => {
 
   test('cover every family the stack accepts, each price positive', () => {
     const families = new Set(SUPPORTED_INSTANCE_TYPES.map((t) => t.split('.')[0]));
-    expect([...families].sort()).toEqual(['g4dn', 'g5', 'g6', 'g6e']);
+    expect([...families].sort()).toEqual(['g4dn', 'g5', 'g6', 'g6e', 'p4d', 'p5']);
     for (const price of Object.values(ON_DEMAND_USD_PER_HOUR)) expect(price).toBeGreaterThan(0);
   });
 
@@ -88,5 +90,25 @@ describe('onDemandPrice', () => {
 
   test('an unknown type has no price', () => {
     expect(onDemandPrice('m5.large', 'us-east-1')).toBeUndefined();
+  });
+});
+
+describe('the spot snapshot (docs only, never a cost cap)', () => {
+  test('is dated 2025-11-30 and covers exactly the types the stack accepts', () => {
+    expect(SPOT_SNAPSHOT_DATE).toBe('2025-11-30');
+    expect(Object.keys(SPOT_SNAPSHOT_US_EAST_1)).toEqual([...SUPPORTED_INSTANCE_TYPES]);
+  });
+
+  test('orders min <= mean <= max, each below the on-demand price', () => {
+    const wrong = Object.entries(SPOT_SNAPSHOT_US_EAST_1).filter(
+      ([type, s]) =>
+        !(
+          s.minUsdPerHour > 0 &&
+          s.minUsdPerHour <= s.meanUsdPerHour &&
+          s.meanUsdPerHour <= s.maxUsdPerHour &&
+          s.maxUsdPerHour < ON_DEMAND_USD_PER_HOUR[type]
+        ),
+    );
+    expect(wrong).toEqual([]);
   });
 });

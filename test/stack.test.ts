@@ -54,6 +54,14 @@ describe('cdk-nag gates (AwsSolutions and NIST 800-53 rev 5)', () => {
         retainData: 'false',
       },
     ],
+    [
+      'a run on a 4-GPU ladder (g5, g6, g6e 12xlarge)',
+      { ...RUN_CONTEXT, instanceTypes: 'g6.12xlarge,g5.12xlarge,g6e.12xlarge' },
+    ],
+    [
+      'a run on p5.48xlarge, on demand',
+      { ...RUN_CONTEXT, instanceTypes: 'p5.48xlarge', useSpot: 'false' },
+    ],
   ])('%s: synthesizes with every finding fixed or acknowledged', (_name, context) => {
     expect(synthError(nagApp(context).app)).toBe('');
   });
