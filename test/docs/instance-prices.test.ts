@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { INSTANCE_PRICES_JSON, renderInstancePrices } from '../../scripts/docs/instance-prices';
+import { INSTANCE_TYPES } from '../../lib/instance-types';
 import { SUPPORTED_INSTANCE_TYPES, onDemandPrice } from '../../lib/pricing';
 
 const ROOT = join(__dirname, '..', '..');
@@ -19,6 +20,29 @@ describe("the trainer's instance_prices.json (regenerate with make docs)", () =>
     expect(Object.keys(table)).toEqual([...SUPPORTED_INSTANCE_TYPES]);
     for (const type of SUPPORTED_INSTANCE_TYPES) {
       expect(table[type]).toBe(onDemandPrice(type, 'us-east-1')?.usdPerHour);
+    }
+  });
+
+  test('describes every supported type: GPUs, GPU model, memory per GPU, vCPUs, prices', () => {
+    const types = JSON.parse(renderInstancePrices()).instance_types;
+    expect(Object.keys(types)).toEqual([...SUPPORTED_INSTANCE_TYPES]);
+    expect(types['g5.12xlarge']).toEqual({
+      gpus: 4,
+      gpu_model: 'A10G',
+      gpu_memory_mib: 22888,
+      gpu_memory_gib: 22.35,
+      vcpus: 48,
+      on_demand_usd_per_hour: 5.672,
+      spot: {
+        min_usd_per_hour: 2.0121,
+        mean_usd_per_hour: 2.137,
+        max_usd_per_hour: 2.487,
+        savings_percent: 65,
+        interruption_frequency: '>20%',
+      },
+    });
+    for (const type of SUPPORTED_INSTANCE_TYPES) {
+      expect(types[type].gpus).toBe(INSTANCE_TYPES[type].gpus);
     }
   });
 });
