@@ -7,7 +7,7 @@
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { AutoScalingClient, CreateAutoScalingGroupCommand } from '@aws-sdk/client-auto-scaling';
-import { CloudFormationClient, CreateStackCommand } from '@aws-sdk/client-cloudformation';
+import { CloudFormationClient } from '@aws-sdk/client-cloudformation';
 import {
   CloudWatchLogsClient,
   CreateLogGroupCommand,
@@ -17,48 +17,31 @@ import {
 import { CreateLaunchTemplateCommand, DescribeImagesCommand, EC2Client } from '@aws-sdk/client-ec2';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { STACK_OUTPUTS } from '../../lib/contract';
-import type { CliContext } from '../../cli/context';
-import { main } from '../../cli/main';
+import { REGION } from '../support/moto';
+import {
+  clientConfig,
+  motoEnv,
+  runCli,
+  stackWithOutputs,
+  stopMoto as stopServer,
+  type CliResult,
+  type Moto,
+} from '../support/cli-moto';
 
+export { motoEnv, startMoto, type CliResult, type Moto } from '../support/cli-moto';
 export const ROOT = join(__dirname, '..', '..');
-export const REGION = 'us-east-1';
 const PYTHON = join(ROOT, '.venv', 'bin', 'python');
-
-export { startMoto, type Moto } from '../support/moto-server';
-import type { Moto } from '../support/moto-server';
-
-/** Stops the server (it exits when its stdin closes) and closes the set-up clients. */
-export async function stopMoto(moto?: Moto): Promise<void> {
-  for (const client of made.splice(0)) client.destroy();
-  if (!moto || moto.child.exitCode !== null) return;
-  const exited = new Promise((resolve) => moto.child.once('exit', resolve));
-  moto.child.stdin?.end();
-  const timer = setTimeout(() => moto.child.kill(), 10_000);
-  await exited;
-  clearTimeout(timer);
-}
 
 const made: { destroy(): void }[] = [];
 
-/** The environment the SDK (and `npx tuning-lab`) needs to reach this moto, and nothing else. */
-export function motoEnv(url: string): Record<string, string> {
-  return {
-    AWS_ENDPOINT_URL: url,
-    AWS_REGION: REGION,
-    AWS_ACCESS_KEY_ID: 'testing',
-    AWS_SECRET_ACCESS_KEY: 'testing',
-    AWS_SESSION_TOKEN: 'testing',
-    AWS_CONFIG_FILE: '/dev/null',
-    AWS_SHARED_CREDENTIALS_FILE: '/dev/null',
-  };
+/** Stops the server and closes the set-up clients. */
+export async function stopMoto(moto?: Moto): Promise<void> {
+  for (const client of made.splice(0)) client.destroy();
+  await stopServer(moto);
 }
 
 export function clients(url: string) {
-  const config = {
-    endpoint: url,
-    region: REGION,
-    credentials: { accessKeyId: 'testing', secretAccessKey: 'testing', sessionToken: 'testing' },
-  };
+  const config = clientConfig(url);
   const set = {
     s3: new S3Client({ ...config, forcePathStyle: true }),
     cloudformation: new CloudFormationClient(config),
@@ -168,75 +151,15 @@ export async function arrangeStack(
     [STACK_OUTPUTS.logGroup]: logGroup,
   };
   if (options.runId) outputs[STACK_OUTPUTS.runId] = options.runId;
-  await aws.cloudformation.send(
-    new CreateStackCommand({
-      StackName: name,
-      TemplateBody: JSON.stringify({
-        Resources: { Topic: { Type: 'AWS::SNS::Topic' } },
-        Outputs: Object.fromEntries(
-          Object.entries(outputs).map(([key, value]) => [key, { Value: value }]),
-        ),
-      }),
-    }),
-  );
+  await stackWithOutputs(url, name, outputs);
   return { name, bucket, groupName, logGroup, fixtures };
 }
 
-export interface CliResult {
-  readonly code: number;
-  readonly stdout: string;
-  readonly stderr: string;
-  readonly calls: number;
-  readonly byOperation: Record<string, number>;
-  readonly seconds: number;
-}
-
-class Capture {
-  text = '';
-  constructor(readonly isTTY = false) {}
-  write(chunk: string): boolean {
-    this.text += chunk;
-    return true;
-  }
-}
-
-/** `npx tuning-lab <argv>` in-process, with the emulator's environment; output captured. */
-export async function cli(
+/** `npx tuning-lab <argv>` in-process, with the emulator's environment, at a fixed time. */
+export function cli(
   url: string,
   argv: string[],
   now = new Date('2026-11-30T13:30:00Z'),
 ): Promise<CliResult> {
-  const env = motoEnv(url);
-  const names = [...Object.keys(env), 'AWS_PROFILE', 'AWS_DEFAULT_REGION'];
-  const saved = Object.fromEntries(names.map((name) => [name, process.env[name]]));
-  delete process.env.AWS_PROFILE;
-  delete process.env.AWS_DEFAULT_REGION;
-  Object.assign(process.env, env);
-  const stdout = new Capture();
-  const stderr = new Capture();
-  let ctx: CliContext | undefined;
-  const started = process.hrtime.bigint();
-  try {
-    const code = await main(argv, {
-      stdout,
-      stderr,
-      env: process.env,
-      now: () => now,
-      onContext: (c) => (ctx = c),
-    });
-    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-    return {
-      code,
-      stdout: stdout.text,
-      stderr: stderr.text,
-      calls: ctx?.calls.total ?? 0,
-      byOperation: Object.fromEntries(ctx?.calls.byOperation ?? []),
-      seconds,
-    };
-  } finally {
-    for (const [name, value] of Object.entries(saved)) {
-      if (value === undefined) delete process.env[name];
-      else process.env[name] = value;
-    }
-  }
+  return runCli(url, argv, () => now);
 }

@@ -1,125 +1,166 @@
 /**
  * `npx tuning-lab` run in-process (cli/main.ts) against a moto server of the test file's own,
  * through the real SDK clients: the environment points them at moto as AWS_ENDPOINT_URL does on
- * a laptop. A file's own server means no other test file's reset can empty it mid-test.
- * A stack's outputs come from a small CloudFormation stack created in moto.
+ * a laptop. A file's own server means no other test file's reset can empty it mid-test. A
+ * stack's outputs come from a small CloudFormation stack created in moto.
+ *
+ *     const emulator = useOwnEmulator();               // starts and stops it around the file
+ *     await emulator.stackWithOutputs('TrainingStack', { OutputsBucketName: 'b' });
+ *     const { code, stdout } = await emulator.run(['cost', '--json']);
+ *
+ * test/cli/support.ts builds its fixture stacks on the same pieces (startMoto, runCli, ...).
  */
-import {
-  CloudFormationClient,
-  CreateStackCommand,
-} from '@aws-sdk/client-cloudformation';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { join } from 'node:path';
+import { CloudFormationClient, CreateStackCommand } from '@aws-sdk/client-cloudformation';
+import type { CliContext } from '../../cli/context';
 import { main } from '../../cli/main';
 import { REGION } from './moto';
+import { startMoto, type Moto } from './moto-server';
 
-const ROOT = join(__dirname, '..', '..');
+export { startMoto, type Moto } from './moto-server';
 
 export interface CliResult {
   readonly code: number;
   readonly stdout: string;
   readonly stderr: string;
+  /** AWS calls the command made, in all and per operation (the context's counter). */
+  readonly calls: number;
+  readonly byOperation: Record<string, number>;
+  readonly seconds: number;
+}
+
+/** Client configuration for a test's own set-up and checks against the moto at `url`. */
+export function clientConfig(url: string) {
+  return {
+    endpoint: url,
+    region: REGION,
+    credentials: { accessKeyId: 'testing', secretAccessKey: 'testing', sessionToken: 'testing' },
+  };
+}
+
+/** The environment the SDK (and `npx tuning-lab`) needs to reach this moto, and nothing else. */
+export function motoEnv(url: string): Record<string, string> {
+  return {
+    AWS_ENDPOINT_URL: url,
+    AWS_REGION: REGION,
+    AWS_ACCESS_KEY_ID: 'testing',
+    AWS_SECRET_ACCESS_KEY: 'testing',
+    AWS_SESSION_TOKEN: 'testing',
+    AWS_CONFIG_FILE: '/dev/null',
+    AWS_SHARED_CREDENTIALS_FILE: '/dev/null',
+    AWS_EC2_METADATA_DISABLED: 'true',
+  };
+}
+
+/** Stops the server (it exits when its stdin closes). */
+export async function stopMoto(moto?: Moto): Promise<void> {
+  if (!moto || moto.child.exitCode !== null) return;
+  const exited = new Promise((resolve) => moto.child.once('exit', resolve));
+  moto.child.stdin?.end();
+  const timer = setTimeout(() => moto.child.kill(), 10_000);
+  await exited;
+  clearTimeout(timer);
+}
+
+class Capture {
+  text = '';
+  constructor(readonly isTTY = false) {}
+  write(chunk: string): boolean {
+    this.text += chunk;
+    return true;
+  }
+}
+
+/**
+ * `npx tuning-lab <argv>` in-process with only the emulator's environment (no profile, no other
+ * region); output captured. `now` fixes the command's clock (default: the real one).
+ */
+export async function runCli(url: string, argv: string[], now?: () => Date): Promise<CliResult> {
+  const env = motoEnv(url);
+  const names = [...Object.keys(env), 'AWS_PROFILE', 'AWS_DEFAULT_REGION'];
+  const saved = Object.fromEntries(names.map((name) => [name, process.env[name]]));
+  delete process.env.AWS_PROFILE;
+  delete process.env.AWS_DEFAULT_REGION;
+  Object.assign(process.env, env);
+  const stdout = new Capture();
+  const stderr = new Capture();
+  let ctx: CliContext | undefined;
+  const started = process.hrtime.bigint();
+  try {
+    const code = await main(argv, {
+      stdout,
+      stderr,
+      env: process.env,
+      now,
+      onContext: (c) => (ctx = c),
+    });
+    return {
+      code,
+      stdout: stdout.text,
+      stderr: stderr.text,
+      calls: ctx?.calls.total ?? 0,
+      byOperation: Object.fromEntries(ctx?.calls.byOperation ?? []),
+      seconds: Number(process.hrtime.bigint() - started) / 1e9,
+    };
+  } finally {
+    for (const [name, value] of Object.entries(saved)) {
+      if (value === undefined) delete process.env[name];
+      else process.env[name] = value;
+    }
+  }
+}
+
+/** A stack named `stackName` in moto whose outputs are `outputs` (what the commands read). */
+export async function stackWithOutputs(
+  url: string,
+  stackName: string,
+  outputs: Record<string, string>,
+): Promise<void> {
+  const cloudformation = new CloudFormationClient(clientConfig(url));
+  try {
+    await cloudformation.send(
+      new CreateStackCommand({
+        StackName: stackName,
+        TemplateBody: JSON.stringify({
+          Resources: { Topic: { Type: 'AWS::SNS::Topic' } },
+          Outputs: Object.fromEntries(
+            Object.entries(outputs).map(([key, value]) => [key, { Value: value }]),
+          ),
+        }),
+      }),
+    );
+  } finally {
+    cloudformation.destroy();
+  }
 }
 
 export interface Emulator {
   /** moto's URL (set once beforeAll ran). */
   url: string;
   /** Client configuration for the test's own set-up and checks. */
-  config(): {
-    endpoint: string;
-    region: string;
-    credentials: { accessKeyId: string; secretAccessKey: string; sessionToken: string };
-  };
-  /** The environment a laptop pointed at the emulator has. */
-  env(): Record<string, string>;
+  config(): ReturnType<typeof clientConfig>;
   /** Empties the emulator. */
   reset(): Promise<void>;
   run(argv: string[], now?: () => Date): Promise<CliResult>;
-  /** A stack named `stackName` whose outputs are `outputs` (what the commands read). */
   stackWithOutputs(stackName: string, outputs: Record<string, string>): Promise<void>;
 }
 
-/** A moto server for this test file (testing/moto_server.py), its environment on process.env. */
+/** A moto server for this test file (testing/moto_server.py), started and stopped around it. */
 export function useOwnEmulator(): Emulator {
-  let child: ChildProcess | undefined;
-  const saved: Record<string, string | undefined> = {};
+  let moto: Moto | undefined;
   const emulator: Emulator = {
     url: '',
-    config: () => ({
-      endpoint: emulator.url,
-      region: REGION,
-      credentials: { accessKeyId: 'testing', secretAccessKey: 'testing', sessionToken: 'testing' },
-    }),
-    env: () => ({
-      AWS_ENDPOINT_URL: emulator.url,
-      AWS_REGION: REGION,
-      AWS_DEFAULT_REGION: REGION,
-      AWS_ACCESS_KEY_ID: 'testing',
-      AWS_SECRET_ACCESS_KEY: 'testing',
-      AWS_SESSION_TOKEN: 'testing',
-      AWS_EC2_METADATA_DISABLED: 'true',
-      NO_COLOR: '1',
-    }),
+    config: () => clientConfig(emulator.url),
     async reset() {
       const response = await fetch(`${emulator.url}/moto-api/reset`, { method: 'POST' });
       if (!response.ok) throw new Error(`moto reset failed: ${response.status}`);
     },
-    async run(argv, now) {
-      let stdout = '';
-      let stderr = '';
-      const code = await main(argv, {
-        stdout: { write: (text: string) => (stdout += text) },
-        stderr: { write: (text: string) => (stderr += text) },
-        env: { ...process.env, ...emulator.env() },
-        now,
-      });
-      return { code, stdout, stderr };
-    },
-    async stackWithOutputs(stackName, outputs) {
-      const template = {
-        Resources: { Placeholder: { Type: 'AWS::SNS::Topic' } },
-        Outputs: Object.fromEntries(
-          Object.entries(outputs).map(([key, value]) => [key, { Value: value }]),
-        ),
-      };
-      await new CloudFormationClient(emulator.config()).send(
-        new CreateStackCommand({ StackName: stackName, TemplateBody: JSON.stringify(template) }),
-      );
-    },
+    run: (argv, now) => runCli(emulator.url, argv, now),
+    stackWithOutputs: (stackName, outputs) => stackWithOutputs(emulator.url, stackName, outputs),
   };
   beforeAll(async () => {
-    const python = join(ROOT, '.venv', 'bin', 'python');
-    const started = spawn(python, ['-m', 'testing.moto_server'], {
-      cwd: ROOT,
-      stdio: ['pipe', 'pipe', 'inherit'],
-    });
-    child = started;
-    emulator.url = await new Promise<string>((resolve, reject) => {
-      let buffer = '';
-      const timer = setTimeout(() => reject(new Error('moto did not start in 60 s')), 60_000);
-      started.on('exit', (code) => reject(new Error(`moto exited with ${code}`)));
-      started.stdout?.on('data', (chunk: Buffer) => {
-        buffer += chunk.toString();
-        const match = buffer.match(/MOTO_URL=(\S+)/);
-        if (match) {
-          clearTimeout(timer);
-          resolve(match[1]);
-        }
-      });
-    });
-    started.removeAllListeners('exit');
-    for (const [key, value] of Object.entries(emulator.env())) {
-      saved[key] = process.env[key];
-      process.env[key] = value;
-    }
+    moto = await startMoto();
+    emulator.url = moto.url;
   }, 90_000);
-  afterAll(() => {
-    for (const [key, value] of Object.entries(saved)) {
-      if (value === undefined) delete process.env[key];
-      else process.env[key] = value;
-    }
-    child?.stdin?.end();
-    child?.kill();
-  });
+  afterAll(() => stopMoto(moto));
   return emulator;
 }
