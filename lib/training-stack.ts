@@ -138,13 +138,18 @@ export class TrainingStack extends Stack {
       value: this.registry.githubRole?.roleArn ?? 'none: deploy with -c githubRepo=owner/name',
     });
     new CfnOutput(this, 'GpuGroupName', { value: group });
+    // For `eval "$(out SsmSessionCommand)"` in bash or zsh: with no instance in service it says
+    // so (status 1) instead of starting a session with `--target None`; never `exit`s the shell.
     new CfnOutput(this, 'SsmSessionCommand', {
       description: "Opens a shell on the run's instance (then: sudo tmux attach -t training)",
       value:
-        `aws ssm start-session --region ${this.region} --target $(aws autoscaling ` +
-        `describe-auto-scaling-groups --region ${this.region} --auto-scaling-group-names ${group} ` +
+        `tuning_lab_instance=$(aws autoscaling describe-auto-scaling-groups --region ${this.region} ` +
+        `--auto-scaling-group-names ${group} ` +
         '--query "AutoScalingGroups[0].Instances[?LifecycleState==\'InService\'] | [0].InstanceId" ' +
-        '--output text)',
+        '--output text); case "$tuning_lab_instance" in i-*) aws ssm start-session ' +
+        `--region ${this.region} --target "$tuning_lab_instance" ;; *) echo "no instance of ` +
+        `${group} is in service, so there is no shell to open (npx tuning-lab status shows the ` +
+        'run)" >&2; false ;; esac',
     });
     new CfnOutput(this, 'LogGroupName', { value: this.compute.logGroup.logGroupName });
     new CfnOutput(this, 'AlertsTopicArn', { value: this.safety.topic.topicArn });

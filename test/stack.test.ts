@@ -269,11 +269,22 @@ describe('stack outputs', () => {
   test("the SSM command finds the group's in-service instance and opens a session", () => {
     const command = JSON.stringify(outputs.SsmSessionCommand.Value);
     expect(command).toContain(
-      'aws ssm start-session --region us-east-1 --target $(aws autoscaling describe-auto-scaling-groups',
+      'tuning_lab_instance=$(aws autoscaling describe-auto-scaling-groups --region us-east-1',
     );
     // JSON.stringify escapes the double quotes the shell sees around the query.
     expect(command).toContain(
       `--query \\"AutoScalingGroups[0].Instances[?LifecycleState=='InService'] | [0].InstanceId\\" --output text)`,
     );
+    expect(command).toContain(
+      'i-*) aws ssm start-session --region us-east-1 --target \\"$tuning_lab_instance\\" ;;',
+    );
+  });
+
+  test('the SSM command says when no instance is in service instead of --target None', () => {
+    const command = JSON.stringify(outputs.SsmSessionCommand.Value);
+
+    expect(command).toContain('is in service, so there is no shell to open');
+    expect(command).toContain('>&2; false ;; esac');
+    expect(command).not.toMatch(/\bexit\b/); // it runs through eval in the user's own shell
   });
 });

@@ -115,9 +115,10 @@ export interface GroupView {
 async function readStatus(ctx: CliContext, store: RunStore, runId: string) {
   const stack = await ctx.stack();
   const groupName = await ctx.optionalOutput('groupName');
-  const [run, group] = await Promise.all([
+  const [run, group, region] = await Promise.all([
     store.run(runId),
     groupName ? describeGroup(ctx, groupName) : undefined,
+    ctx.region(),
   ]);
   if (!run.ledger && !run.progress) {
     throw new CliFailure(
@@ -146,6 +147,7 @@ async function readStatus(ctx: CliContext, store: RunStore, runId: string) {
     attempts: run.ledger?.attempts?.length ?? 0,
     interruptions: run.ledger?.interruptions?.length ?? 0,
     group: group ?? null,
+    sessionCommand: sessionCommand(group, region),
     progress: progress
       ? {
           step: progress.step,
@@ -189,6 +191,17 @@ async function describeGroup(ctx: CliContext, name: string): Promise<GroupView |
       health: i.HealthStatus,
     })),
   };
+}
+
+/**
+ * The Session Manager command that opens a shell on the group's in-service instance (README
+ * step 6), or null when none is in service: never a `--target` without an instance.
+ */
+export function sessionCommand(group: GroupView | undefined, region: string): string | null {
+  const inService = group?.instances.find((i) => i.lifecycleState === 'InService');
+  return inService
+    ? `aws ssm start-session --region ${region} --target ${inService.instanceId}`
+    : null;
 }
 
 /** Seconds to the last step at the rate this attempt has kept so far; null when unknown. */
@@ -236,6 +249,13 @@ function render(ctx: CliContext, s: StatusScreen, watching: boolean): void {
       `${i.instanceId} ${i.instanceType ?? ''} ${i.availabilityZone ?? ''} ${i.lifecycleState ?? ''} ${i.health ?? ''}`
         .replace(/ +/g, ' ')
         .trim(),
+    ]);
+  }
+  if (s.group) {
+    pairs.push([
+      'shell',
+      s.sessionCommand ??
+        `no instance in service (run ${s.status}, group desired ${s.group.desired}): nothing to open a shell on`,
     ]);
   }
   pairs.push(

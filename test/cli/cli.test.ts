@@ -7,6 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { SetDesiredCapacityCommand } from '@aws-sdk/client-auto-scaling';
 import { DeleteObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import {
   arrangeStack,
@@ -158,6 +159,24 @@ describe('status', () => {
     expect(result.stdout).toMatch(/^step\s+40\/60 \(66 %\)$/m);
     expect(result.stdout).toMatch(/^ETA\s+40 s$/m);
     expect(result.stdout).toMatch(/^cost so far\s+\$0\.5\d \(estimate\)$/m);
+    expect(result.stdout).toMatch(
+      /^shell\s+aws ssm start-session --region us-east-1 --target i-[0-9a-f]+$/m,
+    );
+  });
+
+  test('with no instance in service it says so instead of an SSM command without a target', async () => {
+    await clients(url).autoscaling.send(
+      new SetDesiredCapacityCommand({ AutoScalingGroupName: stack.groupName, DesiredCapacity: 0 }),
+    );
+
+    const json = JSON.parse((await run(['status', '--json'])).stdout);
+    const text = (await run(['status'])).stdout;
+
+    expect(json.sessionCommand).toBeNull();
+    expect(text).toMatch(
+      /^shell\s+no instance in service \(run running, group desired 0\): nothing to open a shell on$/m,
+    );
+    expect(text).not.toContain('--target');
   });
 
   test('a failed run shows its reason and last log lines', async () => {

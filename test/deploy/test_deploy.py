@@ -65,7 +65,7 @@ def test_outputs_name_the_resources_a_user_needs(deployment: Deployment) -> None
         "DataBucketName", "OutputsBucketName", "RepositoryUri", "GitHubRoleArn", "GpuGroupName",
         "SsmSessionCommand", "LogGroupName", "AlertsTopicArn", "RunId",
     }  # fmt: skip
-    assert deployment.outputs["SsmSessionCommand"].startswith("aws ssm start-session")
+    assert "aws ssm start-session --region" in deployment.outputs["SsmSessionCommand"]
 
 
 def test_buckets_are_encrypted(deployment: Deployment) -> None:
@@ -467,6 +467,24 @@ def test_deploy_without_instance_removes_it_and_keeps_the_rest(deployment: Deplo
     names = {b["Name"] for b in deployment.client("s3").list_buckets()["Buckets"]}
     assert deployment.outputs["DataBucketName"] in names
     deployment.assembly = updated.assembly  # destroy what is deployed now
+
+
+def test_the_ssm_command_without_an_instance_says_so(deployment: Deployment) -> None:
+    """README step 6's `eval "$(out SsmSessionCommand)"` once no instance is in service (after
+    `createInstance=false`), run by bash with the pinned AWS CLI against the emulator."""
+    stack = deployment.client("cloudformation").describe_stacks(StackName=STACK)["Stacks"][0]
+    command = {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}["SsmSessionCommand"]
+    env = {**os.environ, **deployment.emulator.sdk_env()}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"  # `aws`: the venv's
+
+    done = subprocess.run(
+        ["bash", "-c", 'eval "$0"', command],
+        env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+
+    assert done.returncode == 1
+    assert "is in service, so there is no shell to open" in done.stderr
+    assert "--target" not in done.stderr + done.stdout
 
 
 def test_destroy_removes_the_stack_and_keeps_the_data(deployment: Deployment) -> None:
