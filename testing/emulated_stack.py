@@ -48,6 +48,7 @@ import re
 import signal
 import socket
 import subprocess
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -364,7 +365,10 @@ class EmulatedAws:
         self.client("ssm").put_parameter(
             Name=AMI_PARAMETER, Value=image, Type="String", Overwrite=True
         )
-        self.cdk("bootstrap", f"aws://{ACCOUNT}/{self.region}")
+        # Its own assembly folder: the tree's cdk.out may be locked by a synth running beside it
+        # ("Another CLI is currently synthing to cdk.out").
+        with tempfile.TemporaryDirectory(prefix="tuning-lab-bootstrap-") as assembly:
+            self.cdk("bootstrap", f"aws://{ACCOUNT}/{self.region}", "--output", assembly)
 
     def synth(self, context: dict[str, str], output: Path) -> Assembly:
         """``cdk synth`` into ``output``, then the template edits the module docstring explains."""
