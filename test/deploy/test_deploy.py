@@ -19,6 +19,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +29,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from testing import ecr_images
+from testing.emulated_instance import EmulatedInstance
 from testing.emulated_stack import REGION, ROOT, STACK, Deployment, EmulatedAws
 from testing.safety_lambda import NodeMissingError, bundle_safety_lambda, run_safety_lambda
 
@@ -443,6 +446,90 @@ def test_the_safety_lambda_does_a_whole_pass_under_its_role(
     )
     kept = [o["Key"] for o in messages.get("Contents", [])]
     assert sum(key.endswith("-safety-stopped-by-safety.json") for key in kept) == 1
+
+
+@pytest.fixture
+def long_run(enforced: Deployment) -> Iterator[Deployment]:
+    """The deployed run started afresh on a new instance of the group, as a redeploy would, but
+    with 10,000 steps so that it is still training when it is stopped: its ledger and lease
+    (ended by the safety Lambda's test above) removed, the sample data uploaded, the run
+    settings' max_steps raised, the group back at 1. The settings are restored afterwards."""
+    s3, ssm = enforced.client("s3"), enforced.client("ssm")
+    outputs = enforced.outputs["OutputsBucketName"]
+    for name in ("ledger.json", "lease.json", "control/stop-request.json"):
+        s3.delete_object(Bucket=outputs, Key=run_key(enforced, name))
+    for name in ("train.jsonl", "eval.jsonl"):
+        s3.upload_file(
+            str(ROOT / "datasets" / "sample" / name),
+            enforced.outputs["DataBucketName"],
+            f"datasets/sample/{name}",
+        )
+    saved = ssm.get_parameter(Name=SETTINGS_PARAMETER)["Parameter"]["Value"]
+    settings = json.loads(saved)
+    settings["runConfig"]["training"].update(max_steps=10_000, save_steps=5_000, eval_steps=5_000)
+    ssm.put_parameter(
+        Name=SETTINGS_PARAMETER, Value=json.dumps(settings), Type="String", Overwrite=True
+    )
+    enforced.client("autoscaling").set_desired_capacity(
+        AutoScalingGroupName=enforced.outputs["GpuGroupName"], DesiredCapacity=1
+    )
+    try:
+        yield enforced
+    finally:
+        ssm.put_parameter(Name=SETTINGS_PARAMETER, Value=saved, Type="String", Overwrite=True)
+
+
+def wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.2)
+    return value
+
+
+def test_tuning_lab_stop_ends_a_running_run_under_the_stacks_roles(
+    long_run: Deployment, tmp_path: Path
+) -> None:
+    """`npx tuning-lab stop` from the operator's machine, and the supervisor on the instance
+    with nothing but the instance role's credentials (from the fake IMDS): the role must read
+    the stop request in the run's control/ prefix, or the run trains on and this times out."""
+    instance = EmulatedInstance.launch(long_run, tmp_path / "instance", 1)
+    ec2 = long_run.client("ec2")
+
+    def terminate_on_shutdown() -> None:  # EC2's part: `shutdown -h now` terminates it
+        wait_for(instance.shutdown_requests, timeout=300, what="the shutdown request")
+        ec2.terminate_instances(InstanceIds=[instance.identity.instance_id])
+
+    try:
+        instance.boot()
+        wait_for(lambda: instance.progress_step() >= 2, timeout=300, what="training steps")
+        threading.Thread(target=terminate_on_shutdown, daemon=True).start()
+
+        done = subprocess.run(
+            ["node", str(ROOT / "cli" / "tuning-lab.js"), "stop", "--json"],
+            cwd=ROOT, env={**os.environ, **long_run.emulator.sdk_env()},
+            capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+        assert instance.process.wait(timeout=120) == 0
+    finally:
+        instance.stop()
+
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert (report["status"], report["reason"], report["desiredCapacity"]) == (
+        "stopped", "operator", 0
+    )  # fmt: skip
+    s3, bucket = long_run.client("s3"), long_run.outputs["OutputsBucketName"]
+    ledger_object = s3.get_object(Bucket=bucket, Key=run_key(long_run, "ledger.json"))
+    ledger = json.loads(ledger_object["Body"].read())
+    assert ledger["operatorStop"]["requestId"] == report["requested"]["requestId"]
+    assert ledger["attempts"][-1]["exitCode"] == 75  # checkpointed, then exited
+    listed = s3.list_objects_v2(Bucket=bucket, Prefix=run_key(long_run, "checkpoints/"))
+    manifests = [o["Key"] for o in listed.get("Contents", []) if o["Key"].endswith("manifest.json")]
+    assert manifests, "no checkpoint was published before the stop"
+    log = instance.supervisor_log.read_text()
+    assert "AccessDenied" not in log and "reading the stop request failed" not in log
 
 
 def test_deploy_without_instance_removes_it_and_keeps_the_rest(deployment: Deployment) -> None:
