@@ -1,8 +1,9 @@
 """Commands the docs tell a user to type exist as written: `make` targets in the Makefile, AWS CLI
 commands and their options in the AWS CLI that `make install` provides (v1, the `awscli` package
 pinned in requirements.lock: the same major version the Deep Learning AMI ships, so every command
-works on a laptop with that CLI and on the instance; v2 has them all too), and tuning-trainer's
-subcommands and flags in its own --help.
+works on a laptop with that CLI and on the instance; v2 has them all too), tuning-trainer's
+subcommands and flags in its own --help, and `npx tuning-lab`'s: every command it lists has a
+--help and is documented, and every use in the docs names a command, action and options it has.
 
     .venv/bin/python -m pytest -q test/docs/test_docs_commands.py
 """
@@ -139,22 +140,34 @@ def test_tuning_trainer_subcommand_and_flags_exist(
     assert not missing, f"{document}: tuning-trainer {subcommand} has no flag(s) {sorted(missing)}"
 
 
+CLI_USE = re.compile(r"(?<![\w-])npx tuning-lab ([a-z][a-z-]*)([^|;&#`)]*)")
+CLI_OPTION = re.compile(r"(?<![\w-])(--[a-z][a-z0-9-]*|-[a-zA-Z])(?![\w-])")
 CLI_USES = sorted(
     {
-        (document, sub, frozenset(re.findall(r"(?<!\S)--([a-z][a-z0-9-]*)", rest)))
+        (document, sub, frozenset(CLI_OPTION.findall(rest)))
         for document, snippet in SNIPPETS
         for line in snippet.splitlines()
-        for sub, rest in re.findall(r"(?<![\w-])npx tuning-lab ([a-z][a-z-]*)([^|;&#`]*)", line)
+        for sub, rest in CLI_USE.findall(line)
     },
     key=lambda u: (u[0], u[1], sorted(u[2])),
+)
+# `npx tuning-lab runs tag <run> <name>`: the word after a command that takes actions.
+CLI_ACTIONS = sorted(
+    {
+        (document, sub, rest.split()[0])
+        for document, snippet in SNIPPETS
+        for line in snippet.splitlines()
+        for sub, rest in CLI_USE.findall(line)
+        if rest.split() and re.fullmatch(r"[a-z]+", rest.split()[0])
+    }
 )
 
 
 @cache
-def cli_help(command: str) -> str:
-    """`npx tuning-lab <command> --help` (the package bin, as npm runs it)."""
+def cli_help(command: str = "") -> str:
+    """`npx tuning-lab [<command>] --help` (the package bin, as npm runs it)."""
     done = subprocess.run(
-        ["node", str(ROOT / "cli" / "tuning-lab.js"), command, "--help"],
+        ["node", str(ROOT / "cli" / "tuning-lab.js"), *([command] if command else []), "--help"],
         capture_output=True,
         text=True,
         timeout=120,
@@ -163,8 +176,44 @@ def cli_help(command: str) -> str:
     return done.stdout if done.returncode == 0 else ""
 
 
-def test_the_docs_show_the_command_line() -> None:
-    assert {sub for _, sub, _ in CLI_USES} >= {"runs", "status", "logs", "pull", "messages"}
+@cache
+def tuning_lab_commands() -> list[str]:
+    """The commands `npx tuning-lab --help` lists (cli/commands/, one file each)."""
+    listing = cli_help().split("Commands:", 1)[1].split("Options of every command:", 1)[0]
+    return re.findall(r"^  ([a-z][a-z-]*)  ", listing, re.MULTILINE)
+
+
+def cli_actions(command: str) -> set[str]:
+    """The literal actions of a command whose usage offers some (`runs [show <run> | tag ...]`)."""
+    usage = cli_help(command).splitlines()[0]
+    if "|" not in usage:
+        return set()
+    return set(re.findall(r"(?:\[|\| )([a-z]+)(?= <| \||\])", usage)) - {"options"}
+
+
+def test_the_command_line_lists_its_commands() -> None:
+    expected = {"runs", "status", "logs", "pull", "messages", "stop", "doctor", "cost", "sweep"}
+    assert set(tuning_lab_commands()) >= expected
+
+
+@pytest.mark.parametrize("command", tuning_lab_commands())
+def test_every_command_has_help_and_is_in_the_docs(command: str) -> None:
+    usage = cli_help(command)
+    assert usage.startswith(f"usage: tuning-lab {command}"), f"{command} --help failed"
+    assert "Options of every command:" in usage and "--json" in usage
+    documented = {sub for _, sub, _ in CLI_USES}
+    assert command in documented, f"no document shows npx tuning-lab {command}"
+
+
+@pytest.mark.parametrize(
+    ("document", "command", "action"),
+    CLI_ACTIONS,
+    ids=[f"{d}: tuning-lab {c} {a}" for d, c, a in CLI_ACTIONS],
+)
+def test_tuning_lab_actions_exist(document: str, command: str, action: str) -> None:
+    actions = cli_actions(command)
+    if actions:
+        assert action in actions, f"{document}: npx tuning-lab {command} has no action {action}"
 
 
 @pytest.mark.parametrize(
@@ -177,5 +226,5 @@ def test_tuning_lab_command_and_flags_exist(document: str, command: str, flags: 
     assert usage.startswith(f"usage: tuning-lab {command}"), (
         f"{document}: npx tuning-lab has no command {command}"
     )
-    missing = {f for f in flags if f"--{f}" not in usage}
+    missing = flags - set(CLI_OPTION.findall(usage))
     assert not missing, f"{document}: npx tuning-lab {command} has no option(s) {sorted(missing)}"
