@@ -5,7 +5,10 @@
     .venv/bin/python scripts/demo.py [--steps N] [--spot-interrupt] [--keep-emulator] [--port P]
 
 1. `make` installs what it needs first (npm packages; .venv with the trainer, CPU PyTorch, moto).
-2. moto's server starts on a free loopback port; CDK is bootstrapped into it and
+2. moto's server starts on a free loopback port; CDK is bootstrapped into it. `npx tuning-lab
+   doctor` checks the account as README step 1 does: the emulated account is a new one, with 0
+   vCPUs of G/VT spot quota, and the demo runs the quota increase doctor prints (the emulated
+   Service Quotas approves it at once). Then
    `cdk deploy TrainingStack -c createInstance=true -c runConfig=configs/tiny-llama-lora.yaml`
    deploys the stack (testing/emulated_stack.py bridges the emulator's gaps).
 3. datasets/sample goes to the data bucket and a trainer image to the repository (as the image
@@ -22,8 +25,11 @@
    run sent (read back from an SQS queue subscribed to the stack's topic), the group's capacity,
    and demo-output/loss-curve.png drawn from the published final/trainer_state.json; then what
    the operator's command line shows of it (`npx tuning-lab runs`, `status`, `messages`, `logs`,
-   and `pull` into demo-output/model/, checked against the manifest).
-5. `cdk destroy`, then the emulator stops. Nothing outlives the demo, on Ctrl-C or failure either.
+   `pull` into demo-output/model/, checked against the manifest, `cost` and `sweep`). Each
+   instance's logs are copied to demo-output/logs/<instance-id>/ under the names they have on
+   the instance and in S3 (training.log, tuning-supervisor.log; docs/runbook.md).
+5. `cdk destroy`, then the emulator stops. Nothing outlives the demo, on Ctrl-C, SIGTERM or
+   failure either (with --keep-emulator: at the first Ctrl-C or SIGTERM).
 
 --spot-interrupt: the fake IMDS serves a spot notice midway; the trainer publishes a checkpoint
 and exits 75 (ledger `interrupted`); EC2 reclaims the instance, the group launches a replacement,
@@ -83,6 +89,10 @@ MIN_SPOT_STEPS = 20  # the notice (polled every second) must land before the run
 RUN_TIMEOUT_SECONDS = 900
 CDK_ERROR_LINES = 40  # of the CDK CLI's output when it fails
 PLACEHOLDER_SPOT_USD_PER_HOUR = 0.001  # below any real GPU spot price
+LOGS_DIR = "logs"  # demo-output/logs/<instance-id>/, as runs/<run-id>/logs/<instance-id>/ in S3
+QUOTA_FIX = re.compile(
+    r"^\s+fix: (aws service-quotas request-service-quota-increase .*?)(\s{2,}\(.*)?$"
+)
 TRAINER_LINE = re.compile(r"^\S+ \S+ (INFO|WARNING|ERROR) tuning_trainer\.\w+: (.*)$")
 SUPERVISOR_LINE = re.compile(r"^\[tuning-supervisor \S+\] (.*)$")
 RESUMED_FROM = re.compile(r"resuming from \S+/checkpoints/step-(\d+)")
@@ -155,6 +165,8 @@ class DemoResult:
     shutdown_requests: list[dict] = field(default_factory=list)
     loss_curve: Path | None = None
     operator_exit_codes: dict = field(default_factory=dict)  # tuning-lab command -> exit code
+    doctor_output: str = ""
+    quota_raised: bool = False
     stack_status_after_destroy: str | None = "not destroyed"
     phase_seconds: list[tuple[str, float]] = field(default_factory=list)
 
@@ -248,7 +260,7 @@ def supervise(
         if time.monotonic() > deadline:
             raise DemoError(
                 f"instance {instance.number} did not finish within {RUN_TIMEOUT_SECONDS} s; "
-                "its logs are in the demo output folder (training-*.log, supervisor-*.log)."
+                f"its logs are in the demo output folder ({logs_of(instance)})."
             )
         time.sleep(0.3)
     show_progress(instance, out)
@@ -260,9 +272,22 @@ def supervise(
     )
     if code != 0:
         raise DemoError(
-            f"the host supervisor exited {code}; see supervisor-{instance.number}.log in the "
-            "demo output folder."
+            f"the host supervisor exited {code}; see {logs_of(instance)} in the demo output folder."
         )
+
+
+def logs_of(instance: EmulatedInstance) -> str:
+    """Where the demo copies an instance's logs, relative to the demo output folder."""
+    return f"{LOGS_DIR}/{instance.identity.instance_id}/{{training,tuning-supervisor}}.log"
+
+
+def copy_logs(instance: EmulatedInstance, output_dir: Path) -> None:
+    """The instance's logs, named as on the instance and in S3 (docs/runbook.md)."""
+    target = output_dir / LOGS_DIR / instance.identity.instance_id
+    for log in (instance.training_log, instance.supervisor_log):
+        if log.exists():
+            target.mkdir(parents=True, exist_ok=True)
+            shutil.copy(log, target / log.name)
 
 
 # -- reading the end state -----------------------------------------------------------------------
@@ -400,6 +425,7 @@ def run_demo(
     workdir = Path(tempfile.mkdtemp(prefix="tuning-lab-demo-"))
     output_dir = options.output_dir
     output_dir.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(output_dir / LOGS_DIR, ignore_errors=True)  # an earlier demo's instances
     try:
         if own_emulator:
             with phases("emulator: moto's server on 127.0.0.1, cdk bootstrap"):
@@ -410,6 +436,9 @@ def run_demo(
                     f"{emulator.region})")  # fmt: skip
 
         config = run_config_path(options.steps, workdir)
+        with phases("doctor: npx tuning-lab doctor, before anything is deployed"):
+            check_account(emulator, config, result, out)
+
         context = {"createInstance": "true", "runConfig": config}
         with phases(f"deploy: cdk deploy {STACK} -c createInstance=true -c runConfig={config}"):
             with NotEmulated().installed() as skipped:
@@ -456,7 +485,7 @@ def run_demo(
         with phases("results: the end state, read back from the emulated AWS"):
             show_end_state(run, inbox, instances, resumed_at, output_dir, result, out)
 
-        with phases("operator: npx tuning-lab runs, status, messages, logs, pull"):
+        with phases("operator: npx tuning-lab runs, status, messages, logs, pull, cost, sweep"):
             show_operator_view(emulator, run, output_dir, result, out)
 
         hooks.before_destroy(deployment)
@@ -487,10 +516,7 @@ def run_demo(
                 )
             instance.stop()
             show_progress(instance, out)
-            for log, name in ((instance.training_log, "training"),
-                              (instance.supervisor_log, "supervisor")):  # fmt: skip
-                if log.exists():
-                    shutil.copy(log, output_dir / f"{name}-{instance.number}.log")
+            copy_logs(instance, output_dir)
         if own_emulator and emulator is not None:
             emulator.stop()
         shutil.rmtree(workdir, ignore_errors=True)
@@ -548,7 +574,6 @@ def show_operator_view(
 ) -> None:
     """Phase 4b: the run as the operator's command line shows it (README, step 6 and 7), with
     the emulator's environment in place of an AWS profile."""
-    env = {**os.environ, **emulator.sdk_env()}
     model_dir = output_dir / "model"
     for argv in (
         ["runs"],
@@ -556,16 +581,59 @@ def show_operator_view(
         ["messages", run.run_id, "--brief"],
         ["logs", run.run_id, "--tail", "5"],
         ["pull", run.run_id, str(model_dir)],
+        ["cost"],
+        ["sweep"],
     ):
-        done = subprocess.run(
-            ["node", str(ROOT / "cli" / "tuning-lab.js"), *argv],
-            cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False,
-        )  # fmt: skip
-        shown = " ".join(display_path(Path(a)) if a == str(model_dir) else a for a in argv)
-        out(f"$ npx tuning-lab {shown}")
-        for line in (done.stdout + done.stderr).rstrip("\n").splitlines():
-            out(f"  {line}")
+        done = tuning_lab(emulator, argv, out, shown={str(model_dir): display_path(model_dir)})
         result.operator_exit_codes[argv[0]] = done.returncode
+
+
+def tuning_lab(
+    emulator: EmulatedAws,
+    argv: list[str],
+    out: Callable[[str], None],
+    shown: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess:
+    """`npx tuning-lab <argv>` with the emulator's environment in place of an AWS profile; its
+    output printed under the command (``shown`` rewrites arguments for display)."""
+    done = subprocess.run(
+        ["node", str(ROOT / "cli" / "tuning-lab.js"), *argv],
+        cwd=ROOT, env={**os.environ, **emulator.sdk_env()}, capture_output=True, text=True,
+        timeout=300, check=False,
+    )  # fmt: skip
+    out("$ npx tuning-lab " + " ".join((shown or {}).get(a, a) for a in argv))
+    for line in (done.stdout + done.stderr).rstrip("\n").splitlines():
+        out(f"  {line}")
+    return done
+
+
+def check_account(
+    emulator: EmulatedAws, config: str, result: DemoResult, out: Callable[[str], None]
+) -> None:
+    """Phase 2b: `doctor` as README step 1 runs it, then the quota increase it asks for."""
+    done = tuning_lab(emulator, ["doctor", "--run-config", config], out)
+    result.doctor_output = done.stdout
+    if done.returncode not in (0, 1):
+        raise DemoError(f"npx tuning-lab doctor exited {done.returncode}: {done.stderr.strip()}")
+    if "FAIL  AMI" in done.stdout:
+        out(
+            "(the AMI FAIL is the emulator's: moto publishes no /aws/service/ parameters, so the "
+            "emulated deploy maps that one; testing/emulated_stack.py)"
+        )
+    fixes = [found.group(1) for found in map(QUOTA_FIX.match, done.stdout.splitlines()) if found]
+    for fix in fixes:
+        aws = str(Path(sys.executable).parent / "aws")
+        raised = subprocess.run(
+            [aws, *shlex.split(fix)[1:], "--query", "RequestedQuota.Status", "--output", "text"],
+            env={**os.environ, **emulator.sdk_env()}, capture_output=True, text=True,
+            timeout=120, check=False,
+        )  # fmt: skip
+        out(f"$ {fix}")
+        out(f"  {(raised.stdout or raised.stderr).strip()}  (the emulator approves at once; on "
+            "AWS allow hours to days)")  # fmt: skip
+        if raised.returncode != 0:
+            raise DemoError(f"the quota increase doctor printed failed: {raised.stderr.strip()}")
+        result.quota_raised = True
 
 
 def display_path(path: Path) -> str:
@@ -637,11 +705,14 @@ def wait_while_kept(
     out(f"  {aws} autoscaling describe-auto-scaling-groups --auto-scaling-group-names "
         f"{deployment.outputs['GpuGroupName']}")  # fmt: skip
     out(f"  {aws} cloudformation describe-stacks --stack-name {STACK}")
-    out("Press Ctrl-C here to destroy the stack and stop the emulator.")
     try:
+        out(
+            f"Press Ctrl-C here, or run `kill {os.getpid()}` (SIGTERM) elsewhere, to destroy the "
+            "stack and stop the emulator."
+        )
         while True:
             time.sleep(3600)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # SIGTERM and SIGHUP arrive as one too (_stop_on_sigterm)
         out("")
 
 
@@ -689,7 +760,8 @@ def _parse_args(argv: list[str] | None) -> Options:
     parser.add_argument(
         "--keep-emulator",
         action="store_true",
-        help="at the end, keep moto (and the stack) running until Ctrl-C and print how to reach it",
+        help="at the end, keep moto (and the stack) running until Ctrl-C or SIGTERM and print "
+        "how to reach it",
     )
     parser.add_argument(
         "--port", type=int, default=0, help="moto's port on 127.0.0.1 (default: a free one)"

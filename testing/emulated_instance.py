@@ -85,7 +85,7 @@ class EmulatedInstance:
 
     @property
     def supervisor_log(self) -> Path:
-        return self.root / "supervisor.log"
+        return self.root / "tuning-supervisor.log"  # the instance's name, as S3 keeps it
 
     @property
     def shutdown_record(self) -> Path:

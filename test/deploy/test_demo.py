@@ -5,7 +5,8 @@
 The stack is deployed into moto with the real CDK CLI, the host supervisor runs the real trainer
 CLI, and the end state is read back here through boto3 on the test's own terms: its own SQS
 subscriber on the stack's topic, the ledger and the final model's manifest from the outputs
-bucket, the group's capacity before `cdk destroy`, the stack after it.
+bucket, the group's capacity before `cdk destroy`, the stack after it. The demo runs with
+--keep-emulator and is released by a SIGTERM, as a user's `kill` would.
 """
 
 from __future__ import annotations
@@ -13,10 +14,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import socket
 import struct
 import subprocess
 import sys
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -78,6 +82,22 @@ def read_end_state(deployment: Deployment, observed: Observed) -> None:
     observed.desired_capacity = deployment.group()["DesiredCapacity"]
 
 
+def sigterm_once_kept(printed: list[str]) -> threading.Thread:
+    """Sends this process SIGTERM once the kept demo says how to end it."""
+
+    def send() -> None:
+        deadline = time.monotonic() + 600
+        while not any(line.startswith("Press Ctrl-C here") for line in printed):
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.2)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    thread = threading.Thread(target=send, daemon=True)
+    thread.start()
+    return thread
+
+
 def leftover_processes() -> list[str]:
     """Processes below this one that belong to the demo (the supervisor, the trainer)."""
     left = []
@@ -99,12 +119,19 @@ def observed(tmp_path_factory: pytest.TempPathFactory) -> Observed:
         before_destroy=lambda deployment: read_end_state(deployment, seen),
     )
     seen.output_dir = tmp_path_factory.mktemp("demo-output")
-    options = demo.Options(steps=STEPS, output_dir=seen.output_dir)
-    with EmulatedAws() as emulator:
-        seen.result = demo.run_demo(options, seen.printed.append, emulator, hooks)
-        seen.stack_status = emulator.stack_status()
-        seen.buckets = {b["Name"] for b in emulator.client("s3").list_buckets()["Buckets"]}
-        seen.processes_left = leftover_processes()
+    options = demo.Options(steps=STEPS, output_dir=seen.output_dir, keep_emulator=True)
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    demo._stop_on_sigterm()  # as main() installs it
+    try:
+        with EmulatedAws() as emulator:
+            sigterm_once_kept(seen.printed)
+            seen.result = demo.run_demo(options, seen.printed.append, emulator, hooks)
+            seen.stack_status = emulator.stack_status()
+            seen.buckets = {b["Name"] for b in emulator.client("s3").list_buckets()["Buckets"]}
+            seen.processes_left = leftover_processes()
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
     return seen
 
 
@@ -165,6 +192,13 @@ def test_a_loss_curve_png_is_written(observed: Observed) -> None:
     assert width >= 400 and height >= 300
 
 
+def test_a_kept_demo_destroys_the_stack_on_sigterm(observed: Observed) -> None:
+    kept_at = next(i for i, line in enumerate(observed.printed) if line.startswith("Press Ctrl-C"))
+    assert "(SIGTERM)" in observed.printed[kept_at]
+    assert any("== destroy:" in line for line in observed.printed[kept_at:])
+    assert observed.stack_status is None
+
+
 def test_the_stack_is_destroyed_and_the_data_kept(observed: Observed) -> None:
     assert observed.stack_status is None
     assert observed.result.stack_status_after_destroy is None
@@ -208,7 +242,41 @@ def test_too_few_steps_for_a_spot_interruption_are_refused() -> None:
 
 def test_the_run_went_under_the_stacks_own_roles_with_nothing_refused(observed: Observed) -> None:
     assert any(line.startswith("IAM enforced from here on") for line in observed.printed)
-    log = (observed.output_dir / "supervisor-1.log").read_text()
+    instance_id = observed.ledger["attempts"][0]["instanceId"]
+    log = (observed.output_dir / "logs" / instance_id / "tuning-supervisor.log").read_text()
     refused = [line for line in log.splitlines() if "failed" in line or "AccessDenied" in line]
     assert refused == []  # best-effort steps (spot price, messages) would only log a denial
     assert "@sha256:" in observed.ledger["imageUri"]  # pinned: ecr:DescribeImages was allowed
+
+
+def test_instance_logs_are_kept_under_their_names_on_the_instance(observed: Observed) -> None:
+    instance_id = observed.ledger["attempts"][0]["instanceId"]
+    kept = observed.output_dir / "logs" / instance_id
+
+    assert sorted(p.name for p in kept.iterdir()) == ["training.log", "tuning-supervisor.log"]
+    assert f"step {STEPS}/{STEPS}" in (kept / "training.log").read_text()
+
+
+def test_doctor_runs_first_and_the_quota_it_asks_for_is_raised(observed: Observed) -> None:
+    doctor = observed.result.doctor_output
+    assert "PASS  credentials" in doctor and "PASS  CDK bootstrap" in doctor
+    assert "FAIL  quota" in doctor and "request-service-quota-increase" in doctor
+    assert "ESTIMATE g5.xlarge" in doctor
+    assert observed.result.quota_raised
+    first_doctor = observed.printed.index(
+        next(line for line in observed.printed if line.startswith("$ npx tuning-lab doctor"))
+    )
+    assert first_doctor < observed.printed.index(
+        next(line for line in observed.printed if "== deploy:" in line)
+    )
+
+
+def test_the_operator_commands_show_the_run_and_succeed(observed: Observed) -> None:
+    codes = observed.result.operator_exit_codes
+    assert codes == {name: 0 for name in ("runs", "status", "messages", "logs", "pull", "cost",
+                                          "sweep")}  # fmt: skip
+    run_id = observed.outputs["RunId"]
+    shown = "\n".join(observed.printed)
+    assert f"$ npx tuning-lab status {run_id}" in shown
+    assert "$ npx tuning-lab cost" in shown and "$ npx tuning-lab sweep" in shown
+    assert (observed.output_dir / "model" / "tuning-lab.json").is_file()
