@@ -450,6 +450,9 @@ class EmulatedAws:
 def check_port_free(port: int) -> None:
     """Fail clearly when moto's port is taken: moto's threaded server would wait forever."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # As moto's server binds: a port whose last connections are still closing (TIME_WAIT,
+        # just after an emulator on it stopped) is free; a listening socket still refuses it.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("127.0.0.1", port))
         except OSError as error:
