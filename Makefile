@@ -21,11 +21,12 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: help install demo demo-spot test lint scan test-stack test-deploy test-trainer test-runtime test-docs docs lock lock-scan bench bench-scaling bench-interruption gpu-check
+.PHONY: help install demo demo-spot emulator test lint scan test-stack test-deploy test-trainer test-runtime test-docs docs lock lock-scan bench bench-scaling bench-interruption gpu-check
 
 help:
 	@echo "make demo   - a whole training run on an emulated AWS (no account, no GPU)"
 	@echo "make test   - every test: linters, jest, pytest, emulator tests"
+	@echo "make emulator - moto's AWS emulator until Ctrl-C, for the README's own npx cdk deploy/destroy"
 	@echo "make bench  - trainer vs TRL benchmark tables, both shapes (docs/performance.md)"
 	@echo "make bench-scaling, make bench-interruption - the other tables of that page"
 	@echo "make gpu-check - the trainer on one NVIDIA GPU: tokens/s, MFU, memory, resume (CONTRIBUTING.md)"
@@ -94,7 +95,8 @@ test-stack: install
 	npx jest --ci
 
 # cdk bootstrap + deploy + destroy of TrainingStack into moto's server; the demo's pipeline
-# (scripts/demo.py) with a 4-step run, checked through its end state.
+# (scripts/demo.py) with a 4-step run, checked through its end state; the README's own
+# `npx cdk deploy/destroy` against `make emulator`.
 test-deploy: install
 	$(PY) -m pytest -q test/deploy
 
@@ -122,6 +124,11 @@ demo: install
 
 demo-spot: install
 	$(PY) scripts/demo.py --spot-interrupt $(DEMO_FLAGS)
+
+# moto's server with what the CDK CLI needs and moto lacks (testing/cdk_cli_gaps.py), CDK
+# bootstrapped, until Ctrl-C or SIGTERM; it prints the environment for the README's commands.
+emulator: install
+	$(PY) scripts/emulator.py $(EMULATOR_FLAGS)
 
 bench: install
 	$(PY) trainer-image/bench/bench.py
