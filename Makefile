@@ -21,14 +21,14 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: help install demo demo-spot emulator test lint scan test-stack test-deploy test-trainer test-runtime test-docs docs lock lock-scan bench bench-scaling bench-interruption gpu-check
+.PHONY: help install demo demo-spot emulator test lint scan test-stack test-deploy test-trainer test-runtime test-docs docs lock lock-scan bench bench-scaling bench-interruption bench-distributed gpu-check
 
 help:
 	@echo "make demo   - a whole training run on an emulated AWS (no account, no GPU)"
 	@echo "make test   - every test: linters, jest, pytest, emulator tests"
 	@echo "make emulator - moto's AWS emulator until Ctrl-C, for the README's own npx cdk deploy/destroy"
 	@echo "make bench  - trainer vs TRL benchmark tables, both shapes (docs/performance.md)"
-	@echo "make bench-scaling, make bench-interruption - the other tables of that page"
+	@echo "make bench-scaling, make bench-interruption, make bench-distributed - the other tables of that page"
 	@echo "make gpu-check - the trainer on one NVIDIA GPU: tokens/s, MFU, memory, resume (CONTRIBUTING.md)"
 
 install: $(NODE_STAMP) $(PY_STAMP)
@@ -138,6 +138,9 @@ bench-scaling: install
 
 bench-interruption: install
 	$(PY) trainer-image/bench/interruption.py
+
+bench-distributed: install
+	$(PY) trainer-image/bench/distributed.py
 
 # On a machine with one NVIDIA GPU (CONTRIBUTING.md, "The GPU check"): under 7 minutes on an H200.
 # Without a GPU it exits 2; GPU_CHECK_FLAGS=--dry-run prints the plan anywhere.

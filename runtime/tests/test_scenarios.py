@@ -40,6 +40,7 @@ from tuning_runtime.ledger import parse_iso
 
 REPO = Path(__file__).resolve().parents[2]
 TRAINER = shlex.join([sys.executable, "-m", "tuning_trainer"])
+TWO_RANKS = f"env TUNING_NPROC_PER_NODE=2 {TRAINER}"
 FINISH_BOUND_SECONDS = 60
 TRAINER_TIMEOUT_SECONDS = 300
 
@@ -180,9 +181,13 @@ def test_spot_notice_checkpoints_and_a_replacement_resumes_to_completion(
 ):
     upload_dataset()
     # No periodic checkpoint: the one in S3 after the notice is the interruption's own. Enough
-    # steps that the run cannot finish in the second or so the notice takes to act.
+    # steps that the run cannot finish in the second or so the notice takes to act. Two ranks
+    # (two CPU processes under torchrun, as on a 2-GPU instance): the notice reaches local rank
+    # 0 only, and both must stop at one published checkpoint.
     spot_cloud.put_settings(runConfig=run_config(max_steps=30, save_steps=1000))
-    first = supervise(processes, spot_cloud, tmp_path / "first", TRAINER, "--aws-backend", "boto3")
+    first = supervise(
+        processes, spot_cloud, tmp_path / "first", TWO_RANKS, "--aws-backend", "boto3"
+    )
     step_at_notice = wait_for(
         lambda: progress_step(tmp_path / "first") >= 2 and progress_step(tmp_path / "first"),
         timeout=TRAINER_TIMEOUT_SECONDS, what="training steps",
@@ -203,7 +208,7 @@ def test_spot_notice_checkpoints_and_a_replacement_resumes_to_completion(
 
     replacement = spot_cloud.replace_instance()
     with FakeImds(identity(replacement, "spot")) as imds:
-        second = supervise(processes, spot_cloud, tmp_path / "second", TRAINER,
+        second = supervise(processes, spot_cloud, tmp_path / "second", TWO_RANKS,
                            "--aws-backend", "boto3", imds=imds.url)  # fmt: skip
         assert second.wait(timeout=TRAINER_TIMEOUT_SECONDS) == 0
 
@@ -216,6 +221,11 @@ def test_spot_notice_checkpoints_and_a_replacement_resumes_to_completion(
     )
     assert spot_cloud.statuses() == ["started", "interrupted", "resumed", "completed"]
     assert spot_cloud.group()["DesiredCapacity"] == 0
+    for attempt in ("first", "second"):
+        log = (tmp_path / attempt / "training.log").read_text()
+        assert "distributed: ddp on 2 process(es)" in log
+    first_log = (tmp_path / "first" / "training.log").read_text()
+    assert "ranks {0: 75, 1: 75} -> exit 75" in first_log
 
 
 def test_hung_trainer_is_stopped_by_the_idle_watchdog(cloud, fakes, tmp_path, processes):

@@ -108,11 +108,11 @@ class Row:
     key: str
     size: str
     label: str
-    trainer: str = "tuning"  # tuning | trl-bfd | trl-bfd-rows
+    trainer: str = "tuning"  # tuning | trl-bfd | trl-bfd-rows | launched (the CLI, torchrun)
     method: str = "lora"
     precision: str = "bf16"
     attention: str = "sdpa"
-    variant: str = ""  # "" | mask-attention | own-loss
+    variant: str = ""  # "" | mask-attention | own-loss; launched rows: ddp | fsdp
     resume_check: bool = True
     needs: tuple[str, ...] = ()
 
@@ -168,6 +168,19 @@ def rows_for(sizes: list[str]) -> list[Row]:
                     resume_check=False,
                     needs=("trl",),
                 ),
+            ]
+            rows += [
+                Row(
+                    f"1b-torchrun-{strategy}",
+                    size,
+                    f"LoRA bf16, sdpa: `tuning-trainer train --nproc-per-node 1` with "
+                    f"training.distributed {strategy} (torchrun, world size 1; tokens/s from "
+                    "step 1, the trainer's own figure)",
+                    trainer="launched",
+                    variant=strategy,
+                    resume_check=False,
+                )
+                for strategy in ("ddp", "fsdp")
             ]
         # last of its size: it saves the random model to disk first (16 GB at 8B)
         rows.append(
@@ -465,6 +478,48 @@ def run_tuning(row: Row, ctx: Context) -> dict[str, Any]:
     return result
 
 
+def run_launched(row: Row, ctx: Context) -> dict[str, Any]:
+    """The distributed path end to end: the CLI starts torchrun with one rank on the GPU."""
+    import json
+    import re
+    import subprocess
+
+    from tuning_trainer import checkpoint, storage
+
+    work = ctx.work / row.key
+    shutil.rmtree(work, ignore_errors=True)
+    base = ctx.work / f"random-{row.size}"
+    saved_random_model(row.size, base)  # a separate process cannot see register_shapes()
+    config_path = run_config(row, ctx.data, work / "run", ctx.args, str(base))
+    document = yaml.safe_load(config_path.read_text())
+    document["training"]["distributed"] = row.variant
+    config_path.write_text(yaml.safe_dump(document, sort_keys=False))
+    done = subprocess.run(
+        [sys.executable, "-m", "tuning_trainer", "train", "--config", str(config_path),
+         "--nproc-per-node", "1"],
+        capture_output=True, text=True, check=False,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )  # fmt: skip
+    sys.stderr.write(done.stderr[-3000:])
+    chosen = f"distributed: {row.variant} on 1 process(es)"
+    if done.returncode != 0 or chosen not in done.stderr:
+        line = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        return {"skipped": f"error: exit {done.returncode}: {line[:120]}"}
+    speeds = [
+        json.loads(line)["tokens_per_second"]
+        for line in done.stdout.splitlines()
+        if line.startswith('{"_aws"') and "tokens_per_second" in line
+    ]
+    memory = re.findall(r"gpu mem ([\d.]+) GiB", done.stderr)
+    final = checkpoint.read_manifest(storage.Store(document["output"]["uri"]), checkpoint.FINAL)
+    return {
+        "tokens_per_step": ROWS_PER_STEP[row.size] * ctx.args.max_length,
+        "tokens_per_second": speeds[-1],
+        "peak_gib": float(memory[-1]) if memory else float("nan"),
+        "resume": "final/ published" if final else "NO final/",
+    }
+
+
 def resume_verdict(straight: dict, resumed: dict, before: dict | None) -> str:
     difference = max(float((straight[n] - resumed[n]).abs().max()) for n in straight)
     if before is None:
@@ -517,7 +572,7 @@ def run_row(row: Row, ctx: Context) -> dict[str, Any]:
         return {"skipped": f"{', '.join(missing)} not importable"}
     if row.precision == "bf16" and torch.cuda.get_device_capability() < (8, 0):
         return {"skipped": "bf16 needs compute capability >= 8.0"}
-    run = run_tuning if row.trainer == "tuning" else run_trl
+    run = {"tuning": run_tuning, "launched": run_launched}.get(row.trainer, run_trl)
     try:
         with contextlib.redirect_stdout(sys.stderr):  # the trainer's metric lines
             return run(row, ctx)

@@ -5,30 +5,13 @@
 
 from __future__ import annotations
 
-from functools import cache
+import re
 from pathlib import Path
 
 import pytest
-from trainer_testlib import make_run
+from trainer_testlib import llama_8b_shape, make_run
 from tuning_trainer import estimate, validate
 from tuning_trainer.cli import main
-
-LLAMA_31_8B = {
-    "vocab_size": 128_256,
-    "hidden_size": 4096,
-    "intermediate_size": 14_336,
-    "num_hidden_layers": 32,
-    "num_attention_heads": 32,
-    "num_key_value_heads": 8,
-    "tie_word_embeddings": False,
-}
-
-
-@cache
-def llama_8b_shape() -> estimate.ModelShape:
-    from transformers import LlamaConfig
-
-    return estimate.model_shape(LlamaConfig(**LLAMA_31_8B))
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -55,7 +38,7 @@ def test_validate_prints_an_estimate_labelled_as_such_with_its_derivation(
 
     assert code == 0
     assert "estimate g5.2xlarge in us-east-1: an ESTIMATE, not a measurement or a quote" in out
-    assert "NVIDIA A10G (24 GiB), trains in bf16" in out
+    assert "NVIDIA A10G (22.35 GiB), trains in bf16" in out
     assert "to train = " in out and "per epoch" in out
     assert "4 x N + 12 x L x w x s" in out
     assert "ASSUMED 25-50 % of the peak for lora" in out
@@ -65,11 +48,33 @@ def test_validate_prints_an_estimate_labelled_as_such_with_its_derivation(
     assert "nothing was trained" in out
 
 
-def test_validate_without_an_instance_type_prints_no_estimate(tmp_path: Path, capsys) -> None:
+def test_validate_without_an_instance_type_prints_no_time_or_cost(tmp_path: Path, capsys) -> None:
     code, out, _ = run_cli(capsys, "validate", "--config", str(make_run(tmp_path)))
 
     assert code == 0
-    assert "ESTIMATE" not in out
+    assert "estimate " not in out and "USD" not in out
+    assert "parallel none on 1 process(es) (this machine): one process" in out  # a CPU here
+    assert "global batch 4 rows" in out
+
+
+def test_validate_on_a_multi_gpu_type_prints_the_strategy_batch_and_memory(
+    tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(validate.model, "base_shape", lambda config: llama_8b_shape())
+    config = make_run(tmp_path, {"model": {"method": "full"}})
+    code, out, _ = run_cli(
+        capsys, "validate", "--config", str(config), "--instance-type", "p4d.24xlarge"
+    )
+
+    assert code == 0, out
+    assert "parallel fsdp on 8 process(es) (p4d.24xlarge): a full fine-tune" in out
+    assert "global batch 32 rows of up to 128 tokens" in out  # 4 x 1 x 8
+    assert "learning_rate 0.01 is used as given (not rescaled)" in out
+    assert re.search(r"memory per GPU, ESTIMATED: ~[\d.]+ GiB = weights .* of 40.0 GiB: fits", out)
+    assert "(40 GiB)" in out  # p4d's A100 has 40 GB, as EC2 reports it
+    # 8B full: FSDP over 8 GPUs only; never on one GPU
+    fits = out.split("fits on", 1)[1].split("\n", 1)[0]
+    assert "g5 1-GPU sizes" not in fits and "p4d.24xlarge (8 GPUs, fsdp)" in fits
 
 
 def test_an_unknown_instance_type_exits_2_before_any_work_naming_the_allowed_ones(
@@ -199,7 +204,7 @@ def test_gpus_without_a_known_peak_get_none_rather_than_a_wrong_one(device_name:
 def test_a_model_whose_weights_do_not_fit_the_gpu_is_warned_about(
     tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(validate, "_model_shape", lambda config, tokenizer: llama_8b_shape())
+    monkeypatch.setattr(validate.model, "base_shape", lambda config: llama_8b_shape())
     config = make_run(tmp_path)
 
     code, out, _ = run_cli(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -64,3 +65,23 @@ def make_run(
     write_jsonl(folder / "train.jsonl", alpaca_examples(48, seed=3) if records is None else records)
     config = deep_update(BASE_CONFIG, changes or {})
     return write_yaml(folder / "run.yaml", yaml.safe_dump(config, sort_keys=False))
+
+
+# Llama 3.1 8B's config.json (docs/external-names.md): the shape of a real fine-tune.
+LLAMA_31_8B = {
+    "vocab_size": 128_256,
+    "hidden_size": 4096,
+    "intermediate_size": 14_336,
+    "num_hidden_layers": 32,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 8,
+    "tie_word_embeddings": False,
+}
+
+
+@cache
+def llama_8b_shape() -> Any:
+    from transformers import LlamaConfig
+    from tuning_trainer import estimate
+
+    return estimate.model_shape(LlamaConfig(**LLAMA_31_8B))

@@ -29,7 +29,7 @@ from typing import Any
 
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
-from tuning_trainer import checkpoint
+from tuning_trainer import checkpoint, distributed
 from tuning_trainer.collator import RowCollator
 from tuning_trainer.errors import DivergedError
 from tuning_trainer.signals import Interruption
@@ -84,10 +84,10 @@ class ProgressCallback(TrainerCallback):
     def on_train_begin(self, args: TrainingArguments, state: TrainerState, control, **kw) -> None:
         self._started = time.monotonic()
         self._first_step = state.global_step
-        self._start_tokens = self.collator.real_tokens
+        self._start_tokens = state.num_input_tokens_seen
 
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control, **kw) -> None:
-        if self.progress_file:
+        if self.progress_file and state.is_world_process_zero:
             write_progress(self.progress_file, state.global_step, state.max_steps, self.last_loss)
 
     def on_log(
@@ -95,15 +95,17 @@ class ProgressCallback(TrainerCallback):
     ) -> None:
         logs = logs or {}
         now = time.monotonic()
+        if not state.is_world_process_zero:  # the logged values are already means over ranks
+            return
         if "loss" in logs:
             self.last_loss = float(logs["loss"])
             if self.progress_file:  # the step's own loss, now that it is known
                 write_progress(
                     self.progress_file, state.global_step, state.max_steps, self.last_loss
                 )
-            # Averaged over this attempt: the DataLoader collates one batch ahead, so counts
-            # between two log lines jitter by a batch while the running total stays exact.
-            tokens = self.collator.real_tokens - self._start_tokens
+            # Averaged over this attempt; the Trainer sums each micro-batch's real tokens (no
+            # padding) over all ranks as it trains them, so this is the job's tokens/s.
+            tokens = state.num_input_tokens_seen - self._start_tokens
             tokens_per_second = tokens / max(now - self._started, 1e-9)
             done = state.global_step - self._first_step
             per_step = (now - self._started) / max(done, 1)
@@ -195,7 +197,11 @@ class InterruptCallback(TrainerCallback):
 
     def on_step_end(self, args, state, control: TrainerControl, **kw) -> None:
         self.step_seconds = time.monotonic() - self._step_started
-        if self.interruption.requested.is_set() and not control.should_training_stop:
+        # every rank, every step: all ranks stop at the same step whichever rank was asked
+        requested = distributed.agree(self.interruption.requested.is_set())
+        if requested and not self.interruption.requested.is_set():
+            self.interruption.request("another rank was asked to stop")
+        if requested and not control.should_training_stop:
             control.should_save = True
             control.should_training_stop = True
             control.should_evaluate = False  # no time for it inside the spot window
@@ -217,7 +223,9 @@ class PublishCallback(TrainerCallback):
         keep: int | None,
         logs_dir: Path,
         interruption: Interruption,
+        strategy: str = "none",
     ) -> None:
+        self.strategy = strategy
         self.store = store
         self.config_yaml = config_yaml
         self.keep = keep
@@ -227,8 +235,14 @@ class PublishCallback(TrainerCallback):
         self.last_publish_seconds = 0.0
 
     def on_save(self, args: TrainingArguments, state: TrainerState, control, **kw) -> None:
+        """Rank 0 publishes, once every rank has written its part of the checkpoint."""
+        distributed.barrier()
+        self.published_step = state.global_step
+        if not distributed.is_main():
+            return
         local = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         (local / "config.yaml").write_text(self.config_yaml)
+        distributed.write_layout(local, self.strategy)
         if self.interruption.requested.is_set():
             self._warn_if_late()
         result = checkpoint.publish(
@@ -238,7 +252,6 @@ class PublishCallback(TrainerCallback):
             "checkpoint",
             state.global_step,
         )
-        self.published_step = state.global_step
         self.last_publish_seconds = result.seconds
         checkpoint.prune(self.store, self.keep)
         # After the checkpoint is complete, so a slow upload never costs the checkpoint; also

@@ -71,6 +71,14 @@ def _parser() -> argparse.ArgumentParser:
         "training.num_train_epochs or data.eval; any other change to what is trained still "
         "exits 2 (harmless keys such as logging_steps may always change)",
     )
+    train.add_argument(
+        "--nproc-per-node",
+        type=int,
+        metavar="N",
+        help="processes (ranks) to train with, one per GPU (default: $TUNING_NPROC_PER_NODE, "
+        "else every visible GPU; on a CPU 1); above 1 they run under torchrun with "
+        "training.distributed",
+    )
     validate = commands.add_parser(
         "validate", help="check config and data, print token statistics; trains nothing"
     )
@@ -146,6 +154,14 @@ def _configure_logging() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from tuning_trainer.distributed import write_outcome
+
+    code = _main(list(sys.argv[1:] if argv is None else argv))
+    write_outcome(code)  # for the job's parent, when this process is one rank of several
+    return code
+
+
+def _main(argv: list[str]) -> int:
     # The DataLoader runs in-process; tokenizers' own thread pool would only contend with torch.
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     args = _parser().parse_args(argv)
@@ -176,6 +192,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             overrides,
             resume=args.resume_from_checkpoint,
             allow_config_change=args.allow_config_change,
+            nproc_per_node=args.nproc_per_node,
+            argv=argv,
         )
     except InputError as err:
         # Bad input is the user's to fix: one clear message, no traceback, exit 2.

@@ -137,6 +137,13 @@ class TrainingSection(_Section):
         description="auto = bf16 on compute capability >= 8.0, fp16 (fp32 adapters, loss "
         "scaling) below, fp32 on CPU. On CPU bf16 is allowed (autocast), fp16 is refused.",
     )
+    distributed: Literal["auto", "none", "ddp", "fsdp"] = Field(
+        "auto",
+        description="How several GPUs share the run, one process each (torchrun): ddp keeps a "
+        "whole model per GPU, fsdp shards weights, gradients and optimizer state; none trains "
+        "on one GPU. auto: none on one GPU, else ddp for LoRA/QLoRA whose estimated memory fits "
+        "one GPU, fsdp for full fine-tuning and what does not fit (validate says which and why).",
+    )
     logging_steps: PositiveInt = 10
     save_steps: PositiveInt = 100
     save_total_limit: int | None = Field(3, ge=1, description="Published checkpoints kept.")

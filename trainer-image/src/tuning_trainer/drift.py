@@ -57,6 +57,8 @@ HARMLESS = frozenset(
         "training.per_device_eval_batch_size",
         "training.report_to",
         "training.gradient_checkpointing",  # recomputes activations, same gradients
+        # the same global batch and loss; a checkpoint records its layout (distributed.py)
+        "training.distributed",
     }
 )
 _RUN_LENGTH = frozenset({"training.max_steps", "training.num_train_epochs"})

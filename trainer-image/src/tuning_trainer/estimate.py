@@ -31,6 +31,7 @@ replace it with ``make gpu-check``'s HFU column once a GPU has run it.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -79,12 +80,24 @@ DEVICE_NAMES: list[tuple[str, str | None]] = [
     ("v100-pcie", "V100 PCIe"),
     ("v100", "V100 SXM2"),
 ]
-# The GPU of each instance family the stack accepts (lib/pricing.ts; docs/costs.md).
-INSTANCE_FAMILY_GPUS = {"g4dn": "T4", "g5": "A10G", "g6": "L4", "g6e": "L40S"}
+# instance_prices.json's gpu_model (EC2's name, lib/instance-types.ts) -> GPUS key.
+EC2_GPU_MODELS = {
+    "T4": "T4",
+    "A10G": "A10G",
+    "L4": "L4",
+    "L40S": "L40S",
+    "A100": "A100",
+    "H100": "H100 SXM",
+}
 
 # ASSUMED share of the peak that the executed FLOPs (recompute included) reach, per method: not
 # measured by this project. The range is wide on purpose; `make gpu-check` measures it (HFU).
 ASSUMED_HFU = {"lora": (0.25, 0.50), "full": (0.25, 0.50), "qlora": (0.15, 0.35)}
+# ASSUMED share of N x one GPU's speed that N ranks reach (communication not hidden behind
+# compute): DDP of LoRA exchanges only the adapters' gradients; FSDP all-gathers the weights
+# twice and reduce-scatters the gradients every step. Not measured by this project on GPUs;
+# docs/performance.md ("Several GPUs") derives the communication volumes.
+ASSUMED_SCALING = {"ddp": (0.85, 0.95), "fsdp": (0.70, 0.90)}
 # ASSUMED time an instance is paid for before the first step and after the last: boot, image
 # pull, base model download and load, the final publish.
 ASSUMED_STARTUP_MINUTES = (5.0, 15.0)
@@ -117,6 +130,8 @@ class ModelShape:
     layers: int
     query_width: int  # attention heads x head dim
     output_weights: int  # the output layer (the input embedding's tensor when tied)
+    hidden: int = 0  # the residual stream's width
+    adapter_units: int = 0  # sum of in + out features of the linear layers but the output layer
 
 
 def model_shape(model_config: Any) -> ModelShape:
@@ -139,12 +154,20 @@ def shape_of(lm: Any) -> ModelShape:
     linear = {
         id(m.weight): m.weight.numel() for m in lm.modules() if isinstance(m, torch.nn.Linear)
     }
+    head = lm.get_output_embeddings()
+    units = sum(
+        m.in_features + m.out_features
+        for m in lm.modules()
+        if isinstance(m, torch.nn.Linear) and m is not head
+    )
     return ModelShape(
         parameters=sum(p.numel() for p in lm.parameters()),
         matmul_weights=sum(linear.values()),
         layers=config.num_hidden_layers,
         query_width=heads * head_dim,
-        output_weights=lm.get_output_embeddings().weight.numel(),
+        output_weights=head.weight.numel(),
+        hidden=config.hidden_size,
+        adapter_units=units,
     )
 
 
@@ -190,12 +213,19 @@ def supported_instance_types() -> list[str]:
 
 
 def check_instance_type(instance_type: str) -> Gpu:
+    """The type's GPU, with the memory EC2 reports for it (p4d's A100 has 40 GB, not 80)."""
     if instance_type not in supported_instance_types():
         raise ConfigError(
             f"--instance-type {instance_type!r}: not an instance type tuning-lab runs on; "
             f"allowed: {', '.join(supported_instance_types())}"
         )
-    return GPUS[INSTANCE_FAMILY_GPUS[instance_type.split(".")[0]]]
+    described = prices()["instance_types"][instance_type]
+    gpu = GPUS[EC2_GPU_MODELS[described["gpu_model"]]]
+    return dataclasses.replace(gpu, memory_gib=float(described["gpu_memory_gib"]))
+
+
+def gpu_count(instance_type: str) -> int:
+    return int(prices()["instance_types"][instance_type]["gpus"])
 
 
 def on_demand_price(instance_type: str, region: str) -> tuple[float, bool]:
@@ -249,6 +279,8 @@ def estimate_run(
     gradient_checkpointing: bool,
     tokens: float,
     pairs_per_token: float,
+    strategy: str = "none",
+    world: int = 1,
 ) -> RunEstimate:
     gpu = check_instance_type(instance_type)
     precision = precision_on(gpu, requested_precision)
@@ -257,7 +289,12 @@ def estimate_run(
         executed += recompute_flops_per_token(shape, pairs_per_token)
     peak = gpu.dense_tflops.get(precision, gpu.dense_tflops["fp16"]) * 1e12
     low, high = ASSUMED_HFU[method]
-    speed = (low * peak / executed, high * peak / executed)
+    ranks = world if strategy != "none" else 1
+    scale_low, scale_high = ASSUMED_SCALING[strategy] if ranks > 1 else (1.0, 1.0)
+    speed = (
+        ranks * scale_low * low * peak / executed,
+        ranks * scale_high * high * peak / executed,
+    )
     train = (tokens / speed[1] / 3600, tokens / speed[0] / 3600)
     startup = tuple(m / 60 for m in ASSUMED_STARTUP_MINUTES)
     total = (train[0] + startup[0], train[1] + startup[1])
@@ -289,3 +326,256 @@ def count_text(value: float) -> str:
         if value >= size:
             return f"{value / size:.3g}{unit}"
     return f"{value:.0f}"
+
+
+# --- memory per GPU and the distributed strategy -----------------------------------------------
+
+# ASSUMED bytes of 16-bit activations kept per token, per layer and per unit of width for the
+# backward pass without recomputation: 34 (Korthikanti et al. 2022, "Reducing Activation
+# Recomputation in Large Transformer Models", eq. 1 without the attention-score term, which
+# FlashAttention and sdpa never store). Gradient checkpointing keeps each layer's input (2 bytes
+# per unit) and one layer's working set.
+ACTIVATION_BYTES = 34
+# ASSUMED fixed cost per GPU: CUDA context, kernels' workspaces, NCCL buffers.
+OVERHEAD_GIB = 1.5
+# ASSUMED allocator fragmentation and temporary buffers, as a share of the rest.
+FRAGMENTATION = 0.10
+# A plan fits when its estimate is at most this share of the GPU's memory.
+FIT_SHARE = 0.90
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """GiB per GPU, by what holds it; an ESTIMATE (the ASSUMED constants above)."""
+
+    weights: float
+    gradients: float
+    optimizer: float
+    activations: float
+    overhead: float
+
+    @property
+    def total(self) -> float:
+        return self.weights + self.gradients + self.optimizer + self.activations + self.overhead
+
+    def text(self) -> str:
+        return (
+            f"~{self.total:.1f} GiB = weights {self.weights:.1f} + gradients "
+            f"{self.gradients:.1f} + optimizer {self.optimizer:.1f} + activations "
+            f"{self.activations:.1f} + overhead {self.overhead:.1f}"
+        )
+
+
+def trainable_parameters(shape: ModelShape, method: str, lora_r: int) -> int:
+    """Full: every weight. LoRA/QLoRA: r x (in + out) per linear layer (all-linear, an upper
+    bound when lora.target_modules names fewer)."""
+    return shape.parameters if method == "full" else lora_r * shape.adapter_units
+
+
+def memory_per_gpu(
+    shape: ModelShape,
+    method: str,
+    precision: str,
+    strategy: str,
+    world: int,
+    micro_batch_tokens: int,
+    gradient_checkpointing: bool,
+    lora_r: int,
+    optim: str,
+) -> MemoryEstimate:
+    """What one GPU holds while training ``shape`` with this strategy on ``world`` GPUs.
+
+    Weights as the trainer loads them (model.py: 16-bit base; QLoRA 4-bit; a full fine-tune in
+    fp32 unless bf16); LoRA adapters, their gradients and Adam states in fp32; a full fine-tune's
+    gradients and Adam moments in the weights' dtype (torch's AdamW keeps its state in the
+    parameter's dtype), or 2 bytes a weight for the 8-bit optimizers. DDP keeps a whole replica
+    plus its gradient buckets (a second copy of the gradients); FSDP divides weights, gradients
+    and optimizer state by the world size and gathers one layer at a time.
+    """
+    gib = 2**30
+    full = method == "full"
+    weight_bytes = (
+        (2 if precision in ("bf16", "fp16") else 4)
+        if not full
+        else (2 if precision == "bf16" else 4)
+    )
+    if method == "qlora":
+        weights = weights_gib(shape, method) * gib
+    else:
+        weights = weight_bytes * shape.parameters
+    trainable = trainable_parameters(shape, method, lora_r)
+    state_bytes = weight_bytes if full else 4
+    gradients = trainable * state_bytes
+    optimizer = trainable * (2 if optim.endswith("8bit") else 2 * state_bytes)
+    if strategy == "fsdp" and world > 1:
+        layer = weights / max(shape.layers, 1)
+        weights = weights / world + 2 * layer  # the gathered layer and the next, prefetched
+        gradients, optimizer = gradients / world, optimizer / world
+    elif strategy == "ddp" and world > 1:
+        gradients *= 2  # the gradient buckets all-reduced beside the gradients themselves
+    width = shape.hidden * micro_batch_tokens
+    if gradient_checkpointing:
+        activations = 2 * width * shape.layers + ACTIVATION_BYTES * width
+    else:
+        activations = ACTIVATION_BYTES * width * shape.layers
+    # the output layer in chunks (loss.py): at most two 256 MiB chunks of fp32 logits
+    activations += min(
+        4 * micro_batch_tokens * shape.output_weights // max(shape.hidden, 1), 2 * 256 * 2**20
+    )
+    subtotal = (weights + gradients + optimizer + activations) / gib
+    return MemoryEstimate(
+        weights=weights / gib,
+        gradients=gradients / gib,
+        optimizer=optimizer / gib,
+        activations=activations / gib,
+        overhead=OVERHEAD_GIB + FRAGMENTATION * subtotal,
+    )
+
+
+@dataclass(frozen=True)
+class StrategyChoice:
+    strategy: str  # "none", "ddp" or "fsdp"
+    world: int
+    reason: str
+    memory: MemoryEstimate | None = None
+
+
+def choose_strategy(
+    config: Any,
+    world: int,
+    gpu_memory_gib: float | None,
+    shape: ModelShape | None,
+    resumed: Mapping[str, Any] | None = None,
+) -> StrategyChoice:
+    """``training.distributed`` resolved for ``world`` processes; ConfigError when impossible.
+
+    ``auto``: one process on one GPU; the strategy of the checkpoint a run resumes from (its
+    files are that strategy's); DDP for LoRA/QLoRA whose estimate fits one GPU (each GPU trains
+    a whole replica, and only the adapters' gradients cross the GPUs); FSDP for a full fine-tune
+    (its gradients and Adam states are 12-16 bytes a weight) and for LoRA that does not fit.
+    Without a GPU (CPU ranks) or a model shape, the memory test is skipped.
+    """
+    training, method = config.training, config.model.method
+    requested = training.distributed
+    memory_of = _memory_function(config, world, gpu_memory_gib, shape)
+    if world == 1 and requested in ("auto", "none"):
+        return StrategyChoice("none", 1, "one process", memory_of("none"))
+    if requested == "none":
+        return StrategyChoice(
+            "none",
+            1,
+            f"training.distributed = none: one process; {world - 1} GPU(s) idle",
+            memory_of("none"),
+        )
+    if method == "qlora" and requested == "fsdp":
+        raise _qlora_fsdp_error(requested)
+    if requested in ("ddp", "fsdp"):
+        _check_resumed(resumed, requested, world)
+        return StrategyChoice(
+            requested, world, f"training.distributed = {requested}", memory_of(requested)
+        )
+    if resumed and resumed.get("strategy") in ("ddp", "fsdp"):
+        strategy = str(resumed["strategy"])
+        _check_resumed(resumed, strategy, world)
+        reason = "as the checkpoint it resumes from"
+        if int(resumed.get("world_size", world)) != world:
+            reason += (
+                f" (trained on {resumed.get('world_size')} processes: the remaining steps see "
+                "the data in another order than an uninterrupted run would)"
+            )
+        return StrategyChoice(strategy, world, reason, memory_of(strategy))
+    if method == "full":
+        return StrategyChoice(
+            "fsdp",
+            world,
+            f"a full fine-tune: weights, gradients and optimizer state sharded "
+            f"across {world} processes",
+            memory_of("fsdp"),
+        )
+    ddp = memory_of("ddp")
+    if ddp is None or gpu_memory_gib is None:
+        return StrategyChoice("ddp", world, f"{method}: one replica per process", ddp)
+    if ddp.total <= FIT_SHARE * gpu_memory_gib:
+        return StrategyChoice(
+            "ddp",
+            world,
+            f"{method} fits one GPU ({ddp.total:.1f} of {gpu_memory_gib:.0f} GiB)"
+            ": one replica per GPU, only the adapters' gradients are exchanged",
+            ddp,
+        )
+    if method == "qlora":
+        raise _qlora_fsdp_error("auto", ddp.total, gpu_memory_gib)
+    return StrategyChoice(
+        "fsdp",
+        world,
+        f"{method} does not fit one GPU ({ddp.total:.1f} of "
+        f"{gpu_memory_gib:.0f} GiB with DDP): the base weights are sharded",
+        memory_of("fsdp"),
+    )
+
+
+def _memory_function(config: Any, world: int, gpu_memory_gib: float | None, shape: Any):
+    training = config.training
+    precision = training.precision
+    if precision == "auto":
+        precision = "bf16" if gpu_memory_gib else "fp32"
+
+    def memory_of(strategy: str) -> MemoryEstimate | None:
+        if shape is None:
+            return None
+        return memory_per_gpu(
+            shape,
+            config.model.method,
+            precision,
+            strategy,
+            world if strategy != "none" else 1,
+            training.per_device_train_batch_size * config.data.max_seq_length,
+            training.gradient_checkpointing,
+            config.lora.r,
+            training.optim,
+        )
+
+    return memory_of
+
+
+def _check_resumed(resumed: Mapping[str, Any] | None, strategy: str, world: int) -> None:
+    if not resumed:
+        return
+    was, was_world = str(resumed.get("strategy", "none")), int(resumed.get("world_size", 1))
+    # one process and DDP write the same files (a whole model and optimizer); FSDP's are shards
+    if (was == "fsdp") != (strategy == "fsdp"):
+        raise ConfigError(
+            f"training.distributed: the checkpoint to resume was trained with {was} on "
+            f"{was_world} process(es) and its files only load that way; set training."
+            f"distributed = {'fsdp' if was == 'fsdp' else 'ddp'} or start over with "
+            "--resume-from-checkpoint none"
+        )
+    if was == "fsdp" and was_world != world:
+        raise ConfigError(
+            f"training.distributed: the checkpoint to resume was sharded over {was_world} "
+            f"processes and this machine runs {world}; resume on {was_world} GPUs (instance "
+            "types with the same GPU count) or start over with --resume-from-checkpoint none"
+        )
+
+
+def _qlora_fsdp_error(requested: str, need: float = 0.0, have: float = 0.0) -> ConfigError:
+    fit = f" (~{need:.0f} GiB of {have:.0f} GiB per GPU)" if need else ""
+    return ConfigError(
+        f"training.distributed = {requested}: QLoRA{fit} is trained with DDP only (FSDP would "
+        "shard bitsandbytes' packed 4-bit weights); use model.method lora, which FSDP shards, "
+        "or an instance type with larger GPUs"
+    )
+
+
+def fitting_types(config: Any, shape: ModelShape) -> list[tuple[str, str]]:
+    """(type, strategy) of every allowed instance type whose GPUs hold the run, ESTIMATED."""
+    fitting = []
+    for instance_type in supported_instance_types():
+        memory = check_instance_type(instance_type).memory_gib
+        try:
+            choice = choose_strategy(config, gpu_count(instance_type), memory, shape)
+        except ConfigError:
+            continue
+        if choice.memory is not None and choice.memory.total <= FIT_SHARE * memory:
+            fitting.append((instance_type, choice.strategy))
+    return fitting

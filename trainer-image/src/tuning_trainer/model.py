@@ -429,6 +429,28 @@ def build_builtin_model(name: str, vocab_size: int, attn_implementation: str) ->
     return model
 
 
+def base_shape(config: RunConfig) -> Any:
+    """The base model's :class:`~tuning_trainer.estimate.ModelShape`, counted on the meta device
+    from its config alone (no weights are read)."""
+    import torch
+
+    from tuning_trainer import estimate
+
+    name = builtin_name(config.model.base_model)
+    if name is not None:
+        with torch.device("meta"):
+            lm = build_builtin_model(name, len(builtin_tokenizer()), "sdpa")
+        return estimate.shape_of(lm)
+    from transformers import AutoConfig
+
+    model_config = AutoConfig.from_pretrained(
+        local_model_dir(config, include_weights=False),
+        revision=config.model.revision,
+        trust_remote_code=config.model.trust_remote_code,
+    )
+    return estimate.model_shape(model_config)
+
+
 def load_model(config: RunConfig, plan: HardwarePlan, vocab_size: int) -> Any:
     """The base model, wrapped for the configured method (peft LoRA/QLoRA, or full)."""
     name = builtin_name(config.model.base_model)

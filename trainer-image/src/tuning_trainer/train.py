@@ -17,12 +17,12 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tuning_trainer import checkpoint, data, drift, export, model, storage
+from tuning_trainer import checkpoint, data, distributed, drift, estimate, export, model, storage
 from tuning_trainer.config import RunConfig, load_config
 from tuning_trainer.errors import EXIT_INTERRUPTED, EXIT_OK, ConfigError
 from tuning_trainer.signals import Interruption, SpotNoticePoller
@@ -85,8 +85,19 @@ def run_train(
     resume: str = "auto",
     env: Mapping[str, str] | None = None,
     allow_config_change: bool = False,
+    nproc_per_node: int | None = None,
+    argv: Sequence[str] | None = None,
 ) -> int:
+    """Train, or with several GPUs start the ranks that train (:mod:`tuning_trainer.distributed`).
+
+    ``argv`` is this command's own arguments: each rank runs ``tuning-trainer`` with them.
+    """
     env = os.environ if env is None else env
+    if distributed.in_job():
+        distributed.die_with_parent()
+        distributed.init_job()
+        if not distributed.is_main():  # one rank speaks; the others only warn
+            logging.getLogger("tuning_trainer").setLevel(logging.WARNING)
     config = load_config(config_location, env, overrides).config
     config_yaml = config.to_yaml()
     log.info("resolved run config:\n%s", config_yaml.rstrip())
@@ -96,17 +107,58 @@ def run_train(
     if finished:
         log.info("%s is complete: nothing to do", store.uri(checkpoint.FINAL))
         return EXIT_OK
+    if not distributed.in_job():
+        launch = plan_launch(config, store, resume, nproc_per_node, env)
+        log.info(
+            "distributed: %s on %d process(es): %s", launch.strategy, launch.world, launch.reason
+        )
+        if launch.strategy != "none":
+            if argv is None:
+                raise ConfigError("several processes need the command's arguments to start")
+            deadline = config.interruption.deadline_seconds
+            return distributed.launch(argv, launch.strategy, launch.world, deadline, env)
 
     interruption = Interruption(config.interruption.deadline_seconds)
     interruption.install_signal_handlers()
+    # a spot notice is one per machine: local rank 0 polls and the ranks agree at each step
+    polling = config.interruption.spot_polling if distributed.local_rank() == 0 else "never"
     poller = SpotNoticePoller(
-        interruption, config.interruption.spot_polling, config.interruption.poll_interval_seconds
+        interruption, polling, config.interruption.poll_interval_seconds
     ).start()
     try:
         return _train(config, config_yaml, store, resume, interruption, env)
     finally:
         poller.stop()
         interruption.restore_signal_handlers()
+
+
+def plan_launch(
+    config: RunConfig,
+    store: storage.Store,
+    resume: str,
+    nproc_per_node: int | None,
+    env: Mapping[str, str],
+) -> estimate.StrategyChoice:
+    """How many processes and which strategy: exit 2 (ConfigError) before any rank starts."""
+    world = distributed.resolve_nproc(nproc_per_node, env)
+    gpu_memory = distributed.gpu_memory_gib()
+    needs_shape = world > 1 and config.training.distributed in ("auto", "fsdp")
+    shape = model.base_shape(config) if needs_shape and gpu_memory else None
+    resumed = _resumed_layout(store) if resume == "auto" else None
+    if resume not in ("auto", "none"):
+        resumed = distributed.read_layout(Path(resume))
+    return estimate.choose_strategy(config, world, gpu_memory, shape, resumed)
+
+
+def _resumed_layout(store: storage.Store) -> dict[str, Any] | None:
+    """The layout of the newest complete checkpoint, which ``auto`` resumes from; None if none."""
+    for step in checkpoint.complete_steps(store)[:1]:
+        relative = f"{checkpoint.step_prefix(step)}/{distributed.LAYOUT_FILE}"
+        try:
+            return distributed.parse_layout(store.get_bytes(relative).decode())
+        except FileNotFoundError:
+            return distributed.parse_layout("")
+    return None
 
 
 def check_config_drift(
@@ -170,14 +222,17 @@ def _train(
         plan.precision,
         plan.attn_implementation,
     )
-    store.put_bytes("config.yaml", config_yaml.encode())
     staging = staging_dir(config)
-    # Leftovers of an earlier process on this disk; the run folder holds what counts.
-    for stale in [*staging.glob("checkpoint-*"), staging / "logs", staging / "final"]:
-        shutil.rmtree(stale, ignore_errors=True)
-    staging.mkdir(parents=True, exist_ok=True)
+    if distributed.is_main():
+        store.put_bytes("config.yaml", config_yaml.encode())
+    if distributed.local_rank() == 0:
+        # Leftovers of an earlier process on this disk; the run folder holds what counts.
+        for stale in [*staging.glob("checkpoint-*"), staging / "logs", staging / "final"]:
+            shutil.rmtree(stale, ignore_errors=True)
+        staging.mkdir(parents=True, exist_ok=True)
+    distributed.barrier()
     resume_path = _resume_path(resume, store, staging)
-    if interruption.requested.is_set():
+    if distributed.agree(interruption.requested.is_set()):
         log.warning("interrupted before training started; nothing new to checkpoint")
         return EXIT_INTERRUPTED
 
@@ -188,27 +243,49 @@ def _train(
     trainer.train(resume_from_checkpoint=resume_path)
 
     state = trainer.state
-    if interruption.requested.is_set() and state.global_step < state.max_steps:
+    interrupted = distributed.agree(interruption.requested.is_set())
+    if interrupted and state.global_step < state.max_steps:
         if publisher.published_step != state.global_step:
-            # stopped outside a step end (e.g. during evaluation): save now
+            # stopped outside a step end (e.g. during evaluation): save now, every rank
             trainer._save_checkpoint(trainer.model, trial=None)
             publisher.on_save(trainer.args, state, trainer.control)
-        _report_deadline(interruption, state.global_step)
+        if distributed.is_main():
+            _report_deadline(interruption, state.global_step)
+        distributed.barrier()  # no rank exits while rank 0 still publishes
         return EXIT_INTERRUPTED
 
     final = staging / "final"
-    shutil.rmtree(final, ignore_errors=True)
-    trainer.save_model(str(final))
-    export.embed_builtin_base(final, config, plan.torch_dtype, len(prepared.tokenizer))
-    state.save_to_json(str(final / "trainer_state.json"))
-    (final / "config.yaml").write_text(config_yaml)
-    from tuning_trainer.callbacks import LOGS, publish_history
+    if distributed.is_main():
+        shutil.rmtree(final, ignore_errors=True)
+    distributed.barrier()
+    save_final_model(trainer, final)
+    if distributed.is_main():
+        export.embed_builtin_base(final, config, plan.torch_dtype, len(prepared.tokenizer))
+        state.save_to_json(str(final / "trainer_state.json"))
+        (final / "config.yaml").write_text(config_yaml)
+        from tuning_trainer.callbacks import LOGS, publish_history
 
-    # the history first: once final/ is complete, so is its curve
-    publish_history(store, staging / LOGS, state.log_history)
-    checkpoint.publish(store, final, checkpoint.FINAL, "final", state.global_step)
-    log.info("finished: %s", store.uri(checkpoint.FINAL))
+        # the history first: once final/ is complete, so is its curve
+        publish_history(store, staging / LOGS, state.log_history)
+        checkpoint.publish(store, final, checkpoint.FINAL, "final", state.global_step)
+        log.info("finished: %s", store.uri(checkpoint.FINAL))
+    distributed.barrier()
     return EXIT_OK
+
+
+def save_final_model(trainer: Any, folder: Path) -> None:
+    """The trained model as one plain folder (every rank takes part; rank 0 writes).
+
+    FSDP checkpoints are shards, one per rank, which only an FSDP job of the same size loads;
+    the final model is gathered into whole tensors instead, so it loads anywhere.
+    """
+    if not getattr(trainer, "is_fsdp_enabled", False):
+        trainer.save_model(str(folder))  # writes on rank 0 only
+        return
+    trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
+    state_dict = trainer.accelerator.get_state_dict(trainer.model)  # collective: every rank
+    if distributed.is_main():
+        trainer._save(str(folder), state_dict=state_dict)
 
 
 def load_seeded_model(config: RunConfig, plan: model.HardwarePlan, vocab_size: int) -> Any:
@@ -222,11 +299,17 @@ def load_seeded_model(config: RunConfig, plan: model.HardwarePlan, vocab_size: i
 
 
 def _resume_path(resume: str, store: storage.Store, staging: Path) -> str | None:
+    """The checkpoint folder to resume from. ``auto``: local rank 0 fetches the newest complete
+    published one into the staging folder, which the ranks of this machine share."""
     if resume == "none":
         return None
     if resume == "auto":
-        found = checkpoint.fetch_latest(store, staging)
-        return str(found) if found else None
+        step = -1
+        if distributed.local_rank() == 0:
+            found = checkpoint.fetch_latest(store, staging)
+            step = int(found.name.rsplit("-", 1)[1]) if found else -1
+        step = distributed.broadcast_int(step)
+        return str(staging / f"checkpoint-{step}") if step >= 0 else None
     if not os.path.isdir(resume):
         raise ConfigError(f"--resume-from-checkpoint {resume!r}: no such folder")
     return resume
@@ -276,6 +359,8 @@ def build_trainer(
 
     training = config.training
     has_eval = prepared.eval_rows is not None
+    strategy = distributed.job_strategy()
+    fsdp = strategy == "fsdp"
     args = TrainingArguments(
         output_dir=str(staging),
         per_device_train_batch_size=training.per_device_train_batch_size,
@@ -290,8 +375,13 @@ def build_trainer(
         lr_scheduler_type=training.lr_scheduler_type,
         max_grad_norm=training.max_grad_norm,
         optim=training.optim,
-        activation_checkpointing=training.gradient_checkpointing,
+        # under FSDP its own checkpointing wrapper, which needs no second all-gather
+        activation_checkpointing=training.gradient_checkpointing and not fsdp,
         activation_checkpointing_kwargs={"use_reentrant": False},
+        fsdp=fsdp or None,
+        fsdp_config=fsdp_config(training.gradient_checkpointing) if fsdp else None,
+        # every parameter takes part in every step; the extra graph walk would cost each step
+        ddp_find_unused_parameters=False,
         bf16=plan.precision == "bf16",
         fp16=plan.precision == "fp16",
         use_cpu=plan.device == "cpu",
@@ -316,7 +406,7 @@ def build_trainer(
     )
     collator = RowCollator(prepared.tokenizer.pad_token_id, config.data.packing)
     publisher = PublishCallback(
-        store, config_yaml, training.save_total_limit, staging / "logs", interruption
+        store, config_yaml, training.save_total_limit, staging / "logs", interruption, strategy
     )
     callbacks = [
         ProgressCallback(collator, run_id_of(config), env.get(PROGRESS_FILE_ENV)),
@@ -336,7 +426,24 @@ def build_trainer(
         callbacks=callbacks,
     )
     trainer.remove_callback(PrinterCallback)  # stdout carries only the metric (EMF) lines
+    if fsdp and not trainer.is_fsdp_enabled:
+        raise RuntimeError("training.distributed resolved to fsdp, but accelerate did not shard")
     return trainer, publisher
+
+
+def fsdp_config(activation_checkpointing: bool) -> dict[str, Any]:
+    """FSDP2 through accelerate: each decoder layer a unit (the model's ``_no_split_modules``).
+
+    Checkpoints are sharded (each rank writes its own part, in parallel, inside the spot
+    window); the final model is gathered whole (:func:`save_final_model`).
+    """
+    return {
+        "version": 2,
+        "state_dict_type": "SHARDED_STATE_DICT",
+        "reshard_after_forward": True,
+        "activation_checkpointing": activation_checkpointing,
+        "cpu_ram_efficient_loading": False,
+    }
 
 
 def make_trainer_class() -> type:
@@ -351,13 +458,18 @@ def make_trainer_class() -> type:
     class TuningTrainer(Trainer):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
-            self.chunked_loss = chunked_loss_applies(self.model)
+            # FSDP shards the output weight outside the forward call: the model's own loss
+            self.chunked_loss = chunked_loss_applies(self.model) and not self.is_fsdp_enabled
             if self.chunked_loss:
                 # The loss is divided by the tokens of the whole accumulated batch, which the
                 # Trainer counts from ``shift_labels`` and passes in as num_items_in_batch.
                 self.model_accepts_loss_kwargs = True
             else:
                 log.info("loss: the model's own (its logits are not a plain output layer)")
+
+        def create_accelerator_and_postprocess(self) -> None:
+            super().create_accelerator_and_postprocess()
+            cpu_fsdp_plugin(self)
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             if not self.chunked_loss:
@@ -370,3 +482,26 @@ def make_trainer_class() -> type:
             return (loss, {"loss": loss}) if return_outputs else loss
 
     return TuningTrainer
+
+
+def cpu_fsdp_plugin(trainer: Any) -> None:
+    """FSDP on CPU ranks (gloo), which is how the tests run it.
+
+    accelerate 1.15 turns on its FSDP plugin only for GPU-like distributed types and silently
+    trains MULTI_CPU as DDP instead; torch's FSDP2 itself runs on CPU with gloo. On a GPU this
+    does nothing.
+    """
+    if trainer.args.fsdp_plugin_args is None:
+        return
+    from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
+
+    state = trainer.accelerator.state
+    if state.distributed_type == DistributedType.MULTI_CPU and not getattr(
+        state, "fsdp_plugin", None
+    ):
+        from accelerate.state import PartialState
+
+        state.distributed_type = DistributedType.FSDP
+        PartialState._shared_state["distributed_type"] = DistributedType.FSDP
+        state.fsdp_plugin = FullyShardedDataParallelPlugin(**trainer.args.fsdp_plugin_args)
+        trainer.is_fsdp_enabled = True

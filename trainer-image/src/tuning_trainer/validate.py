@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from tuning_trainer import data, estimate, model
+from tuning_trainer import data, distributed, estimate, model
 from tuning_trainer.config import RunConfig, load_config
 from tuning_trainer.errors import EXIT_OK
 
@@ -70,10 +70,12 @@ def run_validate(
     train = _report_file("train", config.data.train, config, tokenizer)
     if config.data.eval:
         _report_file("eval", config.data.eval, config, tokenizer)
-    plan = _report_plan(config, train.rows)
+    shape = _shape_or_none(config)
+    choice = _report_distribution(config, shape, instance_type, env)
+    plan = _report_plan(config, train.rows, choice.world)
     if instance_type is not None:
         region = region or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
-        _report_estimate(config, tokenizer, train, plan, instance_type, region)
+        _report_estimate(config, shape, train, plan, instance_type, region, choice)
     print("OK: config and data are valid; nothing was trained")
     return EXIT_OK
 
@@ -109,9 +111,84 @@ def _report_file(label: str, uri: str, config: RunConfig, tokenizer: Any) -> Fil
     return FileReport(rows, sum(lengths) / max(1.0 - padding, 1e-9), lengths)
 
 
-def _report_plan(config: RunConfig, rows: int) -> Plan:
+def _shape_or_none(config: RunConfig) -> estimate.ModelShape | None:
+    try:
+        return model.base_shape(config)
+    except (OSError, ValueError, AttributeError) as err:
+        print(f"model    shape unknown: the model's config could not be read ({err})")
+        return None
+
+
+def _report_distribution(
+    config: RunConfig,
+    shape: estimate.ModelShape | None,
+    instance_type: str | None,
+    env: Mapping[str, str],
+) -> estimate.StrategyChoice:
+    """Processes, strategy and memory per GPU on ``instance_type`` (else on this machine), the
+    global batch, and every allowed type the run fits on."""
+    if instance_type is not None:
+        world = estimate.gpu_count(instance_type)
+        memory = estimate.check_instance_type(instance_type).memory_gib
+        where = instance_type
+    else:
+        world = distributed.resolve_nproc(None, env)
+        memory = distributed.gpu_memory_gib()
+        where = "this machine"
+    choice = estimate.choose_strategy(config, world, memory, shape)
     training = config.training
-    per_step = training.per_device_train_batch_size * training.gradient_accumulation_steps
+    print(f"parallel {choice.strategy} on {choice.world} process(es) ({where}): {choice.reason}")
+    rows = training.per_device_train_batch_size * training.gradient_accumulation_steps
+    print(
+        f"  global batch {rows * choice.world} rows of up to {config.data.max_seq_length} tokens"
+        f" = per_device_train_batch_size {training.per_device_train_batch_size} x "
+        f"gradient_accumulation_steps {training.gradient_accumulation_steps} x {choice.world} "
+        f"process(es); learning_rate {training.learning_rate:g} is used as given (not rescaled)"
+    )
+    if choice.memory is not None:
+        fits = (
+            ""
+            if memory is None
+            else (
+                f" of {memory:.1f} GiB: "
+                + ("fits" if choice.memory.total <= estimate.FIT_SHARE * memory else "DOES NOT FIT")
+            )
+        )
+        print(f"  memory per GPU, ESTIMATED: {choice.memory.text()}{fits}")
+    if shape is not None:
+        fitting = estimate.fitting_types(config, shape)
+        print(
+            "  fits on (ESTIMATED, at most "
+            f"{100 * estimate.FIT_SHARE:.0f} % of GPU memory): "
+            + (_types_text(fitting) or "no allowed instance type")
+        )
+    return choice
+
+
+def _types_text(fitting: list[tuple[str, str]]) -> str:
+    """``g5 (all sizes), g5.12xlarge ddp, ...``: a family named once when every size fits."""
+    allowed = estimate.supported_instance_types()
+    chosen = dict(fitting)
+    parts: list[str] = []
+    for instance_type in allowed:
+        if instance_type not in chosen:
+            continue
+        family = instance_type.split(".")[0]
+        gpus = estimate.gpu_count(instance_type)
+        same = [t for t in allowed if t.startswith(f"{family}.") and estimate.gpu_count(t) == gpus]
+        label = f"{gpus} GPU" + ("s, " + chosen[instance_type] if gpus > 1 else "")
+        if len(same) > 1 and all(t in chosen for t in same):
+            text = f"{family} {gpus}-GPU sizes ({label})"
+            if text not in parts:
+                parts.append(text)
+        else:
+            parts.append(f"{instance_type} ({label})")
+    return ", ".join(parts)
+
+
+def _report_plan(config: RunConfig, rows: int, world: int = 1) -> Plan:
+    training = config.training
+    per_step = training.per_device_train_batch_size * training.gradient_accumulation_steps * world
     batches = math.ceil(rows / training.per_device_train_batch_size)
     steps_per_epoch = max(1, math.ceil(batches / training.gradient_accumulation_steps))
     if training.max_steps > 0:
@@ -127,36 +204,17 @@ def _report_plan(config: RunConfig, rows: int) -> Plan:
     return Plan(steps, steps / steps_per_epoch)
 
 
-def _model_shape(config: RunConfig, tokenizer: Any) -> estimate.ModelShape:
-    """The base model's weights, counted on the meta device from its config alone."""
-    import torch
-
-    name = model.builtin_name(config.model.base_model)
-    if name is not None:
-        with torch.device("meta"):
-            return estimate.shape_of(model.build_builtin_model(name, len(tokenizer), "sdpa"))
-    from transformers import AutoConfig
-
-    model_config = AutoConfig.from_pretrained(
-        model.local_model_dir(config, include_weights=False),
-        revision=config.model.revision,
-        trust_remote_code=config.model.trust_remote_code,
-    )
-    return estimate.model_shape(model_config)
-
-
 def _report_estimate(
     config: RunConfig,
-    tokenizer: Any,
+    shape: estimate.ModelShape | None,
     train: FileReport,
     plan: Plan,
     instance_type: str,
     region: str,
+    choice: estimate.StrategyChoice,
 ) -> None:
-    try:
-        shape = _model_shape(config, tokenizer)
-    except (OSError, ValueError, AttributeError) as err:
-        print(f"estimate {instance_type}: none: the model's config could not be read ({err})")
+    if shape is None:
+        print(f"estimate {instance_type}: none: the model's shape is unknown (above)")
         return
     method, training = config.model.method, config.training
     pairs = estimate.causal_pairs_per_token(train.lengths)
@@ -170,6 +228,8 @@ def _report_estimate(
         training.gradient_checkpointing,
         tokens,
         pairs,
+        choice.strategy,
+        choice.world,
     )
     gpu, prices = e.gpu, estimate.prices()
     peak = gpu.dense_tflops.get(e.precision, gpu.dense_tflops["fp16"])

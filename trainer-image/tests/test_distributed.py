@@ -1,0 +1,383 @@
+"""Several ranks: two CPU processes under torchrun (gloo) keep every guarantee of one process.
+
+    python -m pytest trainer-image/tests/test_distributed.py
+
+- DDP with 2 ranks x 2 rows trains what one process trains with 4 rows (same global batch): the
+  token counts that normalise the loss are summed across ranks.
+- FSDP (a full fine-tune, sharded) equals one process within float tolerance, and its final
+  model is one plain folder.
+- SIGTERM to the job: every rank stops at the same step, one checkpoint is published, exit 75;
+  the same command resumes and ends where the uninterrupted run ends.
+- A spot notice seen by local rank 0 alone stops both ranks inside the deadline.
+- A rank that crashes fails the job with exit 1 and leaves no process behind; a bad config exits
+  2 before any rank starts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+from trainer_testlib import llama_8b_shape, make_run
+from tuning_trainer import checkpoint, distributed, estimate
+from tuning_trainer.config import RunConfig
+from tuning_trainer.errors import ConfigError
+from tuning_trainer.storage import Store
+from tuning_trainer.synthetic import alpaca_examples
+from tuning_trainer.train import run_train
+
+from testing.fake_imds import FakeImds
+
+RECORDS = alpaca_examples(96, seed=5)
+STEPS = 6
+ONE_PROCESS = {"training": {"max_steps": STEPS, "save_steps": 3, "per_device_train_batch_size": 4}}
+TWO_RANKS = {"training": {"max_steps": STEPS, "save_steps": 3, "per_device_train_batch_size": 2}}
+TRAIN = [sys.executable, "-m", "tuning_trainer", "train"]
+FULL = {"model": {"method": "full"}, "training": {"learning_rate": 1.0e-4}}
+
+
+def train_ranks(
+    config: Path, ranks: int = 2, env: dict[str, str] | None = None
+) -> subprocess.Popen:
+    """The job's stderr goes to ``stderr.txt`` beside the config: a pipe nobody reads while
+    the ranks log would fill and stop them."""
+    log = open(config.parent / "stderr.txt", "w")  # noqa: SIM115 (closed by finish)
+    process = subprocess.Popen(
+        [*TRAIN, "--config", str(config), "--nproc-per-node", str(ranks)],
+        env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+        text=True,
+        start_new_session=True,  # so a timed-out test can kill the whole job
+    )
+    process.log = log  # type: ignore[attr-defined]
+    return process
+
+
+def finish(process: subprocess.Popen, timeout: float = 240) -> tuple[int, str]:
+    try:
+        code = process.wait(timeout=timeout)
+    finally:
+        process.log.close()  # type: ignore[attr-defined]
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    return code, Path(process.log.name).read_text()  # type: ignore[attr-defined]
+
+
+def merged(base: dict, changes: dict) -> dict:
+    result = {key: dict(value) for key, value in base.items()}
+    for key, value in changes.items():
+        result.setdefault(key, {}).update(value)
+    return result
+
+
+def losses(final: Path) -> dict[int, float]:
+    state = json.loads((final / "trainer_state.json").read_text())
+    return {e["step"]: e["loss"] for e in state["log_history"] if "loss" in e}
+
+
+def assert_same_training(
+    final_a: Path, final_b: Path, weights: str, tolerance: float, steps: int = STEPS
+) -> None:
+    loss_a, loss_b = losses(final_a), losses(final_b)
+    assert loss_a.keys() == loss_b.keys() == set(range(1, steps + 1))
+    for step in loss_a:
+        assert loss_a[step] == pytest.approx(loss_b[step], rel=1e-4, abs=1e-5), step
+    tensors_a, tensors_b = load_file(final_a / weights), load_file(final_b / weights)
+    assert tensors_a.keys() == tensors_b.keys()
+    for name in tensors_a:
+        assert (tensors_a[name] - tensors_b[name]).abs().max() < tolerance, name
+
+
+def ranks_reported(stderr: str) -> str:
+    match = re.search(r"torchrun exit (\d+), ranks (\{.*?\}) -> exit (\d+)", stderr)
+    assert match, stderr[-3000:]
+    return match.group(2)
+
+
+def job_processes(marker: str) -> list[int]:
+    """Live processes whose command line mentions ``marker`` (this test's config path)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if marker in command:
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.fixture(scope="module")
+def single_lora(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("single-lora")
+    assert run_train(str(make_run(folder, ONE_PROCESS, RECORDS)), {}, env={}) == 0
+    return folder / "out" / "final"
+
+
+def test_ddp_with_two_ranks_equals_one_process_at_the_same_global_batch(
+    tmp_path: Path, single_lora: Path
+) -> None:
+    code, stderr = finish(train_ranks(make_run(tmp_path, TWO_RANKS, RECORDS)))
+
+    assert code == 0, stderr[-3000:]
+    assert "distributed: ddp on 2 process(es)" in stderr
+    assert ranks_reported(stderr) == "{0: 0, 1: 0}"
+    run = Store(str(tmp_path / "out"))
+    assert checkpoint.complete_steps(run) == [6, 3]  # one checkpoint per step, published once
+    layout = json.loads(run.get_bytes("checkpoints/step-3/distributed.json"))
+    assert layout == {"strategy": "ddp", "world_size": 2}
+    manifest = checkpoint.read_manifest(run, checkpoint.step_prefix(3))
+    paths = {entry["path"] for entry in manifest["files"]}
+    assert {"rng_state_0.pth", "rng_state_1.pth", "optimizer.pt"} <= paths  # every rank's part
+    assert_same_training(tmp_path / "out" / "final", single_lora, "adapter_model.safetensors", 1e-5)
+    assert stderr.count("finished: ") == 1  # rank 0 alone published final/
+
+
+def test_fsdp_full_fine_tune_with_two_ranks_equals_one_process(tmp_path: Path) -> None:
+    single = make_run(tmp_path / "single", merged(ONE_PROCESS, FULL), RECORDS)
+    sharded = make_run(
+        tmp_path / "fsdp",
+        merged(merged(TWO_RANKS, FULL), {"training": {"distributed": "fsdp"}}),
+        RECORDS,
+    )
+    process = train_ranks(sharded)
+    assert run_train(str(single), {}, env={}) == 0
+    code, stderr = finish(process)
+
+    assert code == 0, stderr[-3000:]
+    assert "distributed: fsdp on 2 process(es)" in stderr
+    run = Store(str(tmp_path / "fsdp" / "out"))
+    manifest = checkpoint.read_manifest(run, checkpoint.step_prefix(3))
+    paths = {entry["path"] for entry in manifest["files"]}
+    assert any(p.startswith("pytorch_model_fsdp_0/") for p in paths), paths  # sharded state
+    assert any(p.startswith("optimizer_0/") for p in paths), paths
+    assert_same_training(
+        tmp_path / "fsdp" / "out" / "final",
+        tmp_path / "single" / "out" / "final",
+        "model.safetensors",  # gathered whole: loads without FSDP
+        1e-4,
+    )
+
+
+def test_sigterm_stops_every_rank_at_one_checkpoint_and_resume_equals_the_uninterrupted_run(
+    tmp_path: Path,
+) -> None:
+    steps = 30
+    # One row per example, 160 rows: 40 global batches of 4 rows each in the first epoch, so no
+    # batch at an epoch's end is padded with repeated rows (accelerate's even_batches does that
+    # for DDP, and one process would not).
+    long_run = {
+        "data": {"max_seq_length": 256, "packing": False},
+        "training": {"max_steps": steps},
+    }
+    records = alpaca_examples(160, seed=5)
+    config = make_run(
+        tmp_path / "job",
+        merged(merged(TWO_RANKS, long_run), {"training": {"save_steps": 100}}),
+        records,
+    )
+    reference = make_run(
+        tmp_path / "reference",
+        merged(merged(ONE_PROCESS, long_run), {"training": {"save_steps": 100}}),
+        records,
+    )
+    progress = tmp_path / "progress.json"
+    process = train_ranks(config, env={"TUNING_PROGRESS_FILE": str(progress)})
+    _wait_for_step(progress, 3, process)
+    process.send_signal(signal.SIGTERM)
+    code, stderr = finish(process)
+
+    assert code == 75, stderr[-3000:]
+    assert ranks_reported(stderr) == "{0: 75, 1: 75}"
+    run = Store(str(tmp_path / "job" / "out"))
+    [stopped_at] = checkpoint.published_steps(run)
+    assert 3 <= stopped_at < steps
+    assert checkpoint.read_manifest(run, checkpoint.step_prefix(stopped_at)) is not None
+    published = re.search(r"published (\d+\.\d) s after the interruption", stderr)
+    assert published, stderr[-3000:]
+    assert float(published.group(1)) < 100  # the trainer's deadline
+
+    code, stderr = finish(train_ranks(config))  # the same command resumes
+    assert code == 0, stderr[-3000:]
+    assert f"resuming from {run.uri(checkpoint.step_prefix(stopped_at))}" in stderr
+    assert run_train(str(reference), {}, env={}) == 0
+    assert_same_training(
+        tmp_path / "job" / "out" / "final",
+        tmp_path / "reference" / "out" / "final",
+        "adapter_model.safetensors",
+        1e-4,
+        steps,
+    )
+
+
+def _wait_for_step(progress: Path, step: int, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if progress.exists() and json.loads(progress.read_text())["step"] >= step:
+            return
+        if process.poll() is not None:
+            raise AssertionError(f"exited early ({process.returncode}):\n{finish(process)[1]}")
+        time.sleep(0.01)
+    raise AssertionError(f"step {step} not reached")
+
+
+def test_a_spot_notice_seen_by_rank_0_stops_both_ranks_in_time(tmp_path: Path) -> None:
+    changes = {
+        "data": {"max_seq_length": 256},
+        "training": {"max_steps": 30, "save_steps": 100, "per_device_train_batch_size": 2},
+        "interruption": {"spot_polling": "auto", "poll_interval_seconds": 0.2},
+    }
+    config = make_run(tmp_path, changes, alpaca_examples(160, seed=5))
+    progress = tmp_path / "progress.json"
+    with FakeImds() as imds:
+        env = {"AWS_EC2_METADATA_SERVICE_ENDPOINT": imds.url, "TUNING_PROGRESS_FILE": str(progress)}
+        process = train_ranks(config, env=env)
+        _wait_for_step(progress, 2, process)
+        noticed = time.monotonic()
+        imds.interrupt()
+        code, stderr = finish(process)
+        seconds = time.monotonic() - noticed
+        tokens = [path for method, path, _ in imds.requests if method == "PUT"]
+
+    assert code == 75, stderr[-3000:]
+    assert ranks_reported(stderr) == "{0: 75, 1: 75}"
+    assert "spot terminate notice" in stderr
+    assert tokens == ["/latest/api/token"]  # one poller for the machine: local rank 0
+    run = Store(str(tmp_path / "out"))
+    [stopped_at] = checkpoint.published_steps(run)
+    assert checkpoint.read_manifest(run, checkpoint.step_prefix(stopped_at))["step"] == stopped_at
+    assert "AFTER the" not in stderr
+    print(f"spot notice to job exit with 2 ranks: {seconds:.1f} s")  # pytest -s shows it
+    assert seconds < 100
+
+
+SITECUSTOMIZE = """
+import os
+if os.environ.get("RANK") == "1":
+    from tuning_trainer import callbacks
+
+    original = callbacks.InterruptCallback.on_step_end
+
+    def crash(self, args, state, control, **kw):
+        if state.global_step == 2:
+            raise RuntimeError("rank 1 crashed on purpose")
+        return original(self, args, state, control, **kw)
+
+    callbacks.InterruptCallback.on_step_end = crash
+"""
+
+
+def test_a_crashing_rank_fails_the_job_with_exit_1_and_leaves_no_process(tmp_path: Path) -> None:
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(SITECUSTOMIZE)
+    config = make_run(tmp_path / "job", TWO_RANKS, RECORDS)
+    path = os.pathsep.join([str(hooks), os.environ.get("PYTHONPATH", "")])
+
+    code, stderr = finish(train_ranks(config, env={"PYTHONPATH": path}))
+
+    assert code == 1, stderr[-3000:]
+    assert "rank 1 crashed on purpose" in stderr
+    time.sleep(1)
+    assert job_processes(str(config)) == []
+    run = Store(str(tmp_path / "job" / "out"))
+    assert not checkpoint.is_final_complete(run)
+
+
+def test_a_bad_distributed_config_exits_2_before_any_rank_starts(tmp_path: Path) -> None:
+    config = make_run(tmp_path, {"training": {"distributed": "fsdp"}, "model": {"method": "qlora"}})
+    code, stderr = finish(train_ranks(config), timeout=60)
+
+    assert code == 2, stderr
+    assert "training.distributed = fsdp: QLoRA" in stderr
+    assert "starting 2 ranks" not in stderr and "Traceback" not in stderr
+
+
+# --- the decisions, without processes ---------------------------------------------------------
+
+
+def config_of(method: str = "lora", distributed_setting: str = "auto") -> RunConfig:
+    return RunConfig.model_validate(
+        {
+            "model": {"base_model": "builtin:tiny-llama", "method": method},
+            "data": {"train": "train.jsonl", "max_seq_length": 4096},
+            "training": {
+                "distributed": distributed_setting,
+                "per_device_train_batch_size": 1,
+                "gradient_checkpointing": True,
+            },
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("method", "world", "gpu_gib", "expected"),
+    [
+        ("lora", 1, 22.35, "none"),  # one GPU: no torchrun
+        ("lora", 4, 44.7, "ddp"),  # fits one L40S: a replica per GPU
+        ("lora", 4, 14.0, "fsdp"),  # does not fit: the base weights are sharded
+        ("full", 8, 80.0, "fsdp"),  # a full fine-tune is always sharded
+        ("qlora", 4, 22.35, "ddp"),
+        ("lora", 2, None, "ddp"),  # CPU ranks: no memory test
+    ],
+)
+def test_auto_chooses_the_strategy_from_method_and_memory(
+    method: str, world: int, gpu_gib: float | None, expected: str
+) -> None:
+    choice = estimate.choose_strategy(config_of(method), world, gpu_gib, llama_8b_shape())
+    assert choice.strategy == expected, choice.reason
+
+
+def test_fsdp_holds_less_per_gpu_than_ddp_and_less_with_more_gpus() -> None:
+    def total(strategy: str, world: int) -> float:
+        memory = estimate.memory_per_gpu(
+            llama_8b_shape(), "full", "bf16", strategy, world, 4096, True, 16, "adamw_torch"
+        )
+        return memory.total
+
+    assert total("fsdp", 8) < total("fsdp", 4) < total("ddp", 4)
+    # 8B full in bf16 with AdamW: 8 bytes a weight, ~60 GiB before activations on one GPU
+    assert 55 < total("none", 1) < 75
+
+
+def test_impossible_choices_are_config_errors_naming_the_setting() -> None:
+    with pytest.raises(ConfigError, match=r"training\.distributed = fsdp: QLoRA"):
+        estimate.choose_strategy(config_of("qlora", "fsdp"), 4, 22.35, llama_8b_shape())
+    with pytest.raises(ConfigError, match=r"training\.distributed = auto: QLoRA"):
+        estimate.choose_strategy(config_of("qlora"), 4, 4.0, llama_8b_shape())
+    sharded = {"strategy": "fsdp", "world_size": 4}
+    with pytest.raises(ConfigError, match="trained with fsdp on 4"):
+        estimate.choose_strategy(config_of("lora", "ddp"), 4, 80.0, llama_8b_shape(), sharded)
+    with pytest.raises(ConfigError, match="sharded over 4 processes and this machine runs 8"):
+        estimate.choose_strategy(config_of("full"), 8, 80.0, llama_8b_shape(), sharded)
+    resumed = estimate.choose_strategy(config_of("lora"), 4, 80.0, llama_8b_shape(), sharded)
+    assert (resumed.strategy, resumed.reason) == ("fsdp", "as the checkpoint it resumes from")
+
+
+@pytest.mark.parametrize(
+    ("outcomes", "launcher", "expected"),
+    [
+        ({0: 0, 1: 0}, 0, 0),
+        ({0: 75, 1: 75}, 1, 75),
+        ({0: 75}, 1, 1),  # rank 1 died without reporting: not a complete stop
+        ({0: 2, 1: 2}, 1, 2),
+        ({0: 1, 1: 75}, 1, 1),
+        ({}, 1, 1),
+        ({0: 0, 1: 0}, 1, 1),  # torchrun itself failed after the ranks
+    ],
+)
+def test_the_job_exit_code_combines_every_rank(
+    outcomes: dict[int, int], launcher: int, expected: int
+) -> None:
+    assert distributed.combined_exit(outcomes, 2, launcher) == expected
