@@ -113,10 +113,12 @@ test-docs: install
 	$(PY) -m pytest -q test/docs
 
 # Rewrite the generated blocks of README.md and docs/ from the code they describe, and the
-# trainer's copy of lib/pricing.ts (trainer-image/src/tuning_trainer/instance_prices.json).
+# trainer's copy of lib/pricing.ts (trainer-image/src/tuning_trainer/instance_prices.json);
+# then docs/costs.md's instance table, which the trainer's estimator computes from that copy.
 docs: install
 	npx ts-node --transpile-only scripts/docs/generate.ts
 	npx ts-node --transpile-only scripts/docs/instance-prices.ts
+	$(PY) scripts/docs/instance_table.py
 
 # More flags: make demo DEMO_FLAGS="--keep-emulator --steps 120" (scripts/demo.py --help).
 demo: install
