@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tuning_trainer import storage
+from tuning_trainer import distributed, storage
 from tuning_trainer.config import RunConfig
 from tuning_trainer.errors import ConfigError
 
@@ -519,8 +519,12 @@ def _load_pretrained(config: RunConfig, plan: HardwarePlan) -> Any:
             bnb_4bit_compute_dtype=plan.torch_dtype,
             bnb_4bit_quant_storage=torch.uint8,
         )
-    if plan.device == "cuda":
-        kwargs["device_map"] = {"": 0}
+    if plan.device == "cuda" and distributed.job_strategy() != "fsdp":
+        # this process's GPU: rank N of a job trains on cuda:N (distributed.init_job set it);
+        # FSDP loads on the CPU and moves each rank's shard to its GPU when it wraps the model
+        import torch
+
+        kwargs["device_map"] = {"": torch.cuda.current_device()}
     source = local_model_dir(config)
     try:
         model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
