@@ -359,8 +359,16 @@ def test_impossible_choices_are_config_errors_naming_the_setting() -> None:
     sharded = {"strategy": "fsdp", "world_size": 4}
     with pytest.raises(ConfigError, match="trained with fsdp on 4"):
         estimate.choose_strategy(config_of("lora", "ddp"), 4, 80.0, llama_8b_shape(), sharded)
-    with pytest.raises(ConfigError, match="sharded over 4 processes and this machine runs 8"):
+    with pytest.raises(ConfigError, match=r"trained on 4 process\(es\) and this machine runs 8"):
         estimate.choose_strategy(config_of("full"), 8, 80.0, llama_8b_shape(), sharded)
+    replicated = {"strategy": "ddp", "world_size": 2}
+    with pytest.raises(ConfigError, match="global batch"):  # DDP too: the batch would change
+        estimate.choose_strategy(config_of("lora", "ddp"), 4, 80.0, llama_8b_shape(), replicated)
+    with pytest.raises(ConfigError, match="trained with fsdp on 4"):  # one GPU, sharded files
+        estimate.choose_strategy(config_of("full"), 1, 80.0, llama_8b_shape(), sharded)
+    one = {"strategy": "none", "world_size": 1}
+    with pytest.raises(ConfigError, match="trained with none on 1"):  # auto full -> fsdp
+        estimate.choose_strategy(config_of("full"), 4, 80.0, llama_8b_shape(), one)
     resumed = estimate.choose_strategy(config_of("lora"), 4, 80.0, llama_8b_shape(), sharded)
     assert (resumed.strategy, resumed.reason) == ("fsdp", "as the checkpoint it resumes from")
 

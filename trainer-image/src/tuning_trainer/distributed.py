@@ -14,10 +14,10 @@ process stays as the job's parent:
   interruption deadline plus a margin) before it kills them: the ranks checkpoint and exit 75;
   a second Ctrl-C kills the job without saving, as with one process;
 - torchrun turns any rank's non-zero exit into its own exit 1, so each rank writes its exit code
-  to ``$TUNING_OUTCOME_DIR/rank-<n>`` and the parent combines them (:func:`combined_exit`):
+  to ``$TUNING_OUTCOME_DIR/rank-<local rank>`` and the parent combines them (:func:`combined_exit`):
   75 only when every rank stopped at the same checkpoint, 2 when a rank found bad input, else 1.
-- if the parent dies, torchrun gets SIGTERM (and its ranks, started in sessions of their own,
-  SIGKILL when torchrun dies): no rank outlives the job.
+- if the parent dies, torchrun gets SIGKILL, and so do its ranks (sessions of their own) when
+  torchrun dies: no rank outlives the job. Graceful stops go through the parent's SIGTERM.
 
 Inside the job (:func:`agree`, :func:`barrier`) the ranks decide together at each optimizer
 step whether an interruption was requested anywhere (a spot notice is polled by local rank 0
@@ -104,6 +104,14 @@ def init_job(timeout_seconds: float = 1800) -> None:
     dist.init_process_group(backend, timeout=dt.timedelta(seconds=timeout_seconds))
 
 
+def leave_job() -> None:
+    """Tear down this rank's process group (after the job's last barrier)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def _group_ready() -> bool:
     import torch.distributed as dist
 
@@ -167,7 +175,7 @@ def write_outcome(code: int) -> None:
     """Record this rank's exit code for the job's parent (only inside a job)."""
     directory = os.environ.get(OUTCOME_DIR_ENV)
     if in_job() and directory:
-        Path(directory, f"rank-{rank()}").write_text(str(code))
+        Path(directory, f"rank-{local_rank()}").write_text(str(code))  # this machine's ranks
 
 
 def combined_exit(outcomes: Mapping[int, int], world: int, launcher_code: int) -> int:
@@ -263,14 +271,21 @@ def resolve_nproc(requested: int | None, env: Mapping[str, str]) -> int:
 
 
 def launch(
-    argv: Sequence[str], strategy: str, world: int, deadline_seconds: float, env: Mapping[str, str]
+    argv: Sequence[str],
+    strategy: str,
+    world: int,
+    deadline_seconds: float,
+    env: Mapping[str, str],
+    nodes: Sequence[str] | None = None,
 ) -> int:
-    """Run ``tuning-trainer <argv>`` as ``world`` ranks under torchrun; the job's exit code."""
+    """Run ``tuning-trainer <argv>`` as ``world`` ranks on this machine under torchrun; the
+    job's exit code. ``nodes``: torchrun's node flags when the job spans several machines
+    (:func:`tuning_trainer.sagemaker.torchrun_nodes`); default one machine, ``--standalone``."""
     outcome_dir = Path(tempfile.mkdtemp(prefix="tuning-outcome-"))
     shutdown = int(deadline_seconds) + SHUTDOWN_MARGIN_SECONDS
     command = [
         sys.executable, "-m", "torch.distributed.run",
-        "--standalone", "--nnodes", "1", "--nproc-per-node", str(world),
+        *(nodes or ["--standalone", "--nnodes", "1"]), "--nproc-per-node", str(world),
         "--max-restarts", "0", "--monitor-interval", "1",
         "--shutdown-timeout", str(shutdown),
         "-m", "tuning_trainer", *argv,
@@ -294,7 +309,8 @@ def launch(
         command,
         env=child_env,
         start_new_session=True,  # a terminal's Ctrl-C reaches this parent only, which forwards
-        preexec_fn=lambda: die_with_parent(signal.SIGTERM),
+        # a dead parent (killed by the supervisor after its grace) takes the job with it
+        preexec_fn=lambda: die_with_parent(signal.SIGKILL),
     )
     stops: list[int] = []
 

@@ -390,7 +390,10 @@ def memory_per_gpu(
     gradients and Adam moments in the weights' dtype (torch's AdamW keeps its state in the
     parameter's dtype), or 2 bytes a weight for the 8-bit optimizers. DDP keeps a whole replica
     plus its gradient buckets (a second copy of the gradients); FSDP divides weights, gradients
-    and optimizer state by the world size and gathers one layer at a time.
+    and optimizer state by the world size and gathers one layer at a time in the compute dtype.
+    Under 16-bit mixed precision accelerate's FSDP2 first turns every trainable weight into an
+    fp32 master copy (``fsdp2_prepare_model``), so a full fine-tune's sharded state is 4 + 4 + 8
+    bytes a weight, not the 2 + 2 + 4 of a pure bf16 replica.
     """
     gib = 2**30
     full = method == "full"
@@ -404,12 +407,15 @@ def memory_per_gpu(
     else:
         weights = weight_bytes * shape.parameters
     trainable = trainable_parameters(shape, method, lora_r)
-    state_bytes = weight_bytes if full else 4
+    sharded = strategy == "fsdp" and world > 1
+    state_bytes = 4 if not full or sharded else weight_bytes
     gradients = trainable * state_bytes
     optimizer = trainable * (2 if optim.endswith("8bit") else 2 * state_bytes)
-    if strategy == "fsdp" and world > 1:
-        layer = weights / max(shape.layers, 1)
-        weights = weights / world + 2 * layer  # the gathered layer and the next, prefetched
+    if sharded:
+        if full:  # the fp32 master copy is what is sharded
+            weights = 4 * shape.parameters
+        compute_layer = (weight_bytes if not full else 2) * shape.parameters / max(shape.layers, 1)
+        weights = weights / world + 2 * compute_layer  # the gathered layer and the next
         gradients, optimizer = gradients / world, optimizer / world
     elif strategy == "ddp" and world > 1:
         gradients *= 2  # the gradient buckets all-reduced beside the gradients themselves
@@ -453,10 +459,24 @@ def choose_strategy(
     files are that strategy's); DDP for LoRA/QLoRA whose estimate fits one GPU (each GPU trains
     a whole replica, and only the adapters' gradients cross the GPUs); FSDP for a full fine-tune
     (its gradients and Adam states are 12-16 bytes a weight) and for LoRA that does not fit.
-    Without a GPU (CPU ranks) or a model shape, the memory test is skipped.
+    Without a GPU (CPU ranks) or a model shape, the memory test is skipped. A run resumes only
+    with the process count its checkpoint was trained with (else the global batch and the data
+    position would change) and only in FSDP's file layout if it was sharded.
     """
-    training, method = config.training, config.model.method
-    requested = training.distributed
+    choice = _choose(config, world, gpu_memory_gib, shape, resumed)
+    _check_resumed(resumed, choice.strategy, choice.world)
+    return choice
+
+
+def _choose(
+    config: Any,
+    world: int,
+    gpu_memory_gib: float | None,
+    shape: ModelShape | None,
+    resumed: Mapping[str, Any] | None,
+) -> StrategyChoice:
+    method = config.model.method
+    requested = config.training.distributed
     memory_of = _memory_function(config, world, gpu_memory_gib, shape)
     if world == 1 and requested in ("auto", "none"):
         return StrategyChoice("none", 1, "one process", memory_of("none"))
@@ -470,20 +490,14 @@ def choose_strategy(
     if method == "qlora" and requested == "fsdp":
         raise _qlora_fsdp_error(requested)
     if requested in ("ddp", "fsdp"):
-        _check_resumed(resumed, requested, world)
         return StrategyChoice(
             requested, world, f"training.distributed = {requested}", memory_of(requested)
         )
     if resumed and resumed.get("strategy") in ("ddp", "fsdp"):
         strategy = str(resumed["strategy"])
-        _check_resumed(resumed, strategy, world)
-        reason = "as the checkpoint it resumes from"
-        if int(resumed.get("world_size", world)) != world:
-            reason += (
-                f" (trained on {resumed.get('world_size')} processes: the remaining steps see "
-                "the data in another order than an uninterrupted run would)"
-            )
-        return StrategyChoice(strategy, world, reason, memory_of(strategy))
+        return StrategyChoice(
+            strategy, world, "as the checkpoint it resumes from", memory_of(strategy)
+        )
     if method == "full":
         return StrategyChoice(
             "fsdp",
@@ -547,14 +561,16 @@ def _check_resumed(resumed: Mapping[str, Any] | None, strategy: str, world: int)
         raise ConfigError(
             f"training.distributed: the checkpoint to resume was trained with {was} on "
             f"{was_world} process(es) and its files only load that way; set training."
-            f"distributed = {'fsdp' if was == 'fsdp' else 'ddp'} or start over with "
-            "--resume-from-checkpoint none"
+            f"distributed = {'fsdp' if was == 'fsdp' else 'ddp'} on {was_world} GPU(s) or start "
+            "over with --resume-from-checkpoint none"
         )
-    if was == "fsdp" and was_world != world:
+    if was_world != world:
         raise ConfigError(
-            f"training.distributed: the checkpoint to resume was sharded over {was_world} "
-            f"processes and this machine runs {world}; resume on {was_world} GPUs (instance "
-            "types with the same GPU count) or start over with --resume-from-checkpoint none"
+            f"training.distributed: the checkpoint to resume was trained on {was_world} "
+            f"process(es) and this machine runs {world}: the global batch (per-device batch x "
+            "accumulation x processes) and the data position would change; resume on "
+            f"{was_world} GPU(s) (instance types with that GPU count, or --nproc-per-node "
+            f"{was_world}) or start over with --resume-from-checkpoint none"
         )
 
 
