@@ -121,23 +121,46 @@ def published_steps(store: Store) -> list[int]:
     return sorted(steps, reverse=True)
 
 
-def fetch_latest(store: Store, staging: Path) -> Path | None:
-    """Copy the newest checkpoint whose files match its manifest to ``staging``; None if none."""
+def fetch_latest(store: Store, staging: Path, local_copy: Path | None = None) -> Path | None:
+    """Copy the newest checkpoint whose files match its manifest to ``staging``; None if none.
+
+    ``local_copy``: a folder that may already hold published checkpoints as ``step-N/`` (what
+    SageMaker copies into ``/opt/ml/checkpoints`` at a job's start); a step whose copy there
+    matches the published manifest file by file is taken from it instead of downloaded.
+    """
     for step in published_steps(store):
-        prefix = step_prefix(step)
-        manifest = read_manifest(store, prefix)
-        if manifest is None:
-            log.warning("skipping %s: no valid manifest (incomplete upload)", store.uri(prefix))
-            continue
-        target = staging / f"checkpoint-{step}"
-        problem = _download_and_verify(store, prefix, manifest, target)
-        if problem:
-            log.warning("skipping %s: %s", store.uri(prefix), problem)
-            shutil.rmtree(target, ignore_errors=True)
-            continue
-        log.info("resuming from %s", store.uri(prefix))
-        return target
+        found = fetch_step(store, staging, step, local_copy)
+        if found is not None:
+            return found
     return None
+
+
+def fetch_step(
+    store: Store, staging: Path, step: int, local_copy: Path | None = None
+) -> Path | None:
+    """The published checkpoint of ``step`` in ``staging``, checked file by file; None if it
+    is incomplete or does not match its manifest."""
+    prefix = step_prefix(step)
+    manifest = read_manifest(store, prefix)
+    if manifest is None:
+        log.warning("skipping %s: no valid manifest (incomplete upload)", store.uri(prefix))
+        return None
+    target = staging / f"checkpoint-{step}"
+    copied = local_copy / f"step-{step}" if local_copy is not None else None
+    if copied is not None and copied.is_dir() and not verify_folder(copied, manifest):
+        shutil.rmtree(target, ignore_errors=True)
+        for entry in manifest["files"]:
+            (target / entry["path"]).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(copied / entry["path"], target / entry["path"])
+        log.info("resuming from %s (its copy in %s)", store.uri(prefix), copied)
+        return target
+    problem = _download_and_verify(store, prefix, manifest, target)
+    if problem:
+        log.warning("skipping %s: %s", store.uri(prefix), problem)
+        shutil.rmtree(target, ignore_errors=True)
+        return None
+    log.info("resuming from %s", store.uri(prefix))
+    return target
 
 
 def _download_and_verify(store: Store, prefix: str, manifest: dict[str, Any], target: Path) -> str:

@@ -20,7 +20,7 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
-from tuning_trainer.errors import EXIT_BAD_INPUT, EXIT_FAILED, InputError
+from tuning_trainer.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, InputError
 
 log = logging.getLogger("tuning_trainer")
 
@@ -154,17 +154,31 @@ def _configure_logging() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from tuning_trainer.distributed import write_outcome
+    from tuning_trainer import distributed, sagemaker
 
-    code = _main(list(sys.argv[1:] if argv is None else argv))
-    write_outcome(code)  # for the job's parent, when this process is one rank of several
+    job = sagemaker.current()
+    if job is not None and not distributed.in_job():
+        for key, value in sagemaker.job_environment(job, os.environ).items():
+            os.environ[key] = value
+    failure: list[str] = []
+    code = _main(list(sys.argv[1:] if argv is None else argv), failure)
+    distributed.write_outcome(code)  # for the job's parent, when this process is one rank
+    if job is not None and not distributed.in_job():
+        reasons = {EXIT_INTERRUPTED: "a checkpoint was published; the next job resumes from it"}
+        reason = failure[-1] if failure else reasons.get(code, "see the job's log")
+        sagemaker.write_failure(job, code, reason)
     return code
 
 
-def _main(argv: list[str]) -> int:
+def _main(argv: list[str], failure: list[str]) -> int:
     # The DataLoader runs in-process; tokenizers' own thread pool would only contend with torch.
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     args = _parser().parse_args(argv)
+    from tuning_trainer import sagemaker
+
+    job = sagemaker.current()
+    if job is not None and args.command in ("train", "validate") and not args.config:
+        args.config = sagemaker.config_location(job, os.environ)
     if args.command == "schema":
         from tuning_trainer.config import json_schema_text
 
@@ -198,9 +212,11 @@ def _main(argv: list[str]) -> int:
     except InputError as err:
         # Bad input is the user's to fix: one clear message, no traceback, exit 2.
         print(f"tuning-trainer: error: {err}", file=sys.stderr, flush=True)
+        failure.append(str(err))
         return EXIT_BAD_INPUT
-    except Exception:
+    except Exception as err:
         log.exception("training failed")
+        failure.append(f"training failed: {type(err).__name__}: {err}")
         return EXIT_FAILED
 
 

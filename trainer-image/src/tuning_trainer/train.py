@@ -16,13 +16,24 @@ import hashlib
 import logging
 import os
 import shutil
+import signal
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tuning_trainer import checkpoint, data, distributed, drift, estimate, export, model, storage
+from tuning_trainer import (
+    checkpoint,
+    data,
+    distributed,
+    drift,
+    estimate,
+    export,
+    model,
+    sagemaker,
+    storage,
+)
 from tuning_trainer.config import RunConfig, load_config
 from tuning_trainer.errors import EXIT_INTERRUPTED, EXIT_OK, ConfigError
 from tuning_trainer.signals import Interruption, SpotNoticePoller
@@ -116,7 +127,10 @@ def run_train(
             if argv is None:
                 raise ConfigError("several processes need the command's arguments to start")
             deadline = config.interruption.deadline_seconds
-            return distributed.launch(argv, launch.strategy, launch.world, deadline, env)
+            job = sagemaker.detect(env)
+            nodes = sagemaker.torchrun_nodes(job) if job else None
+            per_node = launch.world // (job.nodes if job else 1)
+            return distributed.launch(argv, launch.strategy, per_node, deadline, env, nodes)
 
     interruption = Interruption(config.interruption.deadline_seconds)
     interruption.install_signal_handlers()
@@ -130,6 +144,11 @@ def run_train(
     finally:
         poller.stop()
         interruption.restore_signal_handlers()
+        if distributed.in_job():
+            # torchrun stops the other ranks with SIGTERM once one exits: a rank that is done
+            # must still report its exit code (distributed.write_outcome), not die silently
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            distributed.leave_job()
 
 
 def plan_launch(
@@ -140,14 +159,24 @@ def plan_launch(
     env: Mapping[str, str],
 ) -> estimate.StrategyChoice:
     """How many processes and which strategy: exit 2 (ConfigError) before any rank starts."""
-    world = distributed.resolve_nproc(nproc_per_node, env)
+    job = sagemaker.detect(env)
+    hosts = job.nodes if job else 1
+    world = distributed.resolve_nproc(nproc_per_node, env) * hosts
     gpu_memory = distributed.gpu_memory_gib()
     needs_shape = world > 1 and config.training.distributed in ("auto", "fsdp")
     shape = model.base_shape(config) if needs_shape and gpu_memory else None
     resumed = _resumed_layout(store) if resume == "auto" else None
     if resume not in ("auto", "none"):
         resumed = distributed.read_layout(Path(resume))
-    return estimate.choose_strategy(config, world, gpu_memory, shape, resumed)
+    choice = estimate.choose_strategy(config, world, gpu_memory, shape, resumed)
+    if hosts > 1 and choice.strategy != "ddp":
+        raise ConfigError(
+            f"training.distributed: this job has {hosts} hosts and resolved to "
+            f"{choice.strategy} ({choice.reason}); across hosts tuning-trainer trains with ddp "
+            "only (an FSDP checkpoint would be split over the hosts' disks): set "
+            "training.distributed = ddp, or train on one host"
+        )
+    return choice
 
 
 def _resumed_layout(store: storage.Store) -> dict[str, Any] | None:
@@ -269,6 +298,9 @@ def _train(
         publish_history(store, staging / LOGS, state.log_history)
         checkpoint.publish(store, final, checkpoint.FINAL, "final", state.global_step)
         log.info("finished: %s", store.uri(checkpoint.FINAL))
+        job = sagemaker.current()
+        if job is not None:
+            sagemaker.copy_final_model(job, final)
     distributed.barrier()
     return EXIT_OK
 
@@ -304,11 +336,17 @@ def _resume_path(resume: str, store: storage.Store, staging: Path) -> str | None
     if resume == "none":
         return None
     if resume == "auto":
-        step = -1
-        if distributed.local_rank() == 0:
-            found = checkpoint.fetch_latest(store, staging)
-            step = int(found.name.rsplit("-", 1)[1]) if found else -1
-        step = distributed.broadcast_int(step)
+        job = sagemaker.current()
+        copied = job.checkpoints if job else None  # what SageMaker copied in at the job's start
+        found_step = -1
+        if distributed.local_rank() == 0:  # one fetch per machine, into its shared staging
+            found = checkpoint.fetch_latest(store, staging, copied)
+            found_step = int(found.name.rsplit("-", 1)[1]) if found else -1
+        step = distributed.broadcast_int(found_step)  # every machine resumes rank 0's step
+        mine = distributed.local_rank() == 0 and step >= 0 and found_step != step
+        if mine and checkpoint.fetch_step(store, staging, step, copied) is None:
+            raise RuntimeError(f"checkpoint step {step} vanished while the job started")
+        distributed.barrier()
         return str(staging / f"checkpoint-{step}") if step >= 0 else None
     if not os.path.isdir(resume):
         raise ConfigError(f"--resume-from-checkpoint {resume!r}: no such folder")
