@@ -705,6 +705,12 @@ def wait_while_kept(
     out(f"  {aws} autoscaling describe-auto-scaling-groups --auto-scaling-group-names "
         f"{deployment.outputs['GpuGroupName']}")  # fmt: skip
     out(f"  {aws} cloudformation describe-stacks --stack-name {STACK}")
+    out("  npx tuning-lab runs        # and status, logs, pull, messages: the operator commands")
+    out(
+        "To practise the README's own `npx cdk deploy` and `npx cdk destroy`, use `make "
+        'emulator` instead: it bridges what the CDK CLI needs from moto (README.md, "Practise '
+        "the AWS path on the emulator\"); this kept emulator is the demo's."
+    )
     try:
         out(
             f"Press Ctrl-C here, or run `kill {os.getpid()}` (SIGTERM) elsewhere, to destroy the "
