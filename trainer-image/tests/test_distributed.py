@@ -3,11 +3,11 @@
     python -m pytest trainer-image/tests/test_distributed.py
 
 - DDP with 2 ranks x 2 rows trains what one process trains with 4 rows (same global batch): the
-  token counts that normalise the loss are summed across ranks.
+  token counts that normalise the loss are summed across ranks; stopped by SIGTERM, every rank
+  stops at the same step, one checkpoint is published, exit 75, and the same command resumes
+  to the end of the uninterrupted run.
 - FSDP (a full fine-tune, sharded) equals one process within float tolerance, and its final
   model is one plain folder.
-- SIGTERM to the job: every rank stops at the same step, one checkpoint is published, exit 75;
-  the same command resumes and ends where the uninterrupted run ends.
 - A spot notice seen by local rank 0 alone stops both ranks inside the deadline.
 - A rank that crashes fails the job with exit 1 and leaves no process behind; a bad config exits
   2 before any rank starts.
@@ -118,32 +118,6 @@ def job_processes(marker: str) -> list[int]:
     return found
 
 
-@pytest.fixture(scope="module")
-def single_lora(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("single-lora")
-    assert run_train(str(make_run(folder, ONE_PROCESS, RECORDS)), {}, env={}) == 0
-    return folder / "out" / "final"
-
-
-def test_ddp_with_two_ranks_equals_one_process_at_the_same_global_batch(
-    tmp_path: Path, single_lora: Path
-) -> None:
-    code, stderr = finish(train_ranks(make_run(tmp_path, TWO_RANKS, RECORDS)))
-
-    assert code == 0, stderr[-3000:]
-    assert "distributed: ddp on 2 process(es)" in stderr
-    assert ranks_reported(stderr) == "{0: 0, 1: 0}"
-    run = Store(str(tmp_path / "out"))
-    assert checkpoint.complete_steps(run) == [6, 3]  # one checkpoint per step, published once
-    layout = json.loads(run.get_bytes("checkpoints/step-3/distributed.json"))
-    assert layout == {"strategy": "ddp", "world_size": 2}
-    manifest = checkpoint.read_manifest(run, checkpoint.step_prefix(3))
-    paths = {entry["path"] for entry in manifest["files"]}
-    assert {"rng_state_0.pth", "rng_state_1.pth", "optimizer.pt"} <= paths  # every rank's part
-    assert_same_training(tmp_path / "out" / "final", single_lora, "adapter_model.safetensors", 1e-5)
-    assert stderr.count("finished: ") == 1  # rank 0 alone published final/
-
-
 def test_fsdp_full_fine_tune_with_two_ranks_equals_one_process(tmp_path: Path) -> None:
     single = make_run(tmp_path / "single", merged(ONE_PROCESS, FULL), RECORDS)
     sharded = make_run(
@@ -170,9 +144,12 @@ def test_fsdp_full_fine_tune_with_two_ranks_equals_one_process(tmp_path: Path) -
     )
 
 
-def test_sigterm_stops_every_rank_at_one_checkpoint_and_resume_equals_the_uninterrupted_run(
+def test_ddp_sigterm_stops_every_rank_at_one_checkpoint_and_resume_equals_one_process(
     tmp_path: Path,
 ) -> None:
+    """DDP with 2 ranks x 2 rows, stopped by SIGTERM and resumed, trains what one process
+    trains with 4 rows a step uninterrupted: the loss is normalised by the tokens of all ranks,
+    every rank stops at the same step, and the data position and RNG are restored."""
     steps = 30
     # One row per example, 160 rows: 40 global batches of 4 rows each in the first epoch, so no
     # batch at an epoch's end is padded with repeated rows (accelerate's even_batches does that
@@ -199,11 +176,16 @@ def test_sigterm_stops_every_rank_at_one_checkpoint_and_resume_equals_the_uninte
     code, stderr = finish(process)
 
     assert code == 75, stderr[-3000:]
+    assert "distributed: ddp on 2 process(es)" in stderr
     assert ranks_reported(stderr) == "{0: 75, 1: 75}"
     run = Store(str(tmp_path / "job" / "out"))
-    [stopped_at] = checkpoint.published_steps(run)
+    [stopped_at] = checkpoint.published_steps(run)  # one checkpoint, published once
     assert 3 <= stopped_at < steps
-    assert checkpoint.read_manifest(run, checkpoint.step_prefix(stopped_at)) is not None
+    manifest = checkpoint.read_manifest(run, checkpoint.step_prefix(stopped_at))
+    paths = {entry["path"] for entry in manifest["files"]}
+    assert {"rng_state_0.pth", "rng_state_1.pth", "optimizer.pt"} <= paths  # every rank's part
+    layout = json.loads(run.get_bytes(f"checkpoints/step-{stopped_at}/distributed.json"))
+    assert layout == {"strategy": "ddp", "world_size": 2}
     published = re.search(r"published (\d+\.\d) s after the interruption", stderr)
     assert published, stderr[-3000:]
     assert float(published.group(1)) < 100  # the trainer's deadline
@@ -211,6 +193,7 @@ def test_sigterm_stops_every_rank_at_one_checkpoint_and_resume_equals_the_uninte
     code, stderr = finish(train_ranks(config))  # the same command resumes
     assert code == 0, stderr[-3000:]
     assert f"resuming from {run.uri(checkpoint.step_prefix(stopped_at))}" in stderr
+    assert stderr.count("finished: ") == 1  # rank 0 alone published final/
     assert run_train(str(reference), {}, env={}) == 0
     assert_same_training(
         tmp_path / "job" / "out" / "final",
