@@ -1,7 +1,8 @@
 /**
  * `tuning-lab doctor` against the emulator through the real SDK clients. moto's Service Quotas
- * lacks EC2's quotas; testing/service_quotas.py adds them at a new account's values (0 vCPUs for
- * G/VT and P) and approves increase requests at once.
+ * lacks EC2's and SageMaker's quotas; testing/service_quotas.py adds them at a new account's
+ * values (0 vCPUs for G/VT and P, 0 instances per SageMaker training type) and approves
+ * increase requests at once.
  */
 import { CreateSubnetCommand, CreateVpcCommand, EC2Client } from '@aws-sdk/client-ec2';
 import {
@@ -9,7 +10,8 @@ import {
   ServiceQuotasClient,
 } from '@aws-sdk/client-service-quotas';
 import { PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
-import type { CheckLine } from '../cli/doctor/checks';
+import { checkSageMakerQuotas, type CheckLine } from '../cli/doctor/checks';
+import { parseSettings } from '../lib/config';
 import { useOwnEmulator } from './support/cli-moto';
 
 const emulator = useOwnEmulator();
@@ -23,12 +25,12 @@ async function doctor(...args: string[]): Promise<{ code: number; checks: CheckL
 
 const line = (checks: CheckLine[], check: string) => checks.filter((c) => c.check === check);
 
-async function raiseQuota(code: string, vcpus: number): Promise<void> {
+async function raiseQuota(code: string, value: number, service = 'ec2'): Promise<void> {
   await new ServiceQuotasClient(emulator.config()).send(
     new RequestServiceQuotaIncreaseCommand({
-      ServiceCode: 'ec2',
+      ServiceCode: service,
       QuotaCode: code,
-      DesiredValue: vcpus,
+      DesiredValue: value,
     }),
   );
 }
@@ -188,4 +190,112 @@ test('the text output has a verdict and a fix on every line that needs one', asy
   expect(result.stdout).toMatch(/^FAIL {2}quota +spot All G and VT/m);
   expect(result.stdout).toMatch(/^ +fix: aws service-quotas request-service-quota-increase/m);
   expect(result.stdout).toMatch(/\d+ passed, \d+ warnings, \d+ failed/);
+});
+
+describe('backend sagemaker: per-type SageMaker training quotas instead of EC2 vCPUs', () => {
+  const SPOT_G5_XLARGE = 'L-DE07CBDF'; // ml.g5.xlarge for spot training job usage
+  const ON_DEMAND_G5_2XLARGE = 'L-2D6DEB3C'; // ml.g5.2xlarge for training job usage
+
+  test('a zero spot training quota FAILs with the exact sagemaker increase command', async () => {
+    const { code, checks } = await doctor('--backend', 'sagemaker');
+
+    expect(code).toBe(1);
+    expect(line(checks, 'quota')).toEqual([
+      {
+        verdict: 'FAIL',
+        check: 'quota',
+        detail: expect.stringContaining(
+          `spot SageMaker ml.g5.xlarge for spot training job usage (${SPOT_G5_XLARGE}): ` +
+            '0 instances; a job needs 1 instance',
+        ),
+        fix: expect.stringContaining(
+          'aws service-quotas request-service-quota-increase --service-code sagemaker ' +
+            `--quota-code ${SPOT_G5_XLARGE} --desired-value 1 --region us-east-1`,
+        ),
+      },
+    ]);
+    expect(line(checks, 'offering')).toEqual([]);
+    expect(line(checks, 'AMI')).toEqual([]);
+  });
+
+  test('on-demand uses the training job quota; one that fits PASSes, the other type WARNs', async () => {
+    await raiseQuota(ON_DEMAND_G5_2XLARGE, 1, 'sagemaker');
+
+    const { checks } = await doctor(
+      '--backend',
+      'sagemaker',
+      '-c',
+      'useSpot=false',
+      '-c',
+      'instanceTypes=g5.2xlarge,g6.2xlarge',
+    );
+
+    expect(line(checks, 'quota')).toEqual([
+      expect.objectContaining({
+        verdict: 'PASS',
+        detail: expect.stringContaining(
+          `ml.g5.2xlarge for training job usage (${ON_DEMAND_G5_2XLARGE}): 1`,
+        ),
+      }),
+      expect.objectContaining({
+        verdict: 'WARN',
+        detail: expect.stringContaining('only ml.g5.2xlarge can start'),
+        fix: expect.stringContaining('--quota-code L-A1025C0C --desired-value 1'),
+      }),
+    ]);
+  });
+
+  test("a quota below the job's instance count FAILs asking for the count", async () => {
+    await raiseQuota(ON_DEMAND_G5_2XLARGE, 1, 'sagemaker');
+    const settings = parseSettings(
+      { instanceTypes: 'g5.2xlarge', useSpot: 'false' },
+      { cwd: process.cwd() },
+    );
+
+    const lines = await checkSageMakerQuotas(new ServiceQuotasClient(emulator.config()), {
+      settings,
+      region: 'us-east-1',
+      stackName: 'TrainingStack',
+      backend: 'sagemaker',
+      instanceCount: 2,
+    });
+
+    expect(lines).toEqual([
+      expect.objectContaining({
+        verdict: 'FAIL',
+        detail: expect.stringContaining('1 instances; a job needs 2 instances; no job can start'),
+        fix: expect.stringContaining(`--quota-code ${ON_DEMAND_G5_2XLARGE} --desired-value 2`),
+      }),
+    ]);
+  });
+
+  test("the estimate prices the run at the ml type's SageMaker training price", async () => {
+    const { checks } = await doctor(
+      '--backend',
+      'sagemaker',
+      '--run-config',
+      'test/fixtures/tiny-run.yaml',
+    );
+
+    expect(line(checks, 'estimate')).toEqual([
+      expect.objectContaining({
+        detail: expect.stringMatching(/^ESTIMATE ml\.g5\.xlarge: .* at on-demand \$1\.41\/h/),
+      }),
+    ]);
+  });
+
+  test('a quota whose code no source confirmed is a WARN that says so and how to find it', async () => {
+    const { checks } = await doctor('--backend', 'sagemaker', '-c', 'instanceTypes=p5.48xlarge');
+
+    expect(line(checks, 'quota')).toEqual([
+      expect.objectContaining({
+        verdict: 'WARN',
+        detail: expect.stringContaining("no source confirmed this quota's code"),
+        fix: expect.stringContaining(
+          '--service-code sagemaker --region us-east-1 --query "Quotas[?QuotaName==\'ml.p5.48xlarge ' +
+            'for spot training job usage\'].[QuotaCode,Value]"',
+        ),
+      }),
+    ]);
+  });
 });

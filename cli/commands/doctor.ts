@@ -4,9 +4,12 @@
  *
  *     npx tuning-lab doctor
  *     npx tuning-lab doctor --run-config configs/qwen2.5-7b-lora.yaml -c instanceTypes=g6.xlarge
+ *     npx tuning-lab doctor --backend sagemaker -c instanceTypes=g5.2xlarge
  *
  * The settings are what `npx cdk deploy` would use: cdk.json's context, then `-c key=value`
- * (and `--run-config FILE` as `-c runConfig=FILE`), parsed by lib/config.ts. The checks are in
+ * (and `--run-config FILE` as `-c runConfig=FILE`), parsed by lib/config.ts. The backend is
+ * `--backend`, else the settings' `backend` (`-c backend=sagemaker`), else ec2; a SageMaker job's
+ * instance count is the settings' `instanceCount` (default 1). The checks are in
  * cli/doctor/checks.ts.
  */
 import { spawnSync } from 'node:child_process';
@@ -17,7 +20,7 @@ import { UserInputError } from '../../lib/errors';
 import { stringOption, type Command, type ParsedArgs } from '../command';
 import type { CliContext } from '../context';
 import { UsageError, wholeNumber } from '../errors';
-import { runDoctor, type CheckLine, type Verdict } from '../doctor/checks';
+import { BACKENDS, runDoctor, type Backend, type CheckLine, type Verdict } from '../doctor/checks';
 import { runShape, stepsFromValidate } from '../doctor/estimate';
 
 const VALIDATE_TIMEOUT_MS = 180_000;
@@ -25,7 +28,7 @@ const VALIDATE_TIMEOUT_MS = 180_000;
 export const command: Command = {
   name: 'doctor',
   summary: 'check account, region, bootstrap, quotas, zones, AMI, image, budget, cost estimate',
-  usage: '[--run-config FILE] [-c key=value ...]',
+  usage: '[--run-config FILE] [--backend ec2|sagemaker] [-c key=value ...]',
   rank: 5,
   description: [
     'Credentials and account; region; CDK bootstrap; the spot or on-demand vCPU quota (G/VT,',
@@ -33,10 +36,18 @@ export const command: Command = {
     "request-service-quota-increase command when short; which of the launch subnets' zones",
     'offer each type; the Deep Learning AMI parameter; the image tag in the repository; the',
     "monthly budget; and an ESTIMATE of the run's time and cost. Settings as `cdk deploy` sees",
-    'them: cdk.json, then -c key=value.',
+    'them: cdk.json, then -c key=value. With --backend sagemaker (or -c backend=sagemaker):',
+    "SageMaker's per-type training or spot training quota against the job's instance count,",
+    'instead of the EC2 quota, zone and AMI checks.',
   ].join('\n'),
   options: {
     'run-config': { type: 'string', value: 'FILE', help: 'the run config (as -c runConfig=FILE)' },
+    backend: {
+      type: 'string',
+      value: 'NAME',
+      help: "where the run trains (default: the settings' backend, else ec2)",
+      choices: BACKENDS,
+    },
     context: {
       type: 'string',
       short: 'c',
@@ -71,7 +82,15 @@ export const command: Command = {
         budgets: ctx.budgets,
         autoscaling: ctx.autoscaling,
       },
-      { settings, region, stackName: ctx.stackName, outputs, plannedSteps },
+      {
+        settings,
+        region,
+        stackName: ctx.stackName,
+        outputs,
+        plannedSteps,
+        backend: backendOf(args, settings),
+        instanceCount: instanceCountOf(settings),
+      },
     );
     const failed = lines.some((l) => l.verdict === 'FAIL');
     if (ctx.out.jsonMode) {
@@ -104,6 +123,18 @@ export function deploySettings(args: ParsedArgs, cwd: string): Settings {
     if (error instanceof UserInputError) throw new UsageError(error.message);
     throw error;
   }
+}
+
+/** `--backend`, else the settings' `backend` (once lib/config.ts has one), else ec2. */
+function backendOf(args: ParsedArgs, settings: Settings): Backend {
+  const chosen = stringOption(args, 'backend') ?? (settings as { backend?: unknown }).backend;
+  return chosen === 'sagemaker' ? 'sagemaker' : 'ec2';
+}
+
+/** A SageMaker job's instances: the settings' `instanceCount` (once lib/config.ts has one), else 1. */
+function instanceCountOf(settings: Settings): number {
+  const count = (settings as { instanceCount?: unknown }).instanceCount;
+  return typeof count === 'number' && Number.isInteger(count) && count > 0 ? count : 1;
 }
 
 /** Steps the run config fixes, else those `tuning-trainer validate` plans (when it can run). */

@@ -5,7 +5,9 @@
  * These replace the checks the README used to ask for by hand: credentials and account, region,
  * CDK bootstrap, the G/VT and P vCPU quotas of the market the run uses against the types' vCPUs,
  * which Availability Zones of the subnets offer each type, the AMI parameter, the image tag, the
- * budget, and an estimate of the run's time and cost.
+ * budget, and an estimate of the run's time and cost. With backend sagemaker the quotas are
+ * SageMaker's per-type training quotas (cli/doctor/sagemaker-quotas.ts) against the job's
+ * instance count, and the EC2-only checks (zone offerings, the Deep Learning AMI) are left out.
  */
 import { AutoScalingClient, DescribeAutoScalingGroupsCommand } from '@aws-sdk/client-auto-scaling';
 import { BudgetsClient, DescribeBudgetsCommand } from '@aws-sdk/client-budgets';
@@ -25,10 +27,21 @@ import { GPU_AMI } from '../../lib/ami';
 import type { Settings } from '../../lib/config';
 import { STACK_OUTPUTS, type Market } from '../../lib/contract';
 import { OTHER_REGION_FACTOR, TABLE_REGIONS } from '../../lib/pricing';
+import { sageMakerTypeInfo, SUPPORTED_SAGEMAKER_INSTANCE_TYPES } from '../../lib/sagemaker-types';
 import { estimateRun, runShape, type RunEstimate } from './estimate';
 import { increaseCommand, vcpuQuota, type VcpuQuota } from './quotas';
+import {
+  findQuotaCommand,
+  SAGEMAKER_SERVICE_CODE,
+  trainingIncreaseCommand,
+  trainingQuota,
+} from './sagemaker-quotas';
 
 export type Verdict = 'PASS' | 'WARN' | 'FAIL';
+
+/** Where a run trains: an EC2 Auto Scaling group, or SageMaker training jobs. */
+export type Backend = 'ec2' | 'sagemaker';
+export const BACKENDS: readonly Backend[] = ['ec2', 'sagemaker'];
 
 export interface CheckLine {
   readonly verdict: Verdict;
@@ -59,6 +72,10 @@ export interface DoctorInput {
   readonly outputs?: Readonly<Record<string, string>>;
   /** Steps `tuning-trainer validate` planned, when the run config does not fix them. */
   readonly plannedSteps?: number;
+  /** Where the run trains. @default 'ec2' */
+  readonly backend?: Backend;
+  /** Instances of one SageMaker job (several nodes). @default 1 */
+  readonly instanceCount?: number;
 }
 
 /** The CDK bootstrap version parameter of the default qualifier (`cdk bootstrap` writes it). */
@@ -90,9 +107,13 @@ export async function runDoctor(clients: DoctorClients, input: DoctorInput): Pro
   if (identity.account === undefined) return lines;
   lines.push(...checkRegion(input));
   lines.push(await checkBootstrap(clients.ssm, identity.account, input.region));
-  lines.push(...(await checkQuotas(clients, input)));
-  lines.push(...(await checkOfferings(clients, input)));
-  lines.push(await checkAmi(clients.ssm, input.region));
+  if (input.backend === 'sagemaker') {
+    lines.push(...(await checkSageMakerQuotas(clients.quotas, input)));
+  } else {
+    lines.push(...(await checkQuotas(clients, input)));
+    lines.push(...(await checkOfferings(clients, input)));
+    lines.push(await checkAmi(clients.ssm, input.region));
+  }
   lines.push(await checkImage(clients.ecr, input));
   lines.push(await checkBudget(clients.budgets, identity.account, input));
   lines.push(...checkEstimate(input));
@@ -250,6 +271,95 @@ export async function checkQuotas(
     }
   }
   return lines;
+}
+
+/** The SageMaker training type of a configured type: `ml.g5.2xlarge`, or `g5.2xlarge`'s `ml.` twin. */
+export function sageMakerTypeOf(instanceType: string): string | undefined {
+  if (sageMakerTypeInfo(instanceType)) return instanceType;
+  return sageMakerTypeInfo(`ml.${instanceType}`) ? `ml.${instanceType}` : undefined;
+}
+
+/**
+ * SageMaker's per-type training quota of the market the job uses (on-demand, or managed spot),
+ * in instances, against the job's instance count. A job runs on one type, so a type that does
+ * not fit is a WARN while another configured type fits, and a FAIL when none does.
+ */
+export async function checkSageMakerQuotas(
+  quotas: ServiceQuotasClient,
+  input: DoctorInput,
+): Promise<CheckLine[]> {
+  const market: Market = input.settings.useSpot ? 'spot' : 'on-demand';
+  const count = input.instanceCount ?? 1;
+  const needs = `a job needs ${count} instance${count === 1 ? '' : 's'}`;
+  const checked: { type: string; label: string; value?: number; fix?: string; line?: CheckLine }[] =
+    [];
+  for (const configured of input.settings.instanceTypes) {
+    const type = sageMakerTypeOf(configured);
+    if (!type) {
+      checked.push({
+        type: configured,
+        label: configured,
+        line: fail(
+          'quota',
+          `${configured}: not a SageMaker training type tuning-lab accepts`,
+          `-c instanceTypes=<one of ${SUPPORTED_SAGEMAKER_INSTANCE_TYPES.slice(0, 3).join(', ')}, ...>`,
+        ),
+      });
+      continue;
+    }
+    const quota = trainingQuota(type, market);
+    if (!quota) continue; // every accepted type has one (sagemaker-quotas.ts checks at load)
+    const label = `${market} SageMaker ${quota.name}${quota.code ? ` (${quota.code})` : ''}`;
+    if (!quota.code) {
+      checked.push({
+        type,
+        label,
+        line: warn(
+          'quota',
+          `${label}: no source confirmed this quota's code, so it is not checked (${needs})`,
+          `find it: ${findQuotaCommand(quota, input.region)}`,
+        ),
+      });
+      continue;
+    }
+    try {
+      const found = await quotas.send(
+        new GetServiceQuotaCommand({ ServiceCode: SAGEMAKER_SERVICE_CODE, QuotaCode: quota.code }),
+      );
+      checked.push({
+        type,
+        label,
+        value: found.Quota?.Value ?? 0,
+        fix: trainingIncreaseCommand({ ...quota, code: quota.code }, count, input.region),
+      });
+    } catch (error) {
+      checked.push({
+        type,
+        label,
+        line: warn(
+          'quota',
+          `${label}: cannot read it (${errorText(error)})`,
+          'check it in the Service Quotas console (Amazon SageMaker)',
+        ),
+      });
+    }
+  }
+  const fitting = checked
+    .filter((c) => c.value !== undefined && c.value >= count)
+    .map((c) => c.type);
+  return checked.map((c) => {
+    if (c.line) return c.line;
+    const detail = `${c.label}: ${c.value} instances; ${needs}`;
+    if (c.value !== undefined && c.value >= count) return pass('quota', detail);
+    if (fitting.length > 0) {
+      return warn('quota', `${detail}; only ${fitting.join(', ')} can start`, c.fix);
+    }
+    return fail(
+      'quota',
+      `${detail}; no job can start`,
+      `${c.fix}   (approval takes hours to days; SageMaker quotas are separate from EC2's)`,
+    );
+  });
 }
 
 /** The Availability Zones the group launches in: its subnets', or the dedicated VPC's two. */
@@ -424,7 +534,11 @@ export function checkEstimate(input: DoctorInput): CheckLine[] {
       ),
     ];
   }
-  const estimates = s.instanceTypes
+  const types =
+    input.backend === 'sagemaker'
+      ? s.instanceTypes.map((type) => sageMakerTypeOf(type) ?? type)
+      : s.instanceTypes;
+  const estimates = types
     .map((type) => estimateRun(shape, type, input.region))
     .filter((e): e is RunEstimate => e !== undefined);
   const tokens = (shape.steps * shape.tokensPerStep) / 1e6;

@@ -2,7 +2,8 @@
  * A run's time and cost before it starts: an ESTIMATE, labelled as one wherever it is shown.
  *
  *   hours = steps x tokens per step / assumed tokens per second of the GPU, plus startup
- *   cost  = hours x the on-demand price of the type (lib/pricing.ts; spot is usually lower)
+ *   cost  = hours x the on-demand price of the type (lib/pricing.ts; spot is usually lower),
+ *           for an `ml.*` type its SageMaker training price (lib/sagemaker-types.ts)
  *
  * Steps come from the run config (`training.max_steps`) or from `tuning-trainer validate`'s
  * plan line; tokens per step are `per_device_train_batch_size x gradient_accumulation_steps x
@@ -14,6 +15,7 @@
  * run the benchmarks.
  */
 import { onDemandPrice } from '../../lib/pricing';
+import { sageMakerTrainingPrice, sageMakerTypeInfo } from '../../lib/sagemaker-types';
 
 /** Assumed tokens per second of a 7B LoRA run, per GPU family (see the module comment). */
 export const ASSUMED_TOKENS_PER_SECOND: Readonly<Record<string, number>> = {
@@ -61,8 +63,12 @@ export function estimateRun(
   instanceType: string,
   region: string,
 ): RunEstimate | undefined {
-  const tokensPerSecond = ASSUMED_TOKENS_PER_SECOND[instanceType.split('.')[0]];
-  const price = onDemandPrice(instanceType, region);
+  const sageMaker = sageMakerTypeInfo(instanceType);
+  const family = (sageMaker?.ec2Type ?? instanceType).split('.')[0];
+  const tokensPerSecond = ASSUMED_TOKENS_PER_SECOND[family];
+  const price = sageMaker
+    ? sageMakerTrainingPrice(instanceType, region)
+    : onDemandPrice(instanceType, region);
   if (tokensPerSecond === undefined || price === undefined) return undefined;
   const hours =
     (shape.steps * shape.tokensPerStep) / tokensPerSecond / 3600 + ASSUMED_STARTUP_HOURS;
