@@ -9,6 +9,7 @@
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { renderBackendTable } from './backend-table';
 import { readBlock, writeBlock } from './markdown';
 import { renderPriceTable } from './price-table';
 import { renderSecurityBlocks } from './security-tables';
@@ -33,6 +34,7 @@ export function generatedBlocks(
     { file: 'docs/security.md', name: 'nag-findings', content: security['nag-findings'] },
     { file: 'docs/security.md', name: 'checkov-acks', content: security['checkov-acks'] },
     { file: 'docs/costs.md', name: 'prices', content: renderPriceTable() },
+    { file: 'docs/backends.md', name: 'backend-prices', content: renderBackendTable() },
   ];
 }
 

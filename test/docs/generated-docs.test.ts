@@ -49,6 +49,11 @@ describe('generated docs are current (regenerate with make docs)', () => {
     const { inFile, rendered } = documented('docs/costs.md', 'prices');
     expect(inFile).toBe(rendered);
   });
+
+  test('docs/backends.md compares the EC2 and SageMaker tables of lib/', () => {
+    const { inFile, rendered } = documented('docs/backends.md', 'backend-prices');
+    expect(inFile).toBe(rendered);
+  });
 });
 
 describe('the acknowledged-findings table is complete', () => {
