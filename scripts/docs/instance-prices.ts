@@ -15,6 +15,10 @@
  * The document: `on_demand_usd_per_hour` {region: {type: USD}} (the cost caps' tables), and
  * `instance_types` {type: {gpus, gpu_model, gpu_memory_mib, gpu_memory_gib (per GPU), vcpus,
  * on_demand_usd_per_hour (us-east-1), spot (the dated us-east-1 snapshot, docs only)}}.
+ * SageMaker's training types (lib/sagemaker-types.ts) under their own keys, so the EC2 ones keep
+ * their meaning: `sagemaker_training_usd_per_hour` {region: {ml type: USD}} and
+ * `sagemaker_instance_types` {ml type: {ec2_type, gpus, gpu_model, gpu_memory_mib,
+ * gpu_memory_gib, vcpus, on_demand_usd_per_hour (us-east-1), training_price_confirmed}}.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -35,6 +39,14 @@ import {
   SPOT_SNAPSHOT_US_EAST_1,
   US_EAST_1_PRICE_DATE,
 } from '../../lib/pricing';
+import {
+  MANAGED_SPOT,
+  SAGEMAKER_INSTANCE_TYPES,
+  SAGEMAKER_OTHER_REGION_FACTOR,
+  SAGEMAKER_PRICE_DATE,
+  SAGEMAKER_PRICE_SOURCE,
+  SAGEMAKER_REGIONAL_USD_PER_HOUR,
+} from '../../lib/sagemaker-types';
 
 const ROOT = join(__dirname, '..', '..');
 /** Repository-relative path of the generated file. */
@@ -65,6 +77,21 @@ export function renderInstancePrices(): string {
       ];
     }),
   );
+  const sageMakerTypes = Object.fromEntries(
+    Object.entries(SAGEMAKER_INSTANCE_TYPES).map(([type, info]) => [
+      type,
+      {
+        ec2_type: info.ec2Type,
+        gpus: info.gpus,
+        gpu_model: info.gpuModel,
+        gpu_memory_mib: info.gpuMemoryMiB,
+        gpu_memory_gib: gpuMemoryGiB(info),
+        vcpus: info.vcpus,
+        on_demand_usd_per_hour: info.onDemandUsdPerHour,
+        training_price_confirmed: info.trainingPriceConfirmed,
+      },
+    ]),
+  );
   const document = {
     generated_from:
       'lib/instance-types.ts and lib/pricing.ts by scripts/docs/instance-prices.ts (make docs); ' +
@@ -83,6 +110,12 @@ export function renderInstancePrices(): string {
       note: 'prices of one moment, for the docs; the cost caps use the live spot price',
     },
     instance_types: instanceTypes,
+    sagemaker_source: SAGEMAKER_PRICE_SOURCE,
+    sagemaker_price_date: SAGEMAKER_PRICE_DATE,
+    sagemaker_other_region_factor: SAGEMAKER_OTHER_REGION_FACTOR,
+    sagemaker_managed_spot: MANAGED_SPOT.billing,
+    sagemaker_training_usd_per_hour: SAGEMAKER_REGIONAL_USD_PER_HOUR,
+    sagemaker_instance_types: sageMakerTypes,
   };
   return `${JSON.stringify(document, null, 2)}\n`;
 }

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { INSTANCE_PRICES_JSON, renderInstancePrices } from '../../scripts/docs/instance-prices';
 import { INSTANCE_TYPES } from '../../lib/instance-types';
 import { SUPPORTED_INSTANCE_TYPES, onDemandPrice } from '../../lib/pricing';
+import { SUPPORTED_SAGEMAKER_INSTANCE_TYPES } from '../../lib/sagemaker-types';
 
 const ROOT = join(__dirname, '..', '..');
 
@@ -44,5 +45,23 @@ describe("the trainer's instance_prices.json (regenerate with make docs)", () =>
     for (const type of SUPPORTED_INSTANCE_TYPES) {
       expect(types[type].gpus).toBe(INSTANCE_TYPES[type].gpus);
     }
+  });
+
+  test('adds the SageMaker training types under their own keys, the EC2 ones unchanged', () => {
+    const document = JSON.parse(renderInstancePrices());
+    expect(Object.keys(document.sagemaker_training_usd_per_hour['us-east-1'])).toEqual([
+      ...SUPPORTED_SAGEMAKER_INSTANCE_TYPES,
+    ]);
+    expect(document.sagemaker_instance_types['ml.g5.12xlarge']).toEqual({
+      ec2_type: 'g5.12xlarge',
+      gpus: 4,
+      gpu_model: 'A10G',
+      gpu_memory_mib: 22888,
+      gpu_memory_gib: 22.35,
+      vcpus: 48,
+      on_demand_usd_per_hour: 7.09,
+      training_price_confirmed: true,
+    });
+    expect(Object.keys(document.instance_types)).toEqual([...SUPPORTED_INSTANCE_TYPES]);
   });
 });
