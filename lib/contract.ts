@@ -55,8 +55,19 @@ export const STACK_OUTPUTS = {
   safetyFunction: 'SafetyFunctionName',
   runId: 'RunId',
   dashboardUrl: 'DashboardUrl',
+  /** `sagemaker` on a stack of the SageMaker backend; absent on an EC2 stack. */
+  backend: 'Backend',
+  trainingJobPrefix: 'TrainingJobPrefix',
+  jobControllerFunction: 'JobControllerFunctionName',
 } as const;
 export type StackOutputName = keyof typeof STACK_OUTPUTS;
+/** Outputs of each backend's stack only; every other output is on both. */
+export const EC2_ONLY_OUTPUTS: readonly StackOutputName[] = ['groupName', 'ssmSessionCommand'];
+export const SAGEMAKER_ONLY_OUTPUTS: readonly StackOutputName[] = [
+  'backend',
+  'trainingJobPrefix',
+  'jobControllerFunction',
+];
 
 /** SSM parameter holding the run settings (contract section 1); fixed so user-data can name it. */
 export function runSettingsParameterName(stackName: string): string {
@@ -295,6 +306,8 @@ export interface LedgerAttempt {
   startedAt?: string;
   endedAt?: string | null;
   exitCode?: number | null;
+  /** The price the attempt was started at (USD per hour of one instance), when known. */
+  usdPerHour?: number | null;
 }
 
 /** The ledger document (contract section 4); unknown fields are kept as they are. */
@@ -322,4 +335,127 @@ export interface Ledger {
   /** The stop request the run ended on (status `stopped`, reason `operator`). */
   operatorStop?: StopRequest | null;
   [extra: string]: unknown;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The SageMaker backend (contract section 14): training jobs instead of an Auto Scaling group.
+// ---------------------------------------------------------------------------------------------
+
+/** Which kind of capacity trains a stack's runs (`-c backend=...`). */
+export const BACKENDS = ['ec2', 'sagemaker'] as const;
+export type Backend = (typeof BACKENDS)[number];
+
+/** SSM parameter holding the job settings (section 14), read by the job controller. */
+export function jobSettingsParameterName(stackName: string): string {
+  return `/tuning-lab/${stackName}/job-settings`;
+}
+
+/** SageMaker's limit on a training job name, and its pattern. */
+export const TRAINING_JOB_NAME_MAX = 63;
+export const TRAINING_JOB_NAME_PATTERN = /^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$/;
+
+/**
+ * The start of every training job name of a stack: `tl-` and 8 hex digits of a hash of the
+ * stack name, so the controller's IAM policy and its EventBridge rule can name this stack's jobs
+ * by prefix, whatever the stack is called (stack names may be 128 characters).
+ */
+export function trainingJobStackPrefix(stackName: string): string {
+  return `tl-${fnv1aHex(stackName)}-`;
+}
+
+/** The start of every training job name of one run of a stack (ends with `-`). */
+export function trainingJobRunPrefix(stackName: string, runId: string): string {
+  const room = TRAINING_JOB_NAME_MAX - trainingJobStackPrefix(stackName).length - '-a99'.length;
+  // A run id too long to fit keeps its start and gets a hash of the whole, so names stay unique.
+  const part = runId.length <= room ? runId : `${runId.slice(0, room - 9)}-${fnv1aHex(runId)}`;
+  return `${trainingJobStackPrefix(stackName)}${part}-`;
+}
+
+/**
+ * The training job of attempt `attempt` (1, 2, ...) of a run: deterministic, so a second
+ * controller pass, or a redeploy, that tries to start the same attempt is refused by SageMaker
+ * (names are unique in an account and region) instead of starting a second job.
+ */
+export function trainingJobName(stackName: string, runId: string, attempt: number): string {
+  if (!Number.isInteger(attempt) || attempt < 1 || attempt > 99) {
+    throw new Error(`a run's training job attempt is 1 to 99; got ${attempt}`);
+  }
+  return `${trainingJobRunPrefix(stackName, runId)}a${attempt}`;
+}
+
+/** The attempt number of a job name of the run, or undefined for another run's job. */
+export function trainingJobAttempt(
+  stackName: string,
+  runId: string,
+  jobName: string,
+): number | undefined {
+  const prefix = trainingJobRunPrefix(stackName, runId);
+  if (!jobName.startsWith(prefix)) return undefined;
+  const match = /^a([1-9][0-9]?)$/.exec(jobName.slice(prefix.length));
+  return match ? Number(match[1]) : undefined;
+}
+
+/** The run config the controller writes for the trainer of a job (`TUNING_CONFIG`). */
+export function jobRunConfigKey(runId: string): string {
+  return `${runPrefix(runId)}/sagemaker/run-config.json`;
+}
+
+/** Where SageMaker puts a job's `/opt/ml/model` and `/opt/ml/output/data` archives. */
+export function jobOutputPrefix(runId: string): string {
+  return `${runPrefix(runId)}/sagemaker/output/`;
+}
+
+/** SageMaker copies `runs/<run-id>/checkpoints/` here when a job starts (CheckpointConfig). */
+export const SAGEMAKER_CHECKPOINT_LOCAL_PATH = '/opt/ml/checkpoints';
+
+/** The log group SageMaker writes every training job's container output to. */
+export const SAGEMAKER_TRAINING_LOG_GROUP = '/aws/sagemaker/TrainingJobs';
+
+/**
+ * The first word of `/opt/ml/output/failure` as the trainer writes it (contract section 14);
+ * SageMaker returns the file's start as the job's FailureReason.
+ */
+export const FAILURE_MARKERS = {
+  badInput: 'bad-input:',
+  interrupted: 'interrupted',
+  failed: 'failed:',
+} as const;
+
+/** Ledger reason of a job the controller stopped because a deploy said `createInstance=false`. */
+export const REASON_CREATE_INSTANCE_FALSE = 'create-instance-false';
+
+/** The job settings document (contract section 14): stack -> job controller. */
+export interface JobSettingsDocument {
+  readonly schemaVersion: number;
+  readonly stackName: string;
+  readonly region: string;
+  readonly runId: string;
+  /** `createInstance`: true starts (or keeps) the run's job, false stops it. */
+  readonly createJob: boolean;
+  /** `<registry>/<repository>:<tag>`; the first job pins it to a digest (ledger `imageUri`). */
+  readonly imageUri: string;
+  readonly executionRoleArn: string;
+  readonly runConfig: unknown;
+  readonly dataRootUri: string;
+  readonly outputUri: string;
+  readonly topicArn: string;
+  readonly instanceType: string;
+  readonly instanceCount: number;
+  readonly volumeSizeGiB: number;
+  readonly useSpot: boolean;
+  readonly maxRuntimeHours: number;
+  readonly maxRunCostUsd: number | null;
+  readonly maxRetries: number;
+  /** On-demand USD per instance-hour of `instanceType` (lib/pricing.ts); null when unknown. */
+  readonly usdPerHour: number | null;
+}
+
+/** A short stable hash (FNV-1a, 32 bits) as 8 hex digits; no crypto module needed. */
+function fnv1aHex(text: string): string {
+  let hash = 0x811c9dc5;
+  for (const byte of Buffer.from(text, 'utf8')) {
+    hash ^= byte;
+    hash = Math.imul(hash, 0x01000193) >>> 0;
+  }
+  return hash.toString(16).padStart(8, '0');
 }

@@ -16,7 +16,7 @@ import urllib.request
 
 from moto.server import ThreadedMotoServer
 
-from testing import service_quotas
+from testing import sagemaker_jobs, service_quotas
 
 REGION = "us-east-1"
 # moto accepts any credentials; these are obviously fake so nothing ever reaches a real account.
@@ -35,6 +35,7 @@ class MotoServer:
     def start(self) -> MotoServer:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
         service_quotas.install()  # EC2's vCPU quotas, which moto lacks (for the doctor)
+        sagemaker_jobs.install()  # training jobs that run, fail and stop (the job controller)
         self._server.start()
         host, port = self._server.get_host_and_port()
         self.url = f"http://{host}:{port}"

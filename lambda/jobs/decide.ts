@@ -1,0 +1,375 @@
+/**
+ * The job controller's decisions, as plain data in and out: for one run of the SageMaker
+ * backend, what its training jobs, its ledger and its settings call for now. No AWS imports;
+ * the adapter (handler.ts) gathers the inputs and performs the effects.
+ *
+ * In this order:
+ * 1. a job that ended and that the ledger does not record yet is recorded: completed (with its
+ *    final model) or failed, a retry (exit 1 with retries left), or how it was stopped;
+ * 2. a live job is stopped when the deploy says `createInstance=false`, the operator asked
+ *    (`tuning-lab stop`), the run's cost passed `maxRunCostUsd` (billable seconds x the ml price
+ *    x the instance count, from SageMaker's own records), or it outlived its stopping condition
+ *    (SageMaker ends it itself; this is the backstop);
+ * 3. with no live job, the next attempt starts when the deploy asks for a run that has not
+ *    ended: never for a completed or failed run, and for a stopped one only after a deploy that
+ *    changed its settings (a redeploy of the same settings never starts a second job).
+ */
+import {
+  FAILURE_MARKERS,
+  REASON_CREATE_INSTANCE_FALSE,
+  REASON_OPERATOR,
+  type Ledger,
+  type MessageStatus,
+  type RunStatus,
+  type StopRequest,
+} from '../../lib/contract';
+
+/** A training job of the run, from DescribeTrainingJob. */
+export interface JobView {
+  readonly name: string;
+  readonly attempt: number;
+  /** InProgress, Completed, Failed, Stopping, Stopped. */
+  readonly status: string;
+  readonly secondaryStatus?: string;
+  readonly failureReason?: string;
+  readonly creationTime: Date;
+  readonly trainingStartTime?: Date;
+  readonly trainingEndTime?: Date;
+  readonly billableSeconds?: number;
+  readonly instanceCount: number;
+}
+
+/** What the settings say about the run (contract section 14). */
+export interface RunLimits {
+  readonly createJob: boolean;
+  readonly maxRuntimeHours: number;
+  readonly maxRunCostUsd: number | null;
+  readonly maxRetries: number;
+  readonly useSpot: boolean;
+  /** On-demand USD per instance-hour of the job's type; null when unknown. */
+  readonly usdPerHour: number | null;
+  /** A hash of the settings: a stopped run starts again only after it changed. */
+  readonly settingsDigest: string;
+}
+
+export interface RunView {
+  readonly runId: string;
+  readonly limits: RunLimits;
+  readonly ledger?: Ledger;
+  /** Every job of the run SageMaker lists, in any order. */
+  readonly jobs: readonly JobView[];
+  /** The operator's stop request, when one is pending (not yet the ledger's `operatorStop`). */
+  readonly pendingStop?: StopRequest;
+  /** Whether `final/manifest.json` exists; asked only when a completed job is recorded. */
+  readonly finalModelPublished?: boolean;
+}
+
+export type StopCause = 'max-runtime' | 'max-cost' | 'operator' | typeof REASON_CREATE_INSTANCE_FALSE;
+
+/** How one ended job goes into the ledger. */
+export interface JobOutcome {
+  readonly jobName: string;
+  /** The run's status afterwards (`running` for a job that is retried). */
+  readonly status: RunStatus;
+  readonly reason: string | null;
+  /** What the trainer's exit means, as the ledger's attempts record it. */
+  readonly exitCode: number | null;
+  /** The message to send, or null (a retry sends none). */
+  readonly message: MessageStatus | null;
+  readonly detail: string;
+  /** The job's FailureReason, kept as the ledger's last log lines. */
+  readonly failureReason?: string;
+}
+
+export interface RunDecision {
+  /** Ended jobs to record, oldest first. */
+  readonly record: readonly JobOutcome[];
+  /** A live job to stop, and why. */
+  readonly stop?: { readonly jobName: string; readonly cause: StopCause; readonly detail: string };
+  /** A live job the ledger does not know yet (started by a pass whose ledger write failed). */
+  readonly adopt?: string;
+  /** The next attempt to start. */
+  readonly start?: { readonly attempt: number; readonly resumed: boolean };
+  /** The run ends without a job: the operator's pending request, honoured with nothing live. */
+  readonly stopWithoutJob?: boolean;
+  /** The run's cost and billable seconds (every job x instances), from SageMaker's records. */
+  readonly costUsd?: number;
+  readonly billableSeconds: number;
+  readonly detail: string;
+}
+
+const LIVE = new Set(['InProgress', 'Stopping']);
+/** Ended statuses after which a run is over for good: a new run needs a new run id. */
+const FINISHED = new Set<string>(['completed', 'failed']);
+/** Ended statuses a deploy with changed settings may resume from the newest checkpoint. */
+const RESUMABLE = new Set<string>(['stopped-by-safety', 'stopped']);
+/** A failure to start is not the trainer's: a deploy with other settings may try again. */
+export const REASON_JOB_START_FAILED = 'job-start-failed';
+/** After its stopping condition, SageMaker takes this long to end a job before we do. */
+export const STOP_GRACE_SECONDS = 15 * 60;
+
+export function isLiveJob(job: JobView): boolean {
+  return LIVE.has(job.status);
+}
+
+/** Decide for one run at `now`. */
+export function decideRun(view: RunView, now: Date): RunDecision {
+  const jobs = [...view.jobs].sort((a, b) => a.attempt - b.attempt);
+  const { billableSeconds, costUsd } = runCost(jobs, view.limits, now);
+  const costs = { billableSeconds, costUsd };
+  const recorded = new Set(
+    (view.ledger?.attempts ?? []).filter((a) => a.endedAt).map((a) => a.instanceId),
+  );
+
+  const record: JobOutcome[] = [];
+  let failuresInARow = 0;
+  for (const job of jobs.filter((j) => !isLiveJob(j))) {
+    const failed = job.status === 'Failed' && !isBadInput(job.failureReason);
+    failuresInARow = failed ? failuresInARow + 1 : 0;
+    if (recorded.has(job.name)) continue;
+    record.push(outcomeOf(job, view, failuresInARow));
+  }
+  // The ledger as it will be once the outcomes are recorded.
+  const last = record[record.length - 1];
+  const status = last?.status ?? view.ledger?.status;
+  const reason = last ? last.reason : view.ledger?.reason;
+
+  const live = jobs.find(isLiveJob);
+  if (live) {
+    const known = (view.ledger?.attempts ?? []).some((a) => a.instanceId === live.name);
+    const adopt = known ? undefined : live.name;
+    if (live.status === 'Stopping') {
+      return { record, adopt, ...costs, detail: `${live.name} is stopping` };
+    }
+    const stop = stopCause(live, view, costUsd, now);
+    return {
+      record,
+      adopt,
+      stop: stop && { jobName: live.name, ...stop },
+      ...costs,
+      detail: stop ? `stop ${live.name}: ${stop.detail}` : `${live.name} runs within its limits`,
+    };
+  }
+
+  const ended = status !== undefined && status !== 'running' && status !== 'interrupted';
+  if (view.pendingStop) {
+    return {
+      record,
+      stopWithoutJob: !ended,
+      ...costs,
+      detail: 'the operator asked the run to stop: no job is started',
+    };
+  }
+  if (!view.limits.createJob) {
+    return { record, ...costs, detail: 'createInstance=false: no job is started' };
+  }
+  if (status !== undefined && FINISHED.has(status) && reason !== REASON_JOB_START_FAILED) {
+    return {
+      record,
+      ...costs,
+      detail: `the run ended (${status}${reason ? `, ${reason}` : ''}): a new run needs a new runId`,
+    };
+  }
+  const seenDigest = view.ledger?.jobSettingsDigest;
+  if (ended && status !== undefined && (RESUMABLE.has(status) || reason === REASON_JOB_START_FAILED)) {
+    if (seenDigest === view.limits.settingsDigest) {
+      return {
+        record,
+        ...costs,
+        detail:
+          `the run ended (${status}, ${reason ?? '-'}); deploy changed settings (e.g. a raised ` +
+          'limit) to resume it',
+      };
+    }
+  }
+  const attempt = (jobs[jobs.length - 1]?.attempt ?? 0) + 1;
+  if (attempt > 99) {
+    return { record, ...costs, detail: 'the run has had 99 jobs, the most its names allow' };
+  }
+  return {
+    record,
+    start: { attempt, resumed: view.ledger !== undefined || jobs.length > 0 },
+    ...costs,
+    detail: `start attempt ${attempt}`,
+  };
+}
+
+/** The trainer's words for why it failed, without SageMaker's `AlgorithmError: ` in front. */
+export function trainerFailure(failureReason: string | undefined): string {
+  return (failureReason ?? '').replace(/^\s*(AlgorithmError|ClientError):\s*/, '').trim();
+}
+
+export function isBadInput(failureReason: string | undefined): boolean {
+  return trainerFailure(failureReason).startsWith(FAILURE_MARKERS.badInput);
+}
+
+function outcomeOf(job: JobView, view: RunView, failuresInARow: number): JobOutcome {
+  const base = { jobName: job.name, failureReason: job.failureReason };
+  if (job.status === 'Completed') {
+    if (view.finalModelPublished === false) {
+      return {
+        ...base,
+        status: 'failed',
+        reason: 'final-model-missing',
+        exitCode: 0,
+        message: 'failed',
+        detail: `${job.name} completed without a final model (final/manifest.json)`,
+      };
+    }
+    return {
+      ...base,
+      status: 'completed',
+      reason: 'completed',
+      exitCode: 0,
+      message: 'completed',
+      detail: `${job.name} completed`,
+    };
+  }
+  if (job.status === 'Failed') {
+    const words = trainerFailure(job.failureReason);
+    if (isBadInput(job.failureReason)) {
+      return {
+        ...base,
+        status: 'failed',
+        reason: 'bad-input',
+        exitCode: 2,
+        message: 'failed',
+        detail: `${job.name} refused its input: never retried`,
+      };
+    }
+    const exitCode = words.startsWith(FAILURE_MARKERS.interrupted) ? 75 : 1;
+    if (failuresInARow <= view.limits.maxRetries) {
+      return {
+        ...base,
+        status: 'running',
+        reason: null,
+        exitCode,
+        message: null,
+        detail:
+          `${job.name} failed (${failuresInARow} of ${view.limits.maxRetries} retries): the ` +
+          'next attempt resumes from the newest checkpoint',
+      };
+    }
+    return {
+      ...base,
+      status: 'failed',
+      reason: 'trainer-failed',
+      exitCode,
+      message: 'failed',
+      detail: `${job.name} failed, ${failuresInARow - 1} retries spent`,
+    };
+  }
+  // Stopped: by us (the ledger says why), by its stopping condition, or by someone else.
+  const requested = view.ledger?.stopRequested as { jobName?: string; cause?: StopCause } | undefined;
+  const cause =
+    requested?.jobName === job.name
+      ? requested.cause
+      : job.secondaryStatus === 'MaxRuntimeExceeded' || job.secondaryStatus === 'MaxWaitTimeExceeded'
+        ? 'max-runtime'
+        : REASON_OPERATOR;
+  if (cause === 'max-runtime' || cause === 'max-cost') {
+    return {
+      ...base,
+      status: 'stopped-by-safety',
+      reason: cause,
+      exitCode: null,
+      message: 'stopped-by-safety',
+      detail: `${job.name} stopped at ${cause === 'max-cost' ? 'the cost cap' : 'its runtime limit'}`,
+    };
+  }
+  if (cause === REASON_CREATE_INSTANCE_FALSE) {
+    return {
+      ...base,
+      status: 'interrupted',
+      reason: REASON_CREATE_INSTANCE_FALSE,
+      exitCode: null,
+      message: 'interrupted',
+      detail: `${job.name} stopped: the deploy said createInstance=false`,
+    };
+  }
+  return {
+    ...base,
+    status: 'stopped',
+    reason: REASON_OPERATOR,
+    exitCode: null,
+    message: 'stopped',
+    detail: `${job.name} stopped by the operator`,
+  };
+}
+
+function stopCause(
+  job: JobView,
+  view: RunView,
+  costUsd: number | undefined,
+  now: Date,
+): { cause: StopCause; detail: string } | undefined {
+  const { limits } = view;
+  if (!limits.createJob) {
+    return { cause: REASON_CREATE_INSTANCE_FALSE, detail: 'the deploy said createInstance=false' };
+  }
+  if (view.pendingStop) {
+    return { cause: REASON_OPERATOR, detail: `operator request ${view.pendingStop.requestId}` };
+  }
+  const { maxRuntimeSeconds, maxWaitSeconds } = stoppingCondition(limits);
+  const wallSeconds = (now.getTime() - job.creationTime.getTime()) / 1000;
+  const bound = (maxWaitSeconds ?? maxRuntimeSeconds) + STOP_GRACE_SECONDS;
+  if (wallSeconds >= bound) {
+    return {
+      cause: 'max-runtime',
+      detail:
+        `${(wallSeconds / 3600).toFixed(2)} h since it was created, past its stopping ` +
+        `condition (${(bound / 3600).toFixed(2)} h with grace)`,
+    };
+  }
+  if (limits.maxRunCostUsd !== null && costUsd !== undefined && costUsd >= limits.maxRunCostUsd) {
+    return {
+      cause: 'max-cost',
+      detail: `run cost ~${costUsd.toFixed(2)} USD, cap ${limits.maxRunCostUsd} USD`,
+    };
+  }
+  return undefined;
+}
+
+/**
+ * A job's stopping condition: `maxRuntimeHours` of training; with managed spot, as long again
+ * to wait for spot capacity (MaxWaitTimeInSeconds, which must be >= the runtime and, with a
+ * retry strategy, covers every attempt of the job together).
+ */
+export function stoppingCondition(limits: Pick<RunLimits, 'maxRuntimeHours' | 'useSpot'>): {
+  maxRuntimeSeconds: number;
+  maxWaitSeconds?: number;
+} {
+  const maxRuntimeSeconds = Math.round(limits.maxRuntimeHours * 3600);
+  return limits.useSpot
+    ? { maxRuntimeSeconds, maxWaitSeconds: 2 * maxRuntimeSeconds }
+    : { maxRuntimeSeconds };
+}
+
+/**
+ * What the run's jobs cost: each job's billable seconds (an ended job's BillableTimeInSeconds,
+ * which managed spot already reduces; a live job's time since its training started, an upper
+ * bound) x the instance count x the on-demand price. Undefined without a price.
+ */
+export function runCost(
+  jobs: readonly JobView[],
+  limits: Pick<RunLimits, 'usdPerHour'>,
+  now: Date,
+): { billableSeconds: number; costUsd?: number } {
+  let instanceSeconds = 0;
+  for (const job of jobs) instanceSeconds += billableSecondsOf(job, now) * job.instanceCount;
+  const billableSeconds = Math.round(instanceSeconds);
+  if (limits.usdPerHour === null) return { billableSeconds };
+  return { billableSeconds, costUsd: round2((instanceSeconds / 3600) * limits.usdPerHour) };
+}
+
+function billableSecondsOf(job: JobView, now: Date): number {
+  if (job.billableSeconds !== undefined && !isLiveJob(job)) return job.billableSeconds;
+  if (!job.trainingStartTime) return job.billableSeconds ?? 0;
+  const end = isLiveJob(job) ? now : (job.trainingEndTime ?? now);
+  const elapsed = Math.max(0, (end.getTime() - job.trainingStartTime.getTime()) / 1000);
+  return Math.max(elapsed, job.billableSeconds ?? 0);
+}
+
+function round2(value: number): number {
+  return Math.round(value * 100) / 100;
+}

@@ -1,0 +1,356 @@
+/**
+ * The job controller's pure decisions (lambda/jobs/decide.ts): what a run's jobs, ledger and
+ * settings call for, case by case.
+ */
+import type { Ledger, StopRequest } from '../lib/contract';
+import {
+  decideRun,
+  runCost,
+  stoppingCondition,
+  type JobView,
+  type RunLimits,
+  type RunView,
+} from '../lambda/jobs/decide';
+
+const NOW = new Date('2026-12-01T12:00:00Z');
+const HOUR = 3600_000;
+const RUN = 'run-3f2a9c1b';
+const LIMITS: RunLimits = {
+  createJob: true,
+  maxRuntimeHours: 4,
+  maxRunCostUsd: null,
+  maxRetries: 2,
+  useSpot: true,
+  usdPerHour: 1.5,
+  settingsDigest: 'digest-1',
+};
+
+function job(attempt: number, status: string, extra: Partial<JobView> = {}): JobView {
+  const created = new Date(NOW.getTime() - HOUR);
+  return {
+    name: `tl-00000000-${RUN}-a${attempt}`,
+    attempt,
+    status,
+    creationTime: created,
+    trainingStartTime: created,
+    instanceCount: 1,
+    ...extra,
+  };
+}
+
+function ledger(fields: Partial<Ledger> = {}): Ledger {
+  return { schemaVersion: 1, runId: RUN, status: 'running', attempts: [], ...fields };
+}
+
+function recordedAttempt(j: JobView) {
+  return { instanceId: j.name, endedAt: NOW.toISOString() };
+}
+
+function view(fields: Partial<RunView> = {}): RunView {
+  return { runId: RUN, limits: LIMITS, jobs: [], ...fields };
+}
+
+const STOP: StopRequest = {
+  schemaVersion: 1,
+  runId: RUN,
+  requestId: 'req-1',
+  requestedAt: NOW.toISOString(),
+  requestedBy: 'arn:aws:iam::123456789012:user/me',
+};
+
+describe('starting jobs', () => {
+  test.each<[string, Partial<RunView>, { attempt: number; resumed: boolean } | undefined]>([
+    ['a new run starts attempt 1', {}, { attempt: 1, resumed: false }],
+    [
+      'an interrupted run (createInstance=false earlier) resumes with the next attempt',
+      {
+        ledger: ledger({ status: 'interrupted', attempts: [recordedAttempt(job(1, 'Stopped'))] }),
+        jobs: [job(1, 'Stopped')],
+      },
+      { attempt: 2, resumed: true },
+    ],
+    ['createInstance=false starts nothing', { limits: { ...LIMITS, createJob: false } }, undefined],
+    [
+      'a completed run is never started again, whatever the deploy',
+      {
+        ledger: ledger({ status: 'completed', attempts: [recordedAttempt(job(1, 'Completed'))] }),
+        jobs: [job(1, 'Completed')],
+        limits: { ...LIMITS, settingsDigest: 'digest-2' },
+      },
+      undefined,
+    ],
+    [
+      'a failed run is never started again',
+      {
+        ledger: ledger({ status: 'failed', reason: 'bad-input' }),
+        jobs: [job(1, 'Failed', { failureReason: 'bad-input: no such file' })],
+      },
+      undefined,
+    ],
+    [
+      'a run stopped by safety stays stopped while the settings are those it stopped under',
+      {
+        ledger: ledger({
+          status: 'stopped-by-safety',
+          reason: 'max-cost',
+          jobSettingsDigest: 'digest-1',
+        }),
+      },
+      undefined,
+    ],
+    [
+      'a run stopped by safety resumes after a deploy changed its settings (a raised cap)',
+      {
+        ledger: ledger({
+          status: 'stopped-by-safety',
+          reason: 'max-cost',
+          jobSettingsDigest: 'digest-0',
+        }),
+        jobs: [job(1, 'Stopped')],
+      },
+      { attempt: 2, resumed: true },
+    ],
+    [
+      'a job SageMaker refused to start is tried again after a deploy changed the settings',
+      {
+        ledger: ledger({
+          status: 'failed',
+          reason: 'job-start-failed',
+          jobSettingsDigest: 'digest-0',
+        }),
+      },
+      { attempt: 1, resumed: true },
+    ],
+    ['a pending operator stop starts nothing', { pendingStop: STOP }, undefined],
+  ])('%s', (_name, fields, expected) => {
+    expect(decideRun(view(fields), NOW).start).toEqual(expected);
+  });
+
+  test('a running job is never joined by a second one', () => {
+    const decision = decideRun(view({ ledger: ledger(), jobs: [job(1, 'InProgress')] }), NOW);
+    expect(decision.start).toBeUndefined();
+    expect(decision.adopt).toBe(job(1, 'InProgress').name); // the ledger does not know it yet
+  });
+
+  test('a stopping job is waited for', () => {
+    const stopping = job(1, 'Stopping');
+    const decision = decideRun(
+      view({ ledger: ledger({ attempts: [{ instanceId: stopping.name }] }), jobs: [stopping] }),
+      NOW,
+    );
+    expect(decision).toMatchObject({ record: [], detail: `${stopping.name} is stopping` });
+    expect(decision.start ?? decision.stop).toBeUndefined();
+  });
+});
+
+describe('recording how a job ended', () => {
+  const outcome = (jobs: JobView[], fields: Partial<RunView> = {}) =>
+    decideRun(view({ ledger: ledger(), jobs, finalModelPublished: true, ...fields }), NOW);
+
+  test.each<[string, JobView, Partial<RunView>, object]>([
+    [
+      'completed with its final model',
+      job(1, 'Completed'),
+      {},
+      { status: 'completed', reason: 'completed', exitCode: 0, message: 'completed' },
+    ],
+    [
+      'completed without a final model is a failure',
+      job(1, 'Completed'),
+      { finalModelPublished: false },
+      { status: 'failed', reason: 'final-model-missing', message: 'failed' },
+    ],
+    [
+      "bad input (the trainer's failure file, behind SageMaker's AlgorithmError) is never retried",
+      job(1, 'Failed', { failureReason: 'AlgorithmError: bad-input: data.train not found' }),
+      {},
+      { status: 'failed', reason: 'bad-input', exitCode: 2, message: 'failed' },
+    ],
+    [
+      'a failure with retries left is retried silently',
+      job(1, 'Failed', { failureReason: 'AlgorithmError: failed: CUDA error' }),
+      {},
+      { status: 'running', reason: null, exitCode: 1, message: null },
+    ],
+    [
+      'an interrupted trainer counts as a failure for retries (exit 75)',
+      job(1, 'Failed', { failureReason: 'interrupted' }),
+      {},
+      { status: 'running', exitCode: 75 },
+    ],
+    [
+      'a job SageMaker ended at its runtime limit',
+      job(1, 'Stopped', { secondaryStatus: 'MaxRuntimeExceeded' }),
+      {},
+      { status: 'stopped-by-safety', reason: 'max-runtime', message: 'stopped-by-safety' },
+    ],
+    [
+      'a spot job that waited past MaxWaitTimeInSeconds',
+      job(1, 'Stopped', { secondaryStatus: 'MaxWaitTimeExceeded' }),
+      {},
+      { status: 'stopped-by-safety', reason: 'max-runtime' },
+    ],
+    [
+      'a job the controller stopped at the cost cap',
+      job(1, 'Stopped', { secondaryStatus: 'Stopped' }),
+      { ledger: ledger({ stopRequested: { jobName: job(1, 'x').name, cause: 'max-cost' } }) },
+      { status: 'stopped-by-safety', reason: 'max-cost' },
+    ],
+    [
+      'a job stopped because a deploy said createInstance=false is resumable',
+      job(1, 'Stopped'),
+      {
+        ledger: ledger({
+          stopRequested: { jobName: job(1, 'x').name, cause: 'create-instance-false' },
+        }),
+      },
+      { status: 'interrupted', reason: 'create-instance-false', message: 'interrupted' },
+    ],
+    [
+      'a job someone else stopped (console, StopTrainingJob) is an operator stop',
+      job(1, 'Stopped', { secondaryStatus: 'Stopped' }),
+      {},
+      { status: 'stopped', reason: 'operator', message: 'stopped' },
+    ],
+  ])('%s', (_name, ended, fields, expected) => {
+    const decision = outcome([ended], fields);
+    expect(decision.record).toHaveLength(1);
+    expect(decision.record[0]).toMatchObject({ jobName: ended.name, ...expected });
+  });
+
+  test('after maxRetries failures in a row the run fails, and nothing more starts', () => {
+    const failed = [1, 2, 3].map((n) => job(n, 'Failed', { failureReason: 'failed: boom' }));
+    const known = ledger({ attempts: failed.slice(0, 2).map(recordedAttempt) });
+    const decision = decideRun(view({ ledger: known, jobs: failed }), NOW);
+    expect(decision.record).toEqual([
+      expect.objectContaining({
+        jobName: failed[2].name,
+        status: 'failed',
+        reason: 'trainer-failed',
+      }),
+    ]);
+    expect(decision.start).toBeUndefined();
+  });
+
+  test('a retried failure starts the next attempt in the same pass', () => {
+    const decision = outcome([job(1, 'Failed', { failureReason: 'failed: boom' })]);
+    expect(decision.start).toEqual({ attempt: 2, resumed: true });
+  });
+
+  test('an outcome already in the ledger is not recorded twice', () => {
+    const done = job(1, 'Completed');
+    const decision = outcome([done], {
+      ledger: ledger({ status: 'completed', attempts: [recordedAttempt(done)] }),
+    });
+    expect(decision.record).toEqual([]);
+  });
+});
+
+describe('stopping a live job', () => {
+  const live = (extra: Partial<JobView> = {}) => job(1, 'InProgress', extra);
+  const known = (j: JobView) => ledger({ attempts: [{ instanceId: j.name }] });
+
+  test.each<
+    [string, Partial<RunLimits>, Partial<JobView>, StopRequest | undefined, string | undefined]
+  >([
+    ['within its limits it runs on', {}, {}, undefined, undefined],
+    ['createInstance=false stops it', { createJob: false }, {}, undefined, 'create-instance-false'],
+    ['an operator request stops it', {}, {}, STOP, 'operator'],
+    [
+      'the run cost reaching maxRunCostUsd stops it (1 h x 1.5 USD x 2 instances = 3 USD)',
+      { maxRunCostUsd: 3 },
+      { instanceCount: 2 },
+      undefined,
+      'max-cost',
+    ],
+    [
+      'under the cap it runs on',
+      { maxRunCostUsd: 3.5 },
+      { instanceCount: 2 },
+      undefined,
+      undefined,
+    ],
+    [
+      'past its stopping condition plus the grace, the backstop stops it',
+      { maxRuntimeHours: 0.25, useSpot: false },
+      { creationTime: new Date(NOW.getTime() - 0.5 * HOUR - 1000) },
+      undefined,
+      'max-runtime',
+    ],
+    [
+      'with managed spot, waiting for capacity is allowed as long again as the runtime',
+      { maxRuntimeHours: 0.25, useSpot: true },
+      { creationTime: new Date(NOW.getTime() - 0.5 * HOUR - 1000) },
+      undefined,
+      undefined,
+    ],
+  ])('%s', (_name, limits, extra, pendingStop, cause) => {
+    const j = live(extra);
+    const decision = decideRun(
+      view({ limits: { ...LIMITS, ...limits }, ledger: known(j), jobs: [j], pendingStop }),
+      NOW,
+    );
+    expect(decision.stop?.cause).toBe(cause);
+    expect(decision.start).toBeUndefined();
+  });
+
+  test('without a price the cap cannot fire (synth refuses a cap on an unpriced type)', () => {
+    const j = live({ instanceCount: 8 });
+    const decision = decideRun(
+      view({
+        limits: { ...LIMITS, maxRunCostUsd: 0.01, usdPerHour: null },
+        ledger: known(j),
+        jobs: [j],
+      }),
+      NOW,
+    );
+    expect(decision.stop).toBeUndefined();
+    expect(decision.costUsd).toBeUndefined();
+  });
+});
+
+describe('cost and stopping condition', () => {
+  test("ended jobs count SageMaker's billable seconds (spot savings included) x instances", () => {
+    const ended = job(1, 'Completed', { billableSeconds: 1800, instanceCount: 2 });
+    expect(runCost([ended], { usdPerHour: 2 }, NOW)).toEqual({ billableSeconds: 3600, costUsd: 2 });
+  });
+
+  test('a live job counts its whole time since training started (an upper bound)', () => {
+    const live = job(2, 'InProgress', { trainingStartTime: new Date(NOW.getTime() - HOUR / 2) });
+    const ended = job(1, 'Failed', { billableSeconds: 600 });
+    expect(runCost([ended, live], { usdPerHour: 6 }, NOW)).toEqual({
+      billableSeconds: 2400,
+      costUsd: 4,
+    });
+  });
+
+  test('a job that never started training costs nothing', () => {
+    const failed = job(1, 'Failed', { trainingStartTime: undefined });
+    expect(runCost([failed], { usdPerHour: 6 }, NOW).costUsd).toBe(0);
+  });
+
+  test('MaxWaitTimeInSeconds is set only with managed spot, twice the runtime', () => {
+    expect(stoppingCondition({ maxRuntimeHours: 12, useSpot: true })).toEqual({
+      maxRuntimeSeconds: 43200,
+      maxWaitSeconds: 86400,
+    });
+    expect(stoppingCondition({ maxRuntimeHours: 12, useSpot: false })).toEqual({
+      maxRuntimeSeconds: 43200,
+    });
+  });
+});
+
+describe('operator stop with no live job', () => {
+  test('a running run with no job ends as stopped', () => {
+    const decision = decideRun(view({ ledger: ledger(), pendingStop: STOP }), NOW);
+    expect(decision.stopWithoutJob).toBe(true);
+  });
+
+  test('a run that already ended is left alone', () => {
+    const decision = decideRun(
+      view({ ledger: ledger({ status: 'completed' }), pendingStop: STOP }),
+      NOW,
+    );
+    expect(decision.stopWithoutJob).toBe(false);
+  });
+});

@@ -1,0 +1,397 @@
+/**
+ * The job controller (lambda/jobs/handler.ts) in-process against moto's server, through the
+ * real AWS SDK v3 clients: the training job request it sends (validated by the SDK and kept by
+ * moto's SageMaker), what it records and sends for each way a job ends, its stops, and that a
+ * second pass or a redeploy never starts a second job. moto marks a job Completed at once;
+ * testing/sagemaker_jobs.py keeps it running and moves it as a test says (emulated only there).
+ */
+import { CreateRepositoryCommand, ECRClient, PutImageCommand } from '@aws-sdk/client-ecr';
+import {
+  CreateBucketCommand,
+  GetObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+} from '@aws-sdk/client-s3';
+import {
+  DescribeTrainingJobCommand,
+  ListTrainingJobsCommand,
+  SageMakerClient,
+} from '@aws-sdk/client-sagemaker';
+import { CreateTopicCommand } from '@aws-sdk/client-sns';
+import { PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
+import {
+  jobRunConfigKey,
+  jobSettingsParameterName,
+  ledgerKey,
+  messagesPrefix,
+  stopRequestKey,
+  trainingJobName,
+  type JobSettingsDocument,
+  type Ledger,
+  type MessageRecord,
+} from '../lib/contract';
+import { JOBS_ENV, readJobsEnv, type JobsEnv } from '../lambda/jobs/env';
+import type { JobsClients, JobsReport } from '../lambda/jobs/handler';
+import { motoClientConfig, motoClients, motoUrl, REGION, resetMoto } from './support/moto';
+
+const STACK = 'TrainingStack';
+const BUCKET = 'outputs';
+const RUN = 'run-3f2a9c1b';
+const ACCOUNT = '123456789012';
+const REPOSITORY = 'trainer';
+const HOUR = 3600_000;
+const PRICE = 1.515; // ml.g5.2xlarge, us-east-1 (lib/sagemaker-types.ts)
+type Handler = typeof import('../lambda/jobs/handler');
+
+const base = motoClients();
+const config = motoClientConfig();
+const clients: JobsClients = {
+  sagemaker: new SageMakerClient(config),
+  s3: base.s3,
+  sns: base.sns,
+  ssm: new SSMClient(config),
+  ecr: new ECRClient(config),
+};
+let handlerModule: Handler;
+let env: JobsEnv;
+let digest: string;
+
+beforeAll(async () => {
+  jest.spyOn(console, 'log').mockImplementation(() => undefined); // the pass's JSON report
+  Object.assign(process.env, {
+    [JOBS_ENV.stackName]: STACK,
+    [JOBS_ENV.topicArn]: `arn:aws:sns:${REGION}:${ACCOUNT}:alerts`,
+    [JOBS_ENV.outputsBucket]: BUCKET,
+    [JOBS_ENV.jobSettingsParameter]: jobSettingsParameterName(STACK),
+    AWS_REGION: REGION,
+    AWS_ENDPOINT_URL: motoUrl(),
+    AWS_ACCESS_KEY_ID: 'testing',
+    AWS_SECRET_ACCESS_KEY: 'testing',
+    AWS_SESSION_TOKEN: 'testing',
+  });
+  handlerModule = await import('../lambda/jobs/handler');
+  env = readJobsEnv(process.env);
+});
+
+function settings(fields: Partial<JobSettingsDocument> = {}): JobSettingsDocument {
+  return {
+    schemaVersion: 1,
+    stackName: STACK,
+    region: REGION,
+    runId: RUN,
+    createJob: true,
+    imageUri: `${ACCOUNT}.dkr.ecr.${REGION}.amazonaws.com/${REPOSITORY}:latest`,
+    executionRoleArn: `arn:aws:iam::${ACCOUNT}:role/TrainingJobsExecutionRole`,
+    runConfig: { model: { base_model: 'builtin:tiny-llama', method: 'lora' } },
+    dataRootUri: 's3://data/',
+    outputUri: `s3://${BUCKET}/runs/${RUN}`,
+    topicArn: process.env[JOBS_ENV.topicArn] as string,
+    instanceType: 'ml.g5.2xlarge',
+    instanceCount: 1,
+    volumeSizeGiB: 200,
+    useSpot: true,
+    maxRuntimeHours: 12,
+    maxRunCostUsd: null,
+    maxRetries: 1,
+    usdPerHour: PRICE,
+    ...fields,
+  };
+}
+
+/** A deploy: the job settings parameter as the stack writes it. */
+async function deploy(fields: Partial<JobSettingsDocument> = {}): Promise<void> {
+  const document = settings(fields);
+  digest = handlerModule.settingsDigest(document);
+  await clients.ssm.send(
+    new PutParameterCommand({
+      Name: jobSettingsParameterName(STACK),
+      Value: JSON.stringify(document),
+      Type: 'String',
+      Overwrite: true,
+    }),
+  );
+}
+
+/** An emptied moto with the bucket, topic and an image tagged latest; returns its digest. */
+async function arrange(fields: Partial<JobSettingsDocument> = {}): Promise<string> {
+  await resetMoto();
+  await clients.s3.send(new CreateBucketCommand({ Bucket: BUCKET }));
+  await clients.sns.send(new CreateTopicCommand({ Name: 'alerts' }));
+  await clients.ecr.send(new CreateRepositoryCommand({ repositoryName: REPOSITORY }));
+  const manifest = JSON.stringify({
+    schemaVersion: 2,
+    mediaType: 'application/vnd.docker.distribution.manifest.v2+json',
+    config: {
+      mediaType: 'application/vnd.docker.container.image.v1+json',
+      size: 2,
+      digest: 'sha256:00',
+    },
+    layers: [],
+  });
+  const pushed = await clients.ecr.send(
+    new PutImageCommand({
+      repositoryName: REPOSITORY,
+      imageManifest: manifest,
+      imageTag: 'latest',
+    }),
+  );
+  await deploy(fields);
+  return pushed.image?.imageId?.imageDigest as string;
+}
+
+function pass(at: Date = new Date()): Promise<JobsReport> {
+  return handlerModule.controlJobs(clients, env, at);
+}
+
+/** Move a job as time and the trainer would (testing/sagemaker_jobs.py). */
+async function emulate(name: string, state: Record<string, unknown>): Promise<void> {
+  const response = await fetch(`${motoUrl()}/moto-api/tuning-lab/sagemaker/training-job`, {
+    method: 'POST',
+    body: JSON.stringify({ TrainingJobName: name, ...state }),
+  });
+  expect(response.status).toBe(200);
+}
+
+async function ledger(): Promise<Ledger> {
+  const object = await clients.s3.send(
+    new GetObjectCommand({ Bucket: BUCKET, Key: ledgerKey(RUN) }),
+  );
+  return JSON.parse(
+    await (object.Body as { transformToString(): Promise<string> }).transformToString(),
+  );
+}
+
+async function messages(): Promise<MessageRecord[]> {
+  const listed = await clients.s3.send(
+    new ListObjectsV2Command({ Bucket: BUCKET, Prefix: messagesPrefix(RUN) }),
+  );
+  const records: MessageRecord[] = [];
+  for (const item of listed.Contents ?? []) {
+    const object = await clients.s3.send(new GetObjectCommand({ Bucket: BUCKET, Key: item.Key }));
+    records.push(
+      JSON.parse(
+        await (object.Body as { transformToString(): Promise<string> }).transformToString(),
+      ),
+    );
+  }
+  return records;
+}
+
+async function jobNames(): Promise<string[]> {
+  const listed = await clients.sagemaker.send(new ListTrainingJobsCommand({}));
+  return (listed.TrainingJobSummaries ?? []).map((j) => j.TrainingJobName as string).sort();
+}
+
+const job = (attempt: number) => trainingJobName(STACK, RUN, attempt);
+
+describe('starting a run', () => {
+  let imageDigest: string;
+  beforeAll(async () => {
+    imageDigest = await arrange();
+    await pass();
+  });
+
+  test('the job request passes the SDK and is what SageMaker keeps', async () => {
+    const described = await clients.sagemaker.send(
+      new DescribeTrainingJobCommand({ TrainingJobName: job(1) }),
+    );
+    expect(described).toMatchObject({
+      TrainingJobStatus: 'InProgress',
+      RoleArn: settings().executionRoleArn,
+      AlgorithmSpecification: {
+        TrainingImage: `${ACCOUNT}.dkr.ecr.${REGION}.amazonaws.com/${REPOSITORY}@${imageDigest}`,
+        TrainingInputMode: 'File',
+      },
+      ResourceConfig: { InstanceType: 'ml.g5.2xlarge', InstanceCount: 1, VolumeSizeInGB: 200 },
+      StoppingCondition: { MaxRuntimeInSeconds: 43200, MaxWaitTimeInSeconds: 86400 },
+      EnableManagedSpotTraining: true,
+      EnableInterContainerTrafficEncryption: false,
+      CheckpointConfig: {
+        S3Uri: `s3://${BUCKET}/runs/${RUN}/checkpoints/`,
+        LocalPath: '/opt/ml/checkpoints',
+      },
+      OutputDataConfig: { S3OutputPath: `s3://${BUCKET}/runs/${RUN}/sagemaker/output/` },
+      RetryStrategy: { MaximumRetryAttempts: 2 },
+    });
+    expect((described as { Environment?: Record<string, string> }).Environment).toEqual({
+      TUNING_CONFIG: `s3://${BUCKET}/${jobRunConfigKey(RUN)}`,
+      LLM_OUTPUT__URI: `s3://${BUCKET}/runs/${RUN}`,
+      LLM_DATA__ROOT: 's3://data/',
+      LLM_INTERRUPTION__SPOT_POLLING: 'never',
+      AWS_REGION: REGION,
+      AWS_DEFAULT_REGION: REGION,
+    });
+  });
+
+  test('the run config the trainer reads is in the run prefix', async () => {
+    const object = await clients.s3.send(
+      new GetObjectCommand({ Bucket: BUCKET, Key: jobRunConfigKey(RUN) }),
+    );
+    const text = await (
+      object.Body as { transformToString(): Promise<string> }
+    ).transformToString();
+    expect(JSON.parse(text)).toEqual(settings().runConfig);
+  });
+
+  test('the ledger says running on the job, with the pinned image, and one started message', async () => {
+    expect(await ledger()).toMatchObject({
+      status: 'running',
+      backend: 'sagemaker',
+      instanceId: job(1),
+      instanceType: 'ml.g5.2xlarge',
+      market: 'spot',
+      imageUri: expect.stringContaining(`@${imageDigest}`),
+      attempts: [{ instanceId: job(1), endedAt: null, usdPerHour: PRICE }],
+      jobSettingsDigest: digest,
+    });
+    expect((await messages()).map((m) => [m.status, m.source])).toEqual([['started', job(1)]]);
+  });
+
+  test('another pass, or a redeploy of the same settings, starts no second job', async () => {
+    await pass();
+    await deploy();
+    await pass();
+    expect(await jobNames()).toEqual([job(1)]);
+    expect(await messages()).toHaveLength(1);
+  });
+});
+
+describe('how a job ends', () => {
+  test('completed with a final model: ledger, cost from billable seconds, one message; a redeploy starts nothing', async () => {
+    await arrange();
+    await pass();
+    await clients.s3.send(
+      new PutObjectCommand({ Bucket: BUCKET, Key: `runs/${RUN}/final/manifest.json`, Body: '{}' }),
+    );
+    await emulate(job(1), { TrainingJobStatus: 'Completed', BillableTimeInSeconds: 7200 });
+
+    await pass();
+    await deploy({ maxRunCostUsd: 100 }); // even with changed settings
+    await pass();
+
+    expect(await ledger()).toMatchObject({
+      status: 'completed',
+      reason: 'completed',
+      billableSeconds: 7200,
+      estimatedCostUsd: Math.round(2 * PRICE * 100) / 100,
+      finalModelUri: `s3://${BUCKET}/runs/${RUN}/final/`,
+      attempts: [{ instanceId: job(1), exitCode: 0 }],
+    });
+    expect((await messages()).map((m) => m.status)).toEqual(['started', 'completed']);
+    expect(await jobNames()).toEqual([job(1)]);
+  });
+
+  test('a failure is retried as a new job; bad input then ends the run without a retry', async () => {
+    await arrange({ maxRetries: 2 });
+    await pass();
+    await emulate(job(1), {
+      TrainingJobStatus: 'Failed',
+      FailureReason: 'AlgorithmError: failed: CUDA error',
+    });
+    await pass();
+    expect(await jobNames()).toEqual([job(1), job(2)]);
+    expect((await ledger()).status).toBe('running');
+
+    await emulate(job(2), {
+      TrainingJobStatus: 'Failed',
+      FailureReason: 'AlgorithmError: bad-input: data.train datasets/x.jsonl not found',
+    });
+    await pass();
+    await pass();
+
+    expect(await jobNames()).toEqual([job(1), job(2)]);
+    expect(await ledger()).toMatchObject({
+      status: 'failed',
+      reason: 'bad-input',
+      lastLogLines: ['AlgorithmError: bad-input: data.train datasets/x.jsonl not found'],
+      attempts: [
+        { instanceId: job(1), exitCode: 1 },
+        { instanceId: job(2), exitCode: 2 },
+      ],
+    });
+    expect((await messages()).map((m) => m.status)).toEqual(['started', 'resumed', 'failed']);
+  });
+});
+
+describe('stops', () => {
+  test('the cost cap stops the job (StopTrainingJob), and the run ends stopped-by-safety', async () => {
+    await arrange({ maxRunCostUsd: 2, instanceCount: 2 });
+    const now = new Date();
+    await pass(now);
+    // One hour of training on two instances at 1.515 USD: 3.03 USD, past the 2 USD cap.
+    await emulate(job(1), { TrainingStartTime: (now.getTime() - HOUR) / 1000 });
+
+    const stopping = await pass(now);
+    expect(stopping.stopped).toEqual([job(1)]);
+    const described = await clients.sagemaker.send(
+      new DescribeTrainingJobCommand({ TrainingJobName: job(1) }),
+    );
+    expect(described.TrainingJobStatus).toBe('Stopped');
+    expect(described.EnableInterContainerTrafficEncryption).toBe(true);
+
+    await pass(now); // the state change event's pass
+    expect(await ledger()).toMatchObject({ status: 'stopped-by-safety', reason: 'max-cost' });
+    const sent = await messages();
+    expect(sent.map((m) => m.status)).toEqual(['started', 'stopped-by-safety']);
+    expect(sent[1].body).toContain('maxRunCostUsd');
+    // The same settings never restart it; a raised cap does, from the newest checkpoint.
+    await pass(now);
+    expect(await jobNames()).toEqual([job(1)]);
+    await deploy({ maxRunCostUsd: 50, instanceCount: 2 });
+    await pass(now);
+    expect(await jobNames()).toEqual([job(1), job(2)]);
+    expect((await messages()).map((m) => m.status)).toContain('resumed');
+  });
+
+  test('createInstance=false stops the job; createInstance=true again resumes the run', async () => {
+    await arrange();
+    await pass();
+    await deploy({ createJob: false });
+    await pass();
+    await pass();
+    expect(await ledger()).toMatchObject({
+      status: 'interrupted',
+      reason: 'create-instance-false',
+    });
+
+    await deploy({ createJob: true });
+    await pass();
+    expect(await jobNames()).toEqual([job(1), job(2)]);
+    expect((await ledger()).status).toBe('running');
+  });
+
+  test("the operator's stop request (tuning-lab stop) ends the run as stopped, once", async () => {
+    await arrange();
+    await pass();
+    const request = {
+      schemaVersion: 1,
+      runId: RUN,
+      requestId: 'req-1',
+      requestedAt: new Date().toISOString(),
+      requestedBy: `arn:aws:iam::${ACCOUNT}:user/me`,
+    };
+    await clients.s3.send(
+      new PutObjectCommand({
+        Bucket: BUCKET,
+        Key: stopRequestKey(RUN),
+        Body: JSON.stringify(request),
+      }),
+    );
+    await pass();
+    await pass();
+    expect(await ledger()).toMatchObject({
+      status: 'stopped',
+      reason: 'operator',
+      operatorStop: { requestId: 'req-1' },
+    });
+    expect((await messages()).map((m) => m.status)).toEqual(['started', 'stopped']);
+  });
+});
+
+test("the deployed entry point runs the same pass on a job's state change event", async () => {
+  await arrange({ createJob: false });
+  const report = await handlerModule.handler({
+    'detail-type': 'SageMaker Training Job State Change',
+  });
+  expect(report).toMatchObject({ runId: RUN, detail: 'createInstance=false: no job is started' });
+});
