@@ -7,14 +7,18 @@
  * the value and what is allowed.
  */
 import { z } from 'zod';
-import { RUN_ID_PATTERN } from './contract';
+import { BACKENDS, RUN_ID_PATTERN } from './contract';
 import { UserInputError } from './errors';
 import { instanceTypeInfo, SUPPORTED_INSTANCE_TYPES } from './instance-types';
+import { sageMakerTypeInfo, SUPPORTED_SAGEMAKER_INSTANCE_TYPES } from './sagemaker-types';
 import { defaultRunId, loadRunConfig } from './run-config';
 
 /** Smallest root volume the Deep Learning AMIs plus the trainer image and model cache fit in. */
 export const MIN_ROOT_VOLUME_GIB = 100;
 export const MAX_RUNTIME_HOURS_LIMIT = 168;
+
+/** The training type of a SageMaker run when `instanceTypes` is not given. */
+export const DEFAULT_SAGEMAKER_TYPE = 'ml.g5.xlarge';
 
 const GPU_FAMILIES = [...new Set(SUPPORTED_INSTANCE_TYPES.map((t) => t.split('.')[0]))];
 
@@ -108,7 +112,22 @@ const UNLISTED_GPU_FAMILIES = [
 const VOLTA_FAMILIES = ['p3', 'p3dn'];
 const TABLE = 'the types of lib/instance-types.ts';
 
+/** The prefix of SageMaker's instance types: `ml.g5.2xlarge` is a g5.2xlarge for training jobs. */
+export const SAGEMAKER_TYPE_PREFIX = 'ml.';
+
 const instanceType = z.string().superRefine((value, ctx) => {
+  if (value.startsWith(SAGEMAKER_TYPE_PREFIX)) {
+    // Which backend may use it is checked with the backend (checkBackend).
+    if (sageMakerTypeInfo(value)) return;
+    ctx.addIssue({
+      code: 'custom',
+      message:
+        `'${value}' is not a SageMaker training type tuning-lab has figures for ` +
+        `(lib/sagemaker-types.ts); use one of ${SUPPORTED_SAGEMAKER_INSTANCE_TYPES.length} such ` +
+        'as ml.g5.2xlarge, ml.g6e.12xlarge or ml.p4d.24xlarge (no ml.p3: CUDA 13 needs Turing)',
+    });
+    return;
+  }
   if (instanceTypeInfo(value)) return;
   const [family] = value.split('.');
   const sizes = SUPPORTED_INSTANCE_TYPES.filter((t) => t.startsWith(`${family}.`));
@@ -164,6 +183,16 @@ export const settingsSchema = z
         whenUnset: "the AWS CLI's region (`AWS_REGION` or the profile's)",
         allowed: 'an AWS region name such as `eu-west-1`',
       }),
+    backend: z
+      .enum(BACKENDS, { error: `must be ${BACKENDS.join(' or ')}` })
+      .default('ec2')
+      .register(settingDocs, {
+        description:
+          'What trains a run: `ec2`, one GPU instance in an Auto Scaling group (SSM access, ' +
+          'the host supervisor); `sagemaker`, SageMaker training jobs (managed spot, several ' +
+          'nodes, its own quotas) started and watched by the job controller Lambda.',
+        allowed: '`ec2` or `sagemaker`',
+      }),
     createInstance: booleanSetting.default(false).register(settingDocs, {
       description:
         '`true` starts one GPU instance that trains `runConfig`; `false` removes it (no GPU ' +
@@ -196,11 +225,19 @@ export const settingsSchema = z
       .register(settingDocs, {
         description:
           'GPU types the group may launch, across Availability Zones: spot takes the ' +
-          'cheapest pool least likely to be interrupted, on-demand the first type with capacity.',
+          'cheapest pool least likely to be interrupted, on-demand the first type with capacity. ' +
+          `With \`backend=sagemaker\`: the one training type of the job (default ${DEFAULT_SAGEMAKER_TYPE}).`,
         allowed:
           `comma list of ${GPU_FAMILIES.join(', ')} sizes (the ${SUPPORTED_INSTANCE_TYPES.length} ` +
           'types of lib/instance-types.ts, 1 to 8 GPUs), all with the same number of GPUs; no p3 ' +
-          '(no supported AMI)',
+          '(no supported AMI); with `backend=sagemaker` one `ml.` type of the same sizes',
+      }),
+    instanceCount: rangeSetting({ min: 1, max: 16, integer: true, unit: 'instances' })
+      .default(1)
+      .register(settingDocs, {
+        description:
+          'Instances in one training job, trained together by torchrun across hosts; more ' +
+          'than 1 only with `backend=sagemaker`.',
       }),
     useSpot: booleanSetting.default(true).register(settingDocs, {
       description:
@@ -419,6 +456,11 @@ export function parseSettings(context: Record<string, unknown>, options: ParseOp
   const parsed = result.data;
   checkCombinations(parsed, raw);
 
+  if (parsed.backend === 'sagemaker' && raw.instanceTypes === undefined) {
+    parsed.instanceTypes = [DEFAULT_SAGEMAKER_TYPE];
+  }
+  checkBackend(parsed, raw);
+
   const { runConfig, runId, ...rest } = parsed;
   if (runConfig === undefined) return rest;
   const config = loadRunConfig(runConfig, {
@@ -459,6 +501,47 @@ function checkCombinations(s: ParsedSettings, raw: Record<string, unknown>): voi
     throw new UserInputError(
       `Invalid setting githubOidcProviderArn=${show(raw.githubOidcProviderArn)}: it is only used ` +
         'for the GitHub role, which needs githubRepo=<owner/name>.',
+    );
+  }
+}
+
+/** What each backend can train on: EC2 types for ec2, one SageMaker `ml.` type for sagemaker. */
+function checkBackend(s: ParsedSettings, raw: Record<string, unknown>): void {
+  const types = s.instanceTypes;
+  if (s.backend === 'ec2') {
+    const ml = types.find((t) => t.startsWith(SAGEMAKER_TYPE_PREFIX));
+    if (ml !== undefined) {
+      throw new UserInputError(
+        `Invalid setting instanceTypes=${show(raw.instanceTypes)}: '${ml}' is a SageMaker ` +
+          `training type; add -c backend=sagemaker, or use the EC2 type ` +
+          `${ml.slice(SAGEMAKER_TYPE_PREFIX.length)}.`,
+      );
+    }
+    if (s.instanceCount > 1) {
+      throw new UserInputError(
+        `Invalid setting instanceCount=${show(raw.instanceCount)}: several instances in one ` +
+          'run need -c backend=sagemaker (the ec2 backend trains on one instance).',
+      );
+    }
+    return;
+  }
+  const ec2 = types.find((t) => !t.startsWith(SAGEMAKER_TYPE_PREFIX));
+  if (ec2 !== undefined) {
+    throw new UserInputError(
+      `Invalid setting instanceTypes=${show(raw.instanceTypes)}: with backend=sagemaker the ` +
+        `types are SageMaker training types; use ${SAGEMAKER_TYPE_PREFIX}${ec2}.`,
+    );
+  }
+  if (types.length > 1) {
+    throw new UserInputError(
+      `Invalid setting instanceTypes=${show(raw.instanceTypes)}: a SageMaker training job runs ` +
+        'on one instance type; list one (e.g. ml.g5.2xlarge).',
+    );
+  }
+  if (raw.debugHoldMinutes !== undefined && s.debugHoldMinutes > 0) {
+    throw new UserInputError(
+      `Invalid setting debugHoldMinutes=${show(raw.debugHoldMinutes)}: a SageMaker job's ` +
+        'instances cannot be held or reached (no SSM); it applies to backend=ec2 only.',
     );
   }
 }

@@ -7,8 +7,11 @@ import { Construct } from 'constructs';
 import { METRICS } from './contract';
 
 export interface TrainingDashboardProps {
-  /** The GPU capacity: its desired and in-service counts are graphed. */
-  readonly group: autoscaling.IAutoScalingGroup;
+  /**
+   * The GPU capacity: its desired and in-service counts are graphed.
+   * @default - no capacity graph (the SageMaker backend has no group)
+   */
+  readonly group?: autoscaling.IAutoScalingGroup;
   /** The safety Lambda: its errors are graphed. */
   readonly safetyFunction: lambda.IFunction;
   /** The safety Lambda's log group: its stop decisions are listed from it. */
@@ -59,11 +62,11 @@ export class TrainingDashboard extends Construct {
         leftYAxis: unit ? { label: unit, showUnits: false } : undefined,
       });
 
-    const groupMetric = (metricName: string, label: string) =>
+    const groupMetric = (group: autoscaling.IAutoScalingGroup, metricName: string, label: string) =>
       new cloudwatch.Metric({
         namespace: 'AWS/AutoScaling',
         metricName,
-        dimensionsMap: { AutoScalingGroupName: props.group.autoScalingGroupName },
+        dimensionsMap: { AutoScalingGroupName: group.autoScalingGroupName },
         statistic: cloudwatch.Stats.MAXIMUM,
         period,
         label,
@@ -95,10 +98,14 @@ export class TrainingDashboard extends Construct {
         [
           graph('GPU utilisation (%)', [perRun(g.gpuUtilisation, 'Average', 'GPU')], '%'),
           graph('GPU memory used (%)', [perRun(g.gpuMemoryUsed, 'Maximum', 'memory')], '%'),
-          graph('GPU capacity (the Auto Scaling group)', [
-            groupMetric('GroupDesiredCapacity', 'desired'),
-            groupMetric('GroupInServiceInstances', 'in service'),
-          ]),
+          ...(props.group
+            ? [
+                graph('GPU capacity (the Auto Scaling group)', [
+                  groupMetric(props.group, 'GroupDesiredCapacity', 'desired'),
+                  groupMetric(props.group, 'GroupInServiceInstances', 'in service'),
+                ]),
+              ]
+            : []),
         ],
         [
           graph('Safety Lambda: instances checked and stopped', [

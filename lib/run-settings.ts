@@ -2,7 +2,11 @@ import { Annotations, Stack } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as ssm from 'aws-cdk-lib/aws-ssm';
 import { Construct } from 'constructs';
-import { runSettingsParameterName, type RunSettingsDocument } from './contract';
+import {
+  runSettingsParameterName,
+  type JobSettingsDocument,
+  type RunSettingsDocument,
+} from './contract';
 import { UserInputError } from './errors';
 
 /** SSM String parameters hold at most 4 KB in the Standard tier, 8 KB in the Advanced tier. */
@@ -10,10 +14,18 @@ export const STANDARD_PARAMETER_LIMIT_BYTES = 4096;
 export const ADVANCED_PARAMETER_LIMIT_BYTES = 8192;
 
 export interface RunSettingsParameterProps {
-  /** The document of contract section 1; may contain tokens (bucket names, ARNs). */
-  readonly document: RunSettingsDocument;
-  /** Principals that read it (the instance role). */
+  /**
+   * The document of contract section 1 (EC2) or 14 (SageMaker job settings); may contain tokens
+   * (bucket names, ARNs).
+   */
+  readonly document: RunSettingsDocument | JobSettingsDocument;
+  /** Principals that read it (the instance role, or the job controller). */
   readonly readers: readonly iam.IGrantable[];
+  /**
+   * The parameter's name.
+   * @default - `/tuning-lab/<stackName>/run-settings`, which the instance reads
+   */
+  readonly parameterName?: string;
 }
 
 /**
@@ -46,8 +58,11 @@ export class RunSettingsParameter extends Construct {
       );
     }
     this.parameter = new ssm.StringParameter(this, 'Parameter', {
-      parameterName: runSettingsParameterName(stack.stackName),
-      description: 'tuning-lab run settings (docs/contracts.md section 1)',
+      parameterName: props.parameterName ?? runSettingsParameterName(stack.stackName),
+      description:
+        props.parameterName === undefined
+          ? 'tuning-lab run settings (docs/contracts.md section 1)'
+          : 'tuning-lab job settings (docs/contracts.md section 14)',
       stringValue: value,
       tier: advanced ? ssm.ParameterTier.ADVANCED : ssm.ParameterTier.STANDARD,
     });

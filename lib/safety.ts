@@ -69,6 +69,8 @@ export class TrainingSafety extends Construct {
   public readonly functionLogGroup: logs.ILogGroup;
   public readonly errorsAlarm: cloudwatch.IAlarm;
   public readonly budget: budgets.CfnBudget;
+  /** The check's schedule; the SageMaker job controller is a second target of it. */
+  public readonly schedule: events.Rule;
 
   constructor(scope: Construct, id: string, props: TrainingSafetyProps) {
     super(scope, id);
@@ -247,7 +249,7 @@ export class TrainingSafety extends Construct {
     topic.grantPublish(fn);
     this.acknowledgeFindings(role, fn, props.outputsBucket);
 
-    new events.Rule(this, 'SafetySchedule', {
+    this.schedule = new events.Rule(this, 'SafetySchedule', {
       description: 'Runs the tuning-lab safety check',
       schedule: events.Schedule.rate(checkInterval),
       targets: [new targets.LambdaFunction(fn, { retryAttempts: 0 })],

@@ -3,11 +3,19 @@ import { Construct } from 'constructs';
 import { TrainingCompute } from './compute';
 import { TrainingDashboard } from './dashboard';
 import type { Settings } from './config';
-import { runPrefix, SCHEMA_VERSION } from './contract';
+import {
+  runPrefix,
+  SAGEMAKER_TRAINING_LOG_GROUP,
+  SCHEMA_VERSION,
+  trainingJobStackPrefix,
+} from './contract';
+import { UserInputError } from './errors';
 import { onDemandPrice, OTHER_REGION_FACTOR, PRICE_TABLE_DATE, TABLE_REGIONS } from './pricing';
 import { TrainingRegistry } from './registry';
 import { RunSettingsParameter } from './run-settings';
 import { TrainingSafety } from './safety';
+import { TrainingJobs } from './sagemaker';
+import { SAGEMAKER_OTHER_REGION_FACTOR, sageMakerTrainingPrice } from './sagemaker-types';
 import { TrainingStorage } from './storage';
 
 export interface TrainingStackProps extends StackProps {
@@ -19,17 +27,28 @@ export interface TrainingStackProps extends StackProps {
  * tuning-lab: one GPU training run at a time, safely and cheaply (docs/design.md section 2).
  *
  * Layers in order, each handed the objects it needs: storage (buckets), registry (image, GitHub
- * role), safety (topic, safety Lambda, alarm, budget: the instances report to its topic), compute
- * (network, role, launch template, GPU capacity), the run settings the instance reads, and the
- * run dashboard over all of them.
+ * role), safety (topic, safety Lambda, alarm, budget: the instances report to its topic), then
+ * the backend: compute (network, role, launch template, GPU capacity) and the run settings the
+ * instance reads, or SageMaker training jobs (execution role, job settings, job controller);
+ * last the run dashboard over all of them.
  */
 export class TrainingStack extends Stack {
   public readonly storage: TrainingStorage;
   public readonly registry: TrainingRegistry;
   public readonly safety: TrainingSafety;
-  public readonly compute: TrainingCompute;
+  /** The SageMaker backend (`backend=sagemaker`). */
+  public readonly jobs?: TrainingJobs;
   public readonly dashboard: TrainingDashboard;
   public readonly runSettings?: RunSettingsParameter;
+  private readonly ec2Compute?: TrainingCompute;
+
+  /** The EC2 backend's compute layer; a stack with `backend=sagemaker` has none. */
+  public get compute(): TrainingCompute {
+    if (!this.ec2Compute) {
+      throw new UserInputError('backend=sagemaker: the stack has no EC2 compute layer.');
+    }
+    return this.ec2Compute;
+  }
 
   constructor(scope: Construct, id: string, props: TrainingStackProps) {
     super(scope, id, props);
@@ -52,7 +71,17 @@ export class TrainingStack extends Stack {
       retainLogs: s.retainData,
     });
 
-    this.compute = new TrainingCompute(this, 'Compute', {
+    if (s.backend === 'sagemaker') {
+      this.jobs = this.sageMakerJobs(s);
+      this.dashboard = new TrainingDashboard(this, 'Dashboard', {
+        safetyFunction: this.safety.function,
+        safetyLogGroup: this.safety.functionLogGroup,
+      });
+      this.outputs(s);
+      return;
+    }
+
+    this.ec2Compute = new TrainingCompute(this, 'Compute', {
       dataBucket: this.storage.dataBucket,
       outputsBucket: this.storage.outputsBucket,
       repository: this.registry.repository,
@@ -107,6 +136,55 @@ export class TrainingStack extends Stack {
     this.outputs(s);
   }
 
+  private sageMakerJobs(s: Settings): TrainingJobs {
+    const instanceType = s.instanceTypes[0];
+    const region = Token.isUnresolved(this.region) ? 'unknown' : this.region;
+    const price = sageMakerTrainingPrice(instanceType, region);
+    if (s.maxRunCostUsd !== undefined && price === undefined) {
+      // The cap is enforced from SageMaker's billable seconds times this price.
+      throw new UserInputError(
+        `Invalid setting maxRunCostUsd=${s.maxRunCostUsd}: lib/sagemaker-types.ts has no price for ` +
+          `${instanceType}, so the job controller could not enforce the cap; add its price ` +
+          'there or deploy without maxRunCostUsd.',
+      );
+    }
+    if (price === undefined) {
+      Annotations.of(this).addWarningV2(
+        'tuning-lab:no-job-price',
+        `No price of ${instanceType} in lib/sagemaker-types.ts: the run's ledger and messages show no ` +
+          'cost estimate.',
+      );
+    } else if (price.estimated) {
+      Annotations.of(this).addWarningV2(
+        'tuning-lab:estimated-prices',
+        `No price of ${instanceType} in region ${region} in lib/sagemaker-types.ts: cost estimates ` +
+          `use the us-east-1 price times ${SAGEMAKER_OTHER_REGION_FACTOR}.`,
+      );
+    }
+    return new TrainingJobs(this, 'TrainingJobs', {
+      dataBucket: this.storage.dataBucket,
+      outputsBucket: this.storage.outputsBucket,
+      repository: this.registry.repository,
+      alertsTopic: this.safety.topic,
+      schedule: this.safety.schedule,
+      run: s.run && {
+        runId: s.run.runId,
+        runConfig: s.run.config,
+        createJob: s.createInstance,
+        imageTag: s.imageTag,
+        instanceType,
+        instanceCount: s.instanceCount,
+        volumeSizeGiB: s.rootVolumeGiB,
+        useSpot: s.useSpot,
+        maxRuntimeHours: s.maxRuntimeHours,
+        maxRunCostUsd: s.maxRunCostUsd,
+        maxRetries: s.maxRetries,
+        usdPerHour: price?.usdPerHour,
+      },
+      retainLogs: s.retainData,
+    });
+  }
+
   private onDemandPrices(instanceTypes: readonly string[]): Record<string, number> {
     const region = Token.isUnresolved(this.region) ? 'unknown' : this.region;
     const prices: Record<string, number> = {};
@@ -130,13 +208,24 @@ export class TrainingStack extends Stack {
   }
 
   private outputs(s: Settings): void {
-    const group = this.compute.group.autoScalingGroupName;
     new CfnOutput(this, 'DataBucketName', { value: this.storage.dataBucket.bucketName });
     new CfnOutput(this, 'OutputsBucketName', { value: this.storage.outputsBucket.bucketName });
     new CfnOutput(this, 'RepositoryUri', { value: this.registry.repository.repositoryUri });
     new CfnOutput(this, 'GitHubRoleArn', {
       value: this.registry.githubRole?.roleArn ?? 'none: deploy with -c githubRepo=owner/name',
     });
+    if (this.jobs) {
+      new CfnOutput(this, 'Backend', { value: 'sagemaker' });
+      new CfnOutput(this, 'LogGroupName', { value: SAGEMAKER_TRAINING_LOG_GROUP });
+      new CfnOutput(this, 'TrainingJobPrefix', {
+        description: "Every training job of this stack's runs starts with it",
+        value: trainingJobStackPrefix(this.stackName),
+      });
+      new CfnOutput(this, 'JobControllerFunctionName', { value: this.jobs.function.functionName });
+      this.commonOutputs(s);
+      return;
+    }
+    const group = this.compute.group.autoScalingGroupName;
     new CfnOutput(this, 'GpuGroupName', { value: group });
     // For `eval "$(out SsmSessionCommand)"` in bash or zsh: with no instance in service it says
     // so (status 1) instead of starting a session with `--target None`; never `exit`s the shell.
@@ -152,6 +241,10 @@ export class TrainingStack extends Stack {
         'run)" >&2; false ;; esac',
     });
     new CfnOutput(this, 'LogGroupName', { value: this.compute.logGroup.logGroupName });
+    this.commonOutputs(s);
+  }
+
+  private commonOutputs(s: Settings): void {
     new CfnOutput(this, 'AlertsTopicArn', { value: this.safety.topic.topicArn });
     new CfnOutput(this, 'SafetyFunctionName', { value: this.safety.function.functionName });
     new CfnOutput(this, 'DashboardUrl', {

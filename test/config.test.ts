@@ -30,6 +30,8 @@ describe('defaults', () => {
       retainData: true,
       debugHoldMinutes: 0,
       maxRetries: 2,
+      backend: 'ec2',
+      instanceCount: 1,
     });
     expect(s.run).toBeUndefined();
     expect(s.maxRunCostUsd).toBeUndefined();
@@ -39,6 +41,7 @@ describe('defaults', () => {
     expect([...SETTING_KEYS].sort()).toEqual(
       [
         'alertEmail',
+        'backend',
         'createInstance',
         'debugHoldMinutes',
         'githubBranch',
@@ -46,6 +49,7 @@ describe('defaults', () => {
         'githubRepo',
         'idleMinutes',
         'imageTag',
+        'instanceCount',
         'instanceTypes',
         'maxRetries',
         'maxRunCostUsd',
@@ -320,5 +324,63 @@ describe('runs', () => {
     expect(run?.config).toMatchObject({
       model: { base_model: 'builtin:tiny-llama', method: 'lora' },
     });
+  });
+});
+
+describe('backend=sagemaker', () => {
+  test('defaults to one ml.g5.xlarge instance', () => {
+    expect(parse({ backend: 'sagemaker' })).toMatchObject({
+      backend: 'sagemaker',
+      instanceTypes: ['ml.g5.xlarge'],
+      instanceCount: 1,
+    });
+  });
+
+  test('takes one ml. type and several instances', () => {
+    expect(
+      parse({ backend: 'sagemaker', instanceTypes: 'ml.g6e.12xlarge', instanceCount: '4' }),
+    ).toMatchObject({ instanceTypes: ['ml.g6e.12xlarge'], instanceCount: 4 });
+  });
+
+  test.each([
+    [{ backend: 'lambda' }, 'Invalid setting backend=lambda: must be ec2 or sagemaker.'],
+    [
+      { backend: 'sagemaker', instanceTypes: 'g5.2xlarge' },
+      'Invalid setting instanceTypes=g5.2xlarge: with backend=sagemaker the types are SageMaker ' +
+        'training types; use ml.g5.2xlarge.',
+    ],
+    [
+      { backend: 'sagemaker', instanceTypes: 'ml.g5.2xlarge,ml.g6.2xlarge' },
+      'Invalid setting instanceTypes=ml.g5.2xlarge,ml.g6.2xlarge: a SageMaker training job runs ' +
+        'on one instance type; list one (e.g. ml.g5.2xlarge).',
+    ],
+    [
+      { instanceTypes: 'ml.g5.2xlarge' },
+      "Invalid setting instanceTypes=ml.g5.2xlarge: 'ml.g5.2xlarge' is a SageMaker training " +
+        'type; add -c backend=sagemaker, or use the EC2 type g5.2xlarge.',
+    ],
+    [
+      { instanceCount: '2' },
+      'Invalid setting instanceCount=2: several instances in one run need -c backend=sagemaker ' +
+        '(the ec2 backend trains on one instance).',
+    ],
+    [
+      { backend: 'sagemaker', instanceCount: '0' },
+      'Invalid setting instanceCount=0: must be a whole number of instances from 1 to 16.',
+    ],
+    [
+      { backend: 'sagemaker', debugHoldMinutes: '10' },
+      "Invalid setting debugHoldMinutes=10: a SageMaker job's instances cannot be held or " +
+        'reached (no SSM); it applies to backend=ec2 only.',
+    ],
+  ])('%j is refused in one line', (context, message) => {
+    expect(errorOf(context)).toBe(message);
+  });
+
+  test('an ml. type without figures names the table', () => {
+    expect(errorOf({ backend: 'sagemaker', instanceTypes: 'ml.p3.2xlarge' })).toContain(
+      "'ml.p3.2xlarge' is not a SageMaker training type tuning-lab has figures for " +
+        '(lib/sagemaker-types.ts)',
+    );
   });
 });

@@ -22,9 +22,12 @@ const ranged = SETTING_KEYS.flatMap((key) => {
   return range ? [[key, range] as const] : [];
 });
 
+/** Settings whose whole range needs another setting: several instances are SageMaker's. */
+const NEEDS: Record<string, Record<string, string>> = { instanceCount: { backend: 'sagemaker' } };
+
 function accepts(key: string, value: number): boolean {
   try {
-    parseSettings({ [key]: String(value) }, { cwd: ROOT });
+    parseSettings({ ...NEEDS[key], [key]: String(value) }, { cwd: ROOT });
     return true;
   } catch {
     return false;
@@ -49,6 +52,7 @@ describe('settings table', () => {
       [
         'debugHoldMinutes',
         'idleMinutes',
+        'instanceCount',
         'maxRetries',
         'maxRunCostUsd',
         'maxRuntimeHours',
