@@ -383,12 +383,15 @@ class EmulatedAws:
             p for p in template["Parameters"].values()
             if p.get("Default", "").startswith("/aws/service/deeplearning/")
         ]  # fmt: skip
-        if len(dlami) != 1:
+        # One with the EC2 backend; none with the SageMaker backend (no launch template).
+        expected = 0 if context.get("backend") == "sagemaker" else 1
+        if len(dlami) != expected:
             raise RuntimeError(
-                f"expected the template to resolve one Deep Learning AMI parameter; found "
+                f"expected the template to resolve {expected} Deep Learning AMI parameter; found "
                 f"{len(dlami)}: the AMI gap in testing/emulated_stack.py needs updating"
             )
-        dlami[0]["Default"] = AMI_PARAMETER
+        for parameter in dlami:
+            parameter["Default"] = AMI_PARAMETER
         path.write_text(json.dumps(template))
         return Assembly(output, template)
 

@@ -14,7 +14,8 @@ here:
   resource (``sns:Publish`` on one topic) would be refused although AWS allows it.
   :func:`bridge_iam_gaps` gives the response classes of the services the stack's roles
   call the ARN that AWS authorizes (the topic, the parameter, the group, the instance, the
-  repository, the log group and stream); S3 (bucket and key) and STS (the role) moto has itself.
+  repository, the log group and stream, the training job); S3 (bucket and key) and STS (the
+  role) moto has itself.
 - moto compares a trust policy's principal with the caller's ARN literally, so a role session
   (``arn:aws:sts::<account>:assumed-role/<name>/<session>``) never matched a trust policy that
   names its role (``arn:aws:iam::<account>:role/<name>``), which AWS accepts: the trainer role
@@ -88,6 +89,11 @@ def _logs(self) -> str:
     return _arn(self, "logs", f"log-group:{group}" + (f":log-stream:{stream}" if stream else ""))
 
 
+def _sagemaker(self) -> str:
+    name = self._get_param("TrainingJobName")
+    return _arn(self, "sagemaker", f"training-job/{name.lower()}") if name else "*"
+
+
 RESOURCES: dict[tuple[str, str], Callable] = {
     ("moto.sns.responses", "SNSResponse"): _sns,
     ("moto.ssm.responses", "SimpleSystemManagerResponse"): _ssm,
@@ -95,6 +101,7 @@ RESOURCES: dict[tuple[str, str], Callable] = {
     ("moto.ec2.responses", "EC2Response"): _ec2,
     ("moto.ecr.responses", "ECRResponse"): _ecr,
     ("moto.logs.responses", "LogsResponse"): _logs,
+    ("moto.sagemaker.responses", "SageMakerResponse"): _sagemaker,
 }
 
 

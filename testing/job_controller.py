@@ -1,0 +1,59 @@
+"""The SageMaker job controller (lambda/jobs/handler.ts) run in Node as the deployed function
+runs it: bundled by esbuild as the stack bundles it, one pass against an emulated AWS.
+
+    bundle = bundle_job_controller(tmp_path / "jobs-handler.js")
+    report = run_job_controller(bundle, stack_name=..., topic_arn=..., outputs_bucket=..., env=...)
+
+The environment variables are the function's (lambda/jobs/env.ts, JOBS_ENV); ``env`` adds the
+endpoint and the credentials (the stack's controller role's when IAM is enforced).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from testing.safety_lambda import ESBUILD, ROOT, NodeMissingError
+
+HANDLER = ROOT / "lambda" / "jobs" / "handler.ts"
+
+
+class JobPassError(RuntimeError):
+    """The pass threw (a step failed); the message holds Node's output."""
+
+
+def bundle_job_controller(target: Path) -> Path:
+    if not ESBUILD.exists():
+        raise NodeMissingError("the job controller needs node and the npm packages (make install)")
+    subprocess.run(
+        [str(ESBUILD), str(HANDLER), "--bundle", "--platform=node", "--target=node20",
+         "--format=cjs", "--log-level=warning", f"--outfile={target}"],
+        check=True, timeout=120,
+    )  # fmt: skip
+    return target
+
+
+def run_job_controller(
+    bundle: Path, *, stack_name: str, topic_arn: str, outputs_bucket: str, region: str, env: dict
+) -> dict:
+    """One pass of ``handler()`` as a state change event starts it; its report."""
+    function_env = {
+        **env,
+        "TUNING_LAB_STACK_NAME": stack_name,
+        "TUNING_LAB_TOPIC_ARN": topic_arn,
+        "TUNING_LAB_OUTPUTS_BUCKET": outputs_bucket,
+        "TUNING_LAB_JOB_SETTINGS_PARAMETER": f"/tuning-lab/{stack_name}/job-settings",
+        "AWS_REGION": region,
+    }
+    event = json.dumps({"detail-type": "SageMaker Training Job State Change"})
+    call = (
+        f"require({json.dumps(str(bundle))}).handler({event})"
+        ".then(r => console.log(JSON.stringify(r)))"
+    )
+    done = subprocess.run(
+        ["node", "-e", call], env=function_env, capture_output=True, text=True, timeout=120
+    )
+    if done.returncode != 0:
+        raise JobPassError(f"the job controller's pass failed:\n{done.stdout}{done.stderr}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
