@@ -15,6 +15,7 @@ import { BudgetsClient } from '@aws-sdk/client-budgets';
 import { EC2Client } from '@aws-sdk/client-ec2';
 import { ECRClient } from '@aws-sdk/client-ecr';
 import { S3Client } from '@aws-sdk/client-s3';
+import { SageMakerClient } from '@aws-sdk/client-sagemaker';
 import { ServiceQuotasClient } from '@aws-sdk/client-service-quotas';
 import { SNSClient } from '@aws-sdk/client-sns';
 import { SSMClient } from '@aws-sdk/client-ssm';
@@ -121,6 +122,11 @@ export class CliContext {
 
   get ecr(): ECRClient {
     return this.client('ecr', (config) => new ECRClient(config));
+  }
+
+  // For stop and logs of a run on the SageMaker backend (its training jobs).
+  get sagemaker(): SageMakerClient {
+    return this.client('sagemaker', (config) => new SageMakerClient(config));
   }
 
   /** AWS Budgets is global: its endpoint is in us-east-1 whatever the stack's region. */

@@ -13,7 +13,7 @@ import {
   FilterLogEventsCommand,
   type FilteredLogEvent,
 } from '@aws-sdk/client-cloudwatch-logs';
-import { ledgerKey, logsPrefix, type Ledger } from '../../lib/contract';
+import { ledgerKey, logsPrefix, trainingJobRunPrefix, type Ledger } from '../../lib/contract';
 import { booleanOption, stringOption, type Command } from '../command';
 import type { CliContext } from '../context';
 import { CliFailure, wholeNumber } from '../errors';
@@ -75,7 +75,8 @@ export const command: Command = {
         startTime: 0,
       };
       lines.push(...(await readEvents(ctx, cursor)));
-      source = `CloudWatch Logs ${logGroup}, ${cursor.streams.length} stream(s) ${runId}/*`;
+      const { prefix } = await streamNaming(ctx, runId);
+      source = `CloudWatch Logs ${logGroup}, ${cursor.streams.length} stream(s) ${prefix}*`;
     }
     const shown = tail === undefined ? lines : lines.slice(-tail);
     if (ctx.out.jsonMode) {
@@ -133,20 +134,33 @@ async function followRun(
   }
 }
 
-/** The trainer's streams of the run (`<run-id>/<instance-id>/attempt-<n>`), oldest first. */
+/** Where a run's trainer logs: EC2 streams, or a SageMaker stack's job streams. */
+async function streamNaming(ctx: CliContext, runId: string) {
+  if ((await ctx.optionalOutput('backend')) === 'sagemaker') {
+    // `<job name>/algo-<n>-<epoch>`, one per host of each job of the run.
+    return { prefix: trainingJobRunPrefix(ctx.stackName, runId), pattern: /\/algo-\d+-\d+$/ };
+  }
+  return { prefix: `${runId}/`, pattern: /\/attempt-\d+$/ };
+}
+
+/**
+ * The trainer's streams of the run (`<run-id>/<instance-id>/attempt-<n>`, or a SageMaker run's
+ * `<job name>/algo-<n>-<epoch>`), oldest first.
+ */
 async function attemptStreams(ctx: CliContext, logGroup: string, runId: string): Promise<string[]> {
+  const { prefix, pattern } = await streamNaming(ctx, runId);
   const streams: { name: string; first: number }[] = [];
   let nextToken: string | undefined;
   do {
     const page = await ctx.logs.send(
       new DescribeLogStreamsCommand({
         logGroupName: logGroup,
-        logStreamNamePrefix: `${runId}/`,
+        logStreamNamePrefix: prefix,
         nextToken,
       }),
     );
     for (const stream of page.logStreams ?? []) {
-      if (stream.logStreamName && /\/attempt-\d+$/.test(stream.logStreamName)) {
+      if (stream.logStreamName && pattern.test(stream.logStreamName)) {
         streams.push({
           name: stream.logStreamName,
           first: stream.firstEventTimestamp ?? stream.creationTime ?? 0,

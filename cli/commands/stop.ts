@@ -8,11 +8,14 @@
  * section 9). The run's supervisor polls it every 10 s: it asks the trainer to checkpoint and
  * exit, publishes the checkpoint, finishes the ledger as `stopped` (reason `operator`), sets the
  * group's capacity to 0 and terminates the instance. A replacement that boots later honours it
- * too. The command then waits for the ledger and the capacity, and reports.
+ * too. The command then waits for the ledger and the capacity, and reports. A run on the
+ * SageMaker backend: the command also stops its training job (StopTrainingJob), and the job
+ * controller records the run as `stopped` on this request.
  */
 import { DescribeAutoScalingGroupsCommand } from '@aws-sdk/client-auto-scaling';
 import { DescribeInstancesCommand } from '@aws-sdk/client-ec2';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
+import { StopTrainingJobCommand } from '@aws-sdk/client-sagemaker';
 import { GetCallerIdentityCommand } from '@aws-sdk/client-sts';
 import { randomUUID } from 'node:crypto';
 import {
@@ -66,13 +69,16 @@ export const command: Command = {
     }
     const request = await writeStopRequest(ctx, store.bucket, runId);
     const where = `s3://${store.bucket}/${stopRequestKey(runId)}`;
+    const job = await stopTrainingJob(ctx, ledger);
     if (booleanOption(args, 'no-wait')) {
       if (ctx.out.jsonMode) return ctx.out.json({ runId, requested: request, stopped: false });
       ctx.out.line(`stop requested for ${runId} (${where})`);
       ctx.out.line(
-        ledger
-          ? 'the supervisor checks every 10 s; follow it with: npx tuning-lab status ' + runId
-          : 'the run has not started yet: its instance stops it as soon as it boots',
+        job
+          ? `training job ${job} is stopping; follow it with: npx tuning-lab status ${runId}`
+          : ledger
+            ? 'the supervisor checks every 10 s; follow it with: npx tuning-lab status ' + runId
+            : 'the run has not started yet: its instance stops it as soon as it boots',
       );
       return;
     }
@@ -82,6 +88,22 @@ export const command: Command = {
     return outcome.ledger?.status === 'stopped' ? 0 : 1;
   },
 };
+
+/**
+ * A SageMaker run (ledger `backend`): StopTrainingJob on its current job at once, with the
+ * operator's credentials (SIGTERM, 120 s to publish); the job controller then records the run
+ * as `stopped` on this request. Returns the job's name, or undefined for an EC2 run.
+ */
+async function stopTrainingJob(ctx: CliContext, ledger?: Ledger): Promise<string | undefined> {
+  if (ledger?.backend !== 'sagemaker' || !ledger.instanceId) return undefined;
+  try {
+    await ctx.sagemaker.send(new StopTrainingJobCommand({ TrainingJobName: ledger.instanceId }));
+  } catch (error) {
+    // Already stopping or ended: the controller still honours the request.
+    ctx.out.note(`StopTrainingJob ${ledger.instanceId}: ${(error as Error).message}`);
+  }
+  return ledger.instanceId;
+}
 
 /** The run the user named (an alias or id), else the stack's current run, else a running one. */
 async function chooseRun(ctx: CliContext, store: RunStore, given?: string): Promise<string> {
@@ -156,8 +178,8 @@ async function waitForStop(
       );
       desiredCapacity = found.AutoScalingGroups?.[0]?.DesiredCapacity;
     }
-    // 3. The instance: shutting down or gone.
-    if (ledger?.instanceId) {
+    // 3. The instance: shutting down or gone (a SageMaker run's is a training job's name).
+    if (ledger?.instanceId?.startsWith('i-')) {
       const found = await ctx.ec2.send(
         new DescribeInstancesCommand({ InstanceIds: [ledger.instanceId] }),
       );
