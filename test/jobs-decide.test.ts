@@ -7,6 +7,7 @@ import {
   decideRun,
   runCost,
   stoppingCondition,
+  withInterruptions,
   type JobView,
   type RunLimits,
   type RunView,
@@ -352,5 +353,21 @@ describe('operator stop with no live job', () => {
       NOW,
     );
     expect(decision.stopWithoutJob).toBe(false);
+  });
+});
+
+describe('managed spot interruptions', () => {
+  const at = new Date('2026-12-01T11:30:00Z');
+  const interrupted = job(1, 'InProgress', { interruptedAt: [at] });
+
+  test('a new one is added to the ledger', () => {
+    expect(withInterruptions([], [interrupted])).toEqual([
+      { instanceId: interrupted.name, at: at.toISOString(), action: 'spot-interruption' },
+    ]);
+  });
+
+  test('one the ledger has is not added again', () => {
+    const recorded = withInterruptions([], [interrupted]) ?? [];
+    expect(withInterruptions(recorded, [interrupted])).toBeUndefined();
   });
 });

@@ -313,6 +313,23 @@ describe('how a job ends', () => {
   });
 });
 
+test("a managed spot interruption goes into the ledger's interruptions once; the job goes on", async () => {
+  await arrange();
+  await pass();
+  await emulate(job(1), { TrainingJobStatus: 'InProgress', SecondaryStatus: 'Interrupted' });
+  await emulate(job(1), { TrainingJobStatus: 'InProgress', SecondaryStatus: 'Training' });
+
+  await pass();
+  await pass();
+
+  const recorded = await ledger();
+  expect(recorded.interruptions).toEqual([
+    { instanceId: job(1), at: expect.any(String), action: 'spot-interruption' },
+  ]);
+  expect(recorded.status).toBe('running');
+  expect(await jobNames()).toEqual([job(1)]);
+});
+
 describe('stops', () => {
   test('the cost cap stops the job (StopTrainingJob), and the run ends stopped-by-safety', async () => {
     await arrange({ maxRunCostUsd: 2, instanceCount: 2 });

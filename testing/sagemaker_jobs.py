@@ -14,7 +14,8 @@ same name and never reports billable time or a failure reason. Emulated here, an
 - ``POST /moto-api/tuning-lab/sagemaker/training-job`` moves a job to any state a test names,
   as time and the trainer would: ``{"TrainingJobName", "TrainingJobStatus", "SecondaryStatus",
   "FailureReason", "BillableTimeInSeconds", "CreationTime", "TrainingStartTime"}`` (times in
-  seconds since the epoch; ``region`` defaults to us-east-1).
+  seconds since the epoch; ``region`` defaults to us-east-1); a new secondary status is appended
+  to the job's SecondaryStatusTransitions (``Interrupted``: a managed spot interruption).
 
     install()   # in the moto server's process, before it serves (testing/moto_server.py does)
 """
@@ -60,6 +61,10 @@ def _set_state(job, body: dict) -> None:
             job.billable_time_in_seconds = body["BillableTimeInSeconds"]
     if "FailureReason" in body:
         job.failure_reason = body["FailureReason"]
+    if job.secondary_status != (job.secondary_status_transitions or [{}])[-1].get("Status"):
+        job.secondary_status_transitions.append(
+            {"Status": job.secondary_status, "StartTime": _now(), "StatusMessage": "(emulated)"}
+        )
     job.last_modified_time = _now()
 
 

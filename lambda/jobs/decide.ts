@@ -37,6 +37,8 @@ export interface JobView {
   readonly trainingEndTime?: Date;
   readonly billableSeconds?: number;
   readonly instanceCount: number;
+  /** When managed spot interrupted it (SecondaryStatusTransitions `Interrupted`), oldest first. */
+  readonly interruptedAt?: readonly Date[];
 }
 
 /** What the settings say about the run (contract section 14). */
@@ -373,3 +375,31 @@ function billableSecondsOf(job: JobView, now: Date): number {
 function round2(value: number): number {
   return Math.round(value * 100) / 100;
 }
+
+/** A spot interruption as the ledger records it (contract section 4, `interruptions`). */
+export interface Interruption {
+  readonly instanceId: string;
+  readonly at: string;
+  readonly action: string;
+}
+
+/**
+ * The ledger's interruptions with every managed-spot interruption of the run's jobs added (the
+ * job restarts itself from the checkpoints; the ledger only records that it happened), or
+ * undefined when it already has them all.
+ */
+export function withInterruptions(
+  recorded: readonly Interruption[],
+  jobs: readonly JobView[],
+): Interruption[] | undefined {
+  const known = new Set(recorded.map((i) => `${i.instanceId} ${i.at}`));
+  const added = jobs.flatMap((job) =>
+    (job.interruptedAt ?? [])
+      .map((at) => ({ instanceId: job.name, at: at.toISOString(), action: SPOT_INTERRUPTION }))
+      .filter((i) => !known.has(`${i.instanceId} ${i.at}`)),
+  );
+  return added.length > 0 ? [...recorded, ...added] : undefined;
+}
+
+/** The `action` of a managed spot interruption in the ledger (EC2's notices say terminate, stop...). */
+export const SPOT_INTERRUPTION = 'spot-interruption';

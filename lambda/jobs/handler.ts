@@ -48,6 +48,7 @@ import { readJson, updateJson } from '../safety/store';
 import {
   decideRun,
   REASON_JOB_START_FAILED,
+  withInterruptions,
   type JobOutcome,
   type JobView,
   type RunDecision,
@@ -135,7 +136,7 @@ export async function controlJobs(
     now,
   );
 
-  const ctx: PassContext = { clients, env, settings, digest, decision, now, failures };
+  const ctx: PassContext = { clients, env, settings, digest, decision, jobs, now, failures };
   const recorded: string[] = [];
   for (const outcome of decision.record) {
     await attempt(failures, `recording ${outcome.jobName}`, async () => {
@@ -169,8 +170,12 @@ export async function controlJobs(
       if (await startJob(ctx, name, ledger, resumed)) started = name;
     });
   }
-  if (ledger && ledger.jobSettingsDigest !== digest) {
-    await attempt(failures, 'noting the settings seen', () =>
+  // What every write adds anyway: the settings seen, managed spot's interruptions.
+  if (
+    ledger &&
+    (ledger.jobSettingsDigest !== digest || withInterruptions(ledger.interruptions ?? [], jobs))
+  ) {
+    await attempt(failures, 'noting the settings and interruptions seen', () =>
       updateLedger(ctx, (current) => current),
     );
   }
@@ -183,6 +188,8 @@ interface PassContext {
   readonly settings: JobSettingsDocument;
   readonly digest: string;
   readonly decision: RunDecision;
+  /** The run's jobs as this pass described them. */
+  readonly jobs: readonly JobView[];
   readonly now: Date;
   readonly failures: string[];
 }
@@ -246,6 +253,7 @@ function jobView(
     TrainingEndTime?: Date;
     BillableTimeInSeconds?: number;
     ResourceConfig?: { InstanceCount?: number };
+    SecondaryStatusTransitions?: { Status?: string; StartTime?: Date }[];
   },
 ): JobView {
   return {
@@ -259,6 +267,9 @@ function jobView(
     trainingEndTime: described.TrainingEndTime,
     billableSeconds: described.BillableTimeInSeconds,
     instanceCount: described.ResourceConfig?.InstanceCount ?? 1,
+    interruptedAt: (described.SecondaryStatusTransitions ?? [])
+      .filter((t) => t.Status === 'Interrupted' && t.StartTime)
+      .map((t) => t.StartTime as Date),
   };
 }
 
@@ -276,6 +287,7 @@ async function updateLedger(
     changed = next !== undefined;
     return next && {
       ...next,
+      interruptions: withInterruptions(next.interruptions ?? [], ctx.jobs) ?? next.interruptions,
       billableSeconds: ctx.decision.billableSeconds,
       estimatedCostUsd: ctx.decision.costUsd ?? next.estimatedCostUsd,
       jobSettingsDigest: ctx.digest,
