@@ -26,6 +26,18 @@ describe('cfn-lint on the synthesized template', () => {
     ).toEqual({ status: 0, output: '' });
   });
 
+  test('a SageMaker run on two nodes has no errors or warnings', () => {
+    expect(
+      lint({
+        ...RUN_CONTEXT,
+        backend: 'sagemaker',
+        instanceTypes: 'ml.g5.2xlarge',
+        instanceCount: '2',
+        maxRunCostUsd: '20',
+      }),
+    ).toEqual({ status: 0, output: '' });
+  });
+
   test('g4dn on-demand in an existing network without retained data has no errors or warnings', () => {
     expect(
       lint({
