@@ -195,8 +195,8 @@ export const settingsSchema = z
       }),
     createInstance: booleanSetting.default(false).register(settingDocs, {
       description:
-        '`true` starts one GPU instance that trains `runConfig`; `false` removes it (no GPU ' +
-        'cost) and keeps everything else.',
+        '`true` starts one GPU instance that trains `runConfig` (with `backend=sagemaker`: ' +
+        'its training job); `false` removes it (no GPU cost) and keeps everything else.',
     }),
     runConfig: z
       .string()
