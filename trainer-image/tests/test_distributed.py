@@ -8,7 +8,8 @@
   to the end of the uninterrupted run.
 - FSDP (a full fine-tune, sharded) equals one process within float tolerance, and its final
   model is one plain folder.
-- A spot notice seen by local rank 0 alone stops both ranks inside the deadline.
+- A spot notice seen by local rank 0 alone stops both ranks: runtime/tests/test_scenarios.py
+  (the supervisor's spot scenario runs 2 ranks).
 - A rank that crashes fails the job with exit 1 and leaves no process behind; a bad config exits
   2 before any rank starts.
 """
@@ -33,8 +34,6 @@ from tuning_trainer.errors import ConfigError
 from tuning_trainer.storage import Store
 from tuning_trainer.synthetic import alpaca_examples
 from tuning_trainer.train import run_train
-
-from testing.fake_imds import FakeImds
 
 RECORDS = alpaca_examples(96, seed=5)
 STEPS = 6
@@ -213,36 +212,6 @@ def _wait_for_step(progress: Path, step: int, process: subprocess.Popen) -> None
             raise AssertionError(f"exited early ({process.returncode}):\n{finish(process)[1]}")
         time.sleep(0.01)
     raise AssertionError(f"step {step} not reached")
-
-
-def test_a_spot_notice_seen_by_rank_0_stops_both_ranks_in_time(tmp_path: Path) -> None:
-    changes = {
-        "data": {"max_seq_length": 256},
-        "training": {"max_steps": 30, "save_steps": 100, "per_device_train_batch_size": 2},
-        "interruption": {"spot_polling": "auto", "poll_interval_seconds": 0.2},
-    }
-    config = make_run(tmp_path, changes, alpaca_examples(160, seed=5))
-    progress = tmp_path / "progress.json"
-    with FakeImds() as imds:
-        env = {"AWS_EC2_METADATA_SERVICE_ENDPOINT": imds.url, "TUNING_PROGRESS_FILE": str(progress)}
-        process = train_ranks(config, env=env)
-        _wait_for_step(progress, 2, process)
-        noticed = time.monotonic()
-        imds.interrupt()
-        code, stderr = finish(process)
-        seconds = time.monotonic() - noticed
-        tokens = [path for method, path, _ in imds.requests if method == "PUT"]
-
-    assert code == 75, stderr[-3000:]
-    assert ranks_reported(stderr) == "{0: 75, 1: 75}"
-    assert "spot terminate notice" in stderr
-    assert tokens == ["/latest/api/token"]  # one poller for the machine: local rank 0
-    run = Store(str(tmp_path / "out"))
-    [stopped_at] = checkpoint.published_steps(run)
-    assert checkpoint.read_manifest(run, checkpoint.step_prefix(stopped_at))["step"] == stopped_at
-    assert "AFTER the" not in stderr
-    print(f"spot notice to job exit with 2 ranks: {seconds:.1f} s")  # pytest -s shows it
-    assert seconds < 100
 
 
 SITECUSTOMIZE = """

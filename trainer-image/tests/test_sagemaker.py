@@ -42,7 +42,7 @@ def losses(final: Path) -> dict[int, float]:
     return {e["step"]: e["loss"] for e in state["log_history"] if "loss" in e}
 
 
-def assert_same(final_a: Path, final_b: Path, steps: int = STEPS) -> None:
+def assert_same(final_a: Path, final_b: Path, steps: int = STEPS, tolerance: float = 1e-4) -> None:
     loss_a, loss_b = losses(final_a), losses(final_b)
     assert loss_a.keys() == loss_b.keys() == set(range(1, steps + 1))
     for step in loss_a:
@@ -51,7 +51,7 @@ def assert_same(final_a: Path, final_b: Path, steps: int = STEPS) -> None:
     b = load_file(final_b / "adapter_model.safetensors")
     assert a.keys() == b.keys()
     for name in a:
-        assert (a[name] - b[name]).abs().max() < 1e-4, name
+        assert (a[name] - b[name]).abs().max() < tolerance, name
 
 
 def wait_for_step(progress: Path, step: int, job: SageMakerJobHarness) -> None:
@@ -143,7 +143,9 @@ def test_a_job_on_two_hosts_trains_like_one_process_and_publishes_once(tmp_path:
     run = Store(str(tmp_path / "run" / "out"))
     assert checkpoint.complete_steps(run) == [6, 3]
     assert run_train(str(reference), {}, env={}) == 0
-    assert_same(tmp_path / "run" / "out" / "final", tmp_path / "reference" / "out" / "final", 6)
+    # two hosts sum the gradients in another order, with other thread counts, at lr 1e-2
+    final = tmp_path / "run" / "out" / "final"
+    assert_same(final, tmp_path / "reference" / "out" / "final", 6, tolerance=5e-4)
 
 
 def test_bad_input_exits_2_and_says_so_in_the_failure_reason(tmp_path: Path) -> None:
