@@ -261,7 +261,11 @@ export const settingsSchema = z
       .register(settingDocs, {
         description:
           'Per-run cap on the estimated cost (every instance of the run, at its spot or ' +
-          'on-demand price): the supervisor, or else the safety Lambda, stops the run there.',
+          'on-demand price): the supervisor, or else the safety Lambda, stops the run there. ' +
+          'With backend=sagemaker the job controller prices a live job at the on-demand price ' +
+          'for its wall time since TrainingStartTime (an upper bound for spot) and an ended job ' +
+          'by its BillableTimeInSeconds, stops the job there and starts none once the cap is ' +
+          'reached.',
         whenUnset: 'no per-run cap',
       }),
     idleMinutes: rangeSetting({ min: 5, max: 1440, integer: true, unit: 'minutes' })

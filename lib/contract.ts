@@ -334,6 +334,11 @@ export interface Ledger {
   lastLogLines?: string[];
   /** The stop request the run ended on (status `stopped`, reason `operator`). */
   operatorStop?: StopRequest | null;
+  /**
+   * SageMaker backend: why the latest start was refused, while later passes try again
+   * (cleared when a job starts; contract section 14).
+   */
+  lastStartError?: { message: string; firstAt: string; at: string; passes: number } | null;
   [extra: string]: unknown;
 }
 

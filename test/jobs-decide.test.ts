@@ -5,7 +5,10 @@
 import type { Ledger, StopRequest } from '../lib/contract';
 import {
   decideRun,
+  isTemporaryStartError,
   runCost,
+  START_RETRY_MINUTES,
+  startRefused,
   stoppingCondition,
   withInterruptions,
   type JobView,
@@ -369,5 +372,125 @@ describe('managed spot interruptions', () => {
   test('one the ledger has is not added again', () => {
     const recorded = withInterruptions([], [interrupted]) ?? [];
     expect(withInterruptions(recorded, [interrupted])).toBeUndefined();
+  });
+});
+
+describe("SageMaker's own failures", () => {
+  test.each([
+    ['CapacityError: Unable to provision requested ML compute capacity.', 'capacity'],
+    ['InternalServerError: We encountered an internal error. Please try again.', 'service-error'],
+  ])('%s ends the job as interrupted (%s), not failed', (failureReason, reason) => {
+    const failed = job(1, 'Failed', { failureReason });
+
+    const decision = decideRun(view({ ledger: ledger(), jobs: [failed] }), NOW);
+
+    expect(decision.record).toEqual([
+      expect.objectContaining({
+        status: 'interrupted',
+        reason,
+        exitCode: null,
+        message: 'interrupted',
+      }),
+    ]);
+  });
+
+  test('the pass that records it starts nothing; the next pass resumes the run', () => {
+    const failed = job(1, 'Failed', { failureReason: 'CapacityError: Unable to provision' });
+    expect(decideRun(view({ ledger: ledger(), jobs: [failed] }), NOW).start).toBeUndefined();
+
+    const recorded = ledger({
+      status: 'interrupted',
+      reason: 'capacity',
+      attempts: [recordedAttempt(failed)],
+    });
+    const next = decideRun(view({ ledger: recorded, jobs: [failed] }), NOW);
+
+    expect(next.start).toEqual({ attempt: 2, resumed: true });
+  });
+
+  test('they do not count towards maxRetries', () => {
+    const jobs = [
+      job(1, 'Failed', { failureReason: 'AlgorithmError: failed: CUDA error' }),
+      job(2, 'Failed', { failureReason: 'CapacityError: Unable to provision' }),
+      job(3, 'Failed', { failureReason: 'InternalServerError' }),
+      job(4, 'Failed', { failureReason: 'AlgorithmError: failed: CUDA error' }),
+    ];
+    const known = ledger({ attempts: jobs.slice(0, 3).map(recordedAttempt) });
+
+    const decision = decideRun(view({ ledger: known, jobs }), NOW); // maxRetries 2
+
+    expect(decision.record).toEqual([
+      expect.objectContaining({ jobName: jobs[3].name, status: 'running', reason: null }),
+    ]);
+    expect(decision.start).toEqual({ attempt: 5, resumed: true });
+  });
+});
+
+describe('starting only when nothing stands in the way', () => {
+  test("another live job of the stack (the previous run's, stopping) is waited for", () => {
+    const decision = decideRun(view({ otherLiveJobs: ['tl-00000000-run-old-a1'] }), NOW);
+
+    expect(decision.start).toBeUndefined();
+    expect(decision.detail).toContain('waiting for tl-00000000-run-old-a1');
+  });
+
+  test('a run whose recorded cost reached maxRunCostUsd starts no job and ends at the cap', () => {
+    const failed = job(1, 'Failed', {
+      failureReason: 'AlgorithmError: failed: CUDA error',
+      billableSeconds: 2 * 3600, // 2 h x 1.5 USD = 3 USD
+    });
+    const limits = { ...LIMITS, maxRunCostUsd: 3 };
+
+    const decision = decideRun(view({ ledger: ledger(), jobs: [failed], limits }), NOW);
+
+    expect(decision.start).toBeUndefined();
+    expect(decision.endAtCostCap?.detail).toContain('already reached the cap, 3 USD');
+  });
+
+  test('a run under its cap starts', () => {
+    const limits = { ...LIMITS, maxRunCostUsd: 3 };
+    expect(decideRun(view({ limits }), NOW).start).toEqual({ attempt: 1, resumed: false });
+  });
+});
+
+describe('a refused start', () => {
+  test.each<[string, string, boolean]>([
+    ['ThrottlingException', 'Rate exceeded', true],
+    ['ResourceLimitExceeded', 'The account-level service limit is 1 Instances', true],
+    ['AccessDeniedException', 'not authorized to perform sagemaker:CreateTrainingJob', true],
+    ['ValidationException', 'Could not assume role arn:aws:iam::123456789012:role/x', true],
+    ['ValidationException', '1 validation error detected: Value at instanceCount', false],
+  ])('%s (%s) is temporary: %s', (name, message, temporary) => {
+    expect(isTemporaryStartError(name, message)).toBe(temporary);
+  });
+
+  test('a temporary one is tried again next pass, counting the passes', () => {
+    const first = startRefused(undefined, 'ThrottlingException: Rate exceeded', true, NOW);
+    const later = new Date(NOW.getTime() + 5 * 60_000);
+
+    const second = startRefused(first.error, 'ThrottlingException: Rate exceeded', true, later);
+
+    expect(second).toMatchObject({
+      giveUp: false,
+      error: { firstAt: NOW.toISOString(), at: later.toISOString(), passes: 2 },
+    });
+  });
+
+  test(`the run gives up after ${START_RETRY_MINUTES} minutes of refusals, and says so`, () => {
+    const first = startRefused(undefined, 'ResourceLimitExceeded: quota', true, NOW);
+    const late = new Date(NOW.getTime() + START_RETRY_MINUTES * 60_000);
+
+    const last = startRefused(first.error, 'ResourceLimitExceeded: quota', true, late);
+
+    expect(last.giveUp).toBe(true);
+    expect(last.detail).toBe(
+      `refused on 2 passes over ${START_RETRY_MINUTES} minutes (limit ${START_RETRY_MINUTES}): ` +
+        'ResourceLimitExceeded: quota',
+    );
+  });
+
+  test('a malformed request fails the run at once', () => {
+    const refused = startRefused(undefined, 'ValidationException: bad', false, NOW);
+    expect(refused).toMatchObject({ giveUp: true, error: { passes: 1 } });
   });
 });

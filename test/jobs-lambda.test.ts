@@ -412,3 +412,82 @@ test("the deployed entry point runs the same pass on a job's state change event"
   });
   expect(report).toMatchObject({ runId: RUN, detail: 'createInstance=false: no job is started' });
 });
+
+describe('temporary causes do not stick', () => {
+  test("after a runId change the new run's job waits for the old run's job to end", async () => {
+    await arrange();
+    await pass();
+    const other = 'run-0b1c2d3e';
+    await deploy({ runId: other, outputUri: `s3://${BUCKET}/runs/${other}` });
+
+    const stopping = await pass();
+
+    expect(stopping.stopped).toEqual([job(1)]);
+    expect(stopping.started).toBeUndefined();
+    expect(stopping.detail).toContain(`waiting for ${job(1)}`);
+    const next = await pass(); // the old job is Stopped now
+    expect(next.started).toBe(trainingJobName(STACK, other, 1));
+  });
+
+  test('an image not pushed yet is tried again next pass, not a failed run', async () => {
+    await arrange({ imageUri: `${ACCOUNT}.dkr.ecr.${REGION}.amazonaws.com/${REPOSITORY}:v2` });
+
+    await pass();
+
+    expect(await jobNames()).toEqual([]);
+    const waiting = await ledger();
+    expect(waiting).toMatchObject({ status: 'running', lastStartError: { passes: 1 } });
+    expect(waiting.lastStartError?.message).toContain('was not found');
+    expect(await messages()).toEqual([]);
+    await deploy(); // the tag that exists, as if v2 had been pushed
+    await pass();
+    expect(await jobNames()).toEqual([job(1)]);
+    expect((await ledger()).lastStartError).toBeUndefined();
+  });
+
+  test('a CapacityError ends the job as interrupted (capacity); a later pass resumes', async () => {
+    await arrange({ maxRetries: 0 });
+    await pass();
+    await emulate(job(1), {
+      TrainingJobStatus: 'Failed',
+      FailureReason: 'CapacityError: Unable to provision requested ML compute capacity.',
+    });
+
+    await pass();
+
+    expect(await ledger()).toMatchObject({ status: 'interrupted', reason: 'capacity' });
+    expect(await jobNames()).toEqual([job(1)]);
+    await pass();
+    expect(await jobNames()).toEqual([job(1), job(2)]);
+    expect((await messages()).map((m) => m.status)).toEqual(['started', 'interrupted', 'resumed']);
+  });
+});
+
+test('no job starts for a run whose recorded cost reached the cap: it ends stopped-by-safety', async () => {
+  await arrange({ maxRunCostUsd: 2, maxRetries: 2 });
+  await pass();
+  // Two billable hours at 1.515 USD: 3.03 USD, past the 2 USD cap.
+  await emulate(job(1), {
+    TrainingJobStatus: 'Failed',
+    FailureReason: 'AlgorithmError: failed: CUDA error',
+    BillableTimeInSeconds: 7200,
+  });
+
+  await pass();
+
+  expect(await jobNames()).toEqual([job(1)]);
+  expect(await ledger()).toMatchObject({ status: 'stopped-by-safety', reason: 'max-cost' });
+  expect((await messages()).map((m) => m.status)).toEqual(['started', 'stopped-by-safety']);
+});
+
+test('a ledger the controller adopts says backend sagemaker (so tuning-lab stop stops the job)', async () => {
+  await arrange();
+  const bare: Ledger = { schemaVersion: 1, runId: RUN, status: 'running', attempts: [] };
+  await clients.s3.send(
+    new PutObjectCommand({ Bucket: BUCKET, Key: ledgerKey(RUN), Body: JSON.stringify(bare) }),
+  );
+
+  await pass();
+
+  expect(await ledger()).toMatchObject({ backend: 'sagemaker', instanceId: job(1) });
+});

@@ -5,14 +5,19 @@
  *
  * In this order:
  * 1. a job that ended and that the ledger does not record yet is recorded: completed (with its
- *    final model) or failed, a retry (exit 1 with retries left), or how it was stopped;
+ *    final model) or failed, a retry (exit 1 with retries left), `interrupted` when the failure
+ *    was SageMaker's (no capacity, an internal error: a later pass resumes; only the trainer's
+ *    own failures count towards maxRetries), or how it was stopped;
  * 2. a live job is stopped when the deploy says `createInstance=false`, the operator asked
  *    (`tuning-lab stop`), the run's cost passed `maxRunCostUsd` (billable seconds x the ml price
  *    x the instance count, from SageMaker's own records), or it outlived its stopping condition
  *    (SageMaker ends it itself; this is the backstop);
  * 3. with no live job, the next attempt starts when the deploy asks for a run that has not
  *    ended: never for a completed or failed run, and for a stopped one only after a deploy that
- *    changed its settings (a redeploy of the same settings never starts a second job).
+ *    changed its settings (a redeploy of the same settings never starts a second job); never
+ *    while the run's recorded cost is at `maxRunCostUsd`, nor while another job of the stack is
+ *    live (a quota of one would refuse it). A refused start is tried again on later passes
+ *    (`startRefused`) unless the request itself is malformed.
  */
 import {
   FAILURE_MARKERS,
@@ -64,6 +69,11 @@ export interface RunView {
   readonly pendingStop?: StopRequest;
   /** Whether `final/manifest.json` exists; asked only when a completed job is recorded. */
   readonly finalModelPublished?: boolean;
+  /**
+   * Live jobs of this stack that are not the run's (an earlier run's job, stopping after a
+   * runId change): on a quota of one, CreateTrainingJob would be refused while they hold it.
+   */
+  readonly otherLiveJobs?: readonly string[];
 }
 
 export type StopCause = 'max-runtime' | 'max-cost' | 'operator' | typeof REASON_CREATE_INSTANCE_FALSE;
@@ -94,6 +104,8 @@ export interface RunDecision {
   readonly start?: { readonly attempt: number; readonly resumed: boolean };
   /** The run ends without a job: the operator's pending request, honoured with nothing live. */
   readonly stopWithoutJob?: boolean;
+  /** The run ends without a job: its recorded cost already reached `maxRunCostUsd`. */
+  readonly endAtCostCap?: { readonly detail: string };
   /** The run's cost and billable seconds (every job x instances), from SageMaker's records. */
   readonly costUsd?: number;
   readonly billableSeconds: number;
@@ -107,6 +119,17 @@ const FINISHED = new Set<string>(['completed', 'failed']);
 const RESUMABLE = new Set<string>(['stopped-by-safety', 'stopped']);
 /** A failure to start is not the trainer's: a deploy with other settings may try again. */
 export const REASON_JOB_START_FAILED = 'job-start-failed';
+/** SageMaker had no capacity for the job (FailureReason `CapacityError: ...`). */
+export const REASON_CAPACITY = 'capacity';
+/** SageMaker's own error, after its own retries (FailureReason `InternalServerError...`). */
+export const REASON_SERVICE_ERROR = 'service-error';
+/** Statuses a later pass resumes by itself: the failure was SageMaker's, not the trainer's. */
+const SERVICE_FAILURES: readonly { prefix: RegExp; reason: string }[] = [
+  { prefix: /^\s*CapacityError\b/, reason: REASON_CAPACITY },
+  { prefix: /^\s*InternalServerError\b/, reason: REASON_SERVICE_ERROR },
+];
+/** A refused start is tried again on later passes for this long before the run fails. */
+export const START_RETRY_MINUTES = 30;
 /** After its stopping condition, SageMaker takes this long to end a job before we do. */
 export const STOP_GRACE_SECONDS = 15 * 60;
 
@@ -126,8 +149,12 @@ export function decideRun(view: RunView, now: Date): RunDecision {
   const record: JobOutcome[] = [];
   let failuresInARow = 0;
   for (const job of jobs.filter((j) => !isLiveJob(j))) {
-    const failed = job.status === 'Failed' && !isBadInput(job.failureReason);
-    failuresInARow = failed ? failuresInARow + 1 : 0;
+    // SageMaker's own failures (capacity, service errors) neither count nor break the row.
+    if (job.status === 'Failed' && serviceFailure(job.failureReason) === undefined) {
+      failuresInARow = isBadInput(job.failureReason) ? 0 : failuresInARow + 1;
+    } else if (job.status !== 'Failed') {
+      failuresInARow = 0;
+    }
     if (recorded.has(job.name)) continue;
     record.push(outcomeOf(job, view, failuresInARow));
   }
@@ -165,6 +192,9 @@ export function decideRun(view: RunView, now: Date): RunDecision {
   if (!view.limits.createJob) {
     return { record, ...costs, detail: 'createInstance=false: no job is started' };
   }
+  if (last?.status === 'interrupted' && last.reason !== REASON_CREATE_INSTANCE_FALSE) {
+    return { record, ...costs, detail: `${last.detail}: a later pass starts the next attempt` };
+  }
   if (status !== undefined && FINISHED.has(status) && reason !== REASON_JOB_START_FAILED) {
     return {
       record,
@@ -183,6 +213,19 @@ export function decideRun(view: RunView, now: Date): RunDecision {
           'limit) to resume it',
       };
     }
+  }
+  const cap = view.limits.maxRunCostUsd;
+  if (cap !== null && costUsd !== undefined && costUsd >= cap) {
+    const detail = `run cost ~${costUsd.toFixed(2)} USD already reached the cap, ${cap} USD: no job is started`;
+    return { record, endAtCostCap: ended ? undefined : { detail }, ...costs, detail };
+  }
+  const busy = view.otherLiveJobs ?? [];
+  if (busy.length > 0) {
+    return {
+      record,
+      ...costs,
+      detail: `waiting for ${busy.join(', ')} to end before starting (quota)`,
+    };
   }
   const attempt = (jobs[jobs.length - 1]?.attempt ?? 0) + 1;
   if (attempt > 99) {
@@ -205,6 +248,14 @@ export function isBadInput(failureReason: string | undefined): boolean {
   return trainerFailure(failureReason).startsWith(FAILURE_MARKERS.badInput);
 }
 
+/**
+ * The reason of a failure that is SageMaker's, not the container's (no capacity, an internal
+ * error after its own retries); undefined for the trainer's own (`AlgorithmError: ...`).
+ */
+export function serviceFailure(failureReason: string | undefined): string | undefined {
+  return SERVICE_FAILURES.find((f) => f.prefix.test(failureReason ?? ''))?.reason;
+}
+
 function outcomeOf(job: JobView, view: RunView, failuresInARow: number): JobOutcome {
   const base = { jobName: job.name, failureReason: job.failureReason };
   if (job.status === 'Completed') {
@@ -225,6 +276,17 @@ function outcomeOf(job: JobView, view: RunView, failuresInARow: number): JobOutc
       exitCode: 0,
       message: 'completed',
       detail: `${job.name} completed`,
+    };
+  }
+  const serviceReason = job.status === 'Failed' ? serviceFailure(job.failureReason) : undefined;
+  if (serviceReason !== undefined) {
+    return {
+      ...base,
+      status: 'interrupted',
+      reason: serviceReason,
+      exitCode: null,
+      message: 'interrupted',
+      detail: `${job.name} failed on SageMaker's side (${serviceReason}), not the trainer's`,
     };
   }
   if (job.status === 'Failed') {
@@ -403,3 +465,54 @@ export function withInterruptions(
 
 /** The `action` of a managed spot interruption in the ledger (EC2's notices say terminate, stop...). */
 export const SPOT_INTERRUPTION = 'spot-interruption';
+
+/** Why a start failed, as the ledger keeps it between passes (`lastStartError`). */
+export interface StartError {
+  readonly message: string;
+  readonly firstAt: string;
+  readonly at: string;
+  readonly passes: number;
+}
+
+/**
+ * Whether a refused CreateTrainingJob (or an image not pushed yet) is worth another pass:
+ * throttling, a role IAM has not propagated yet, a quota another job holds pass by themselves.
+ * Only a request SageMaker finds malformed (any other ValidationException) is final.
+ */
+export function isTemporaryStartError(name: string | undefined, message: string): boolean {
+  if (name !== 'ValidationException') return true;
+  return /could not assume role|not authorized|access denied/i.test(message);
+}
+
+/**
+ * A start refused again: the error the ledger keeps, and whether the run gives up now (the
+ * request is malformed, or the refusals lasted START_RETRY_MINUTES).
+ */
+export function startRefused(
+  previous: StartError | undefined,
+  message: string,
+  temporary: boolean,
+  now: Date,
+): { error: StartError; giveUp: boolean; detail: string } {
+  const iso = now.toISOString();
+  const firstAt = previous?.firstAt ?? iso;
+  const error = { message, firstAt, at: iso, passes: (previous?.passes ?? 0) + 1 };
+  const minutes = (now.getTime() - new Date(firstAt).getTime()) / 60_000;
+  if (!temporary) {
+    return { error, giveUp: true, detail: `SageMaker refused the request: ${message}` };
+  }
+  if (minutes >= START_RETRY_MINUTES) {
+    return {
+      error,
+      giveUp: true,
+      detail:
+        `refused on ${error.passes} passes over ${Math.round(minutes)} minutes ` +
+        `(limit ${START_RETRY_MINUTES}): ${message}`,
+    };
+  }
+  return {
+    error,
+    giveUp: false,
+    detail: `refused (pass ${error.passes}, tried again next pass): ${message}`,
+  };
+}

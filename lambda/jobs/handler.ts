@@ -47,7 +47,11 @@ import { formatRunMessage, type RunMessage } from '../safety/report';
 import { readJson, updateJson } from '../safety/store';
 import {
   decideRun,
+  isTemporaryStartError,
+  REASON_CAPACITY,
   REASON_JOB_START_FAILED,
+  REASON_SERVICE_ERROR,
+  startRefused,
   withInterruptions,
   type JobOutcome,
   type JobView,
@@ -123,6 +127,11 @@ export async function controlJobs(
         .value !== undefined
     : undefined;
   const digest = settingsDigest(settings);
+  // Every live job of the stack but the run's, the ones this pass just asked to stop included.
+  const otherLiveJobs = stackJobs
+    .filter((j) => j.status === 'InProgress' || j.status === 'Stopping')
+    .filter((j) => trainingJobAttempt(env.stackName, runId, j.name) === undefined)
+    .map((j) => j.name);
 
   const decision = decideRun(
     {
@@ -132,6 +141,7 @@ export async function controlJobs(
       jobs,
       pendingStop,
       finalModelPublished,
+      otherLiveJobs,
     },
     now,
   );
@@ -148,6 +158,10 @@ export async function controlJobs(
     await attempt(failures, 'ending the run at the operator request', () =>
       endWithoutJob(ctx, pendingStop),
     );
+  }
+  if (decision.endAtCostCap) {
+    const { detail } = decision.endAtCostCap;
+    await attempt(failures, 'ending the run at the cost cap', () => endAtCostCap(ctx, detail));
   }
   if (decision.adopt) {
     const name = decision.adopt;
@@ -331,6 +345,9 @@ async function beginAttempt(ctx: PassContext, jobName: string, resumed: boolean,
       reason: null,
       endedAt: null,
       lastLogLines: undefined,
+      lastStartError: undefined,
+      // A ledger this controller adopts is a SageMaker run's: `tuning-lab stop` reads this.
+      backend: 'sagemaker',
       instanceId: jobName,
       instanceType: ctx.settings.instanceType,
       instanceCount: ctx.settings.instanceCount,
@@ -410,6 +427,14 @@ async function endWithoutJob(ctx: PassContext, request: StopRequest): Promise<vo
   if (changed && ledger) await send(ctx, ledger, 'stopped', REASON_OPERATOR, '-', 'no job was running');
 }
 
+async function endAtCostCap(ctx: PassContext, detail: string): Promise<void> {
+  const { changed, ledger } = await updateLedger(ctx, (current) => {
+    if (current.status !== 'running' && current.status !== 'interrupted') return undefined;
+    return { ...current, status: 'stopped-by-safety', reason: 'max-cost', endedAt: ctx.now.toISOString() };
+  });
+  if (changed && ledger) await send(ctx, ledger, 'stopped-by-safety', 'max-cost', '-', detail);
+}
+
 async function requestStop(
   ctx: PassContext,
   jobName: string,
@@ -441,7 +466,9 @@ async function startJob(
   try {
     imageUri = ledger?.imageUri ?? (await pinImage(clients.ecr, settings.imageUri));
   } catch (error) {
-    await startFailed(ctx, jobName, `the image ${settings.imageUri} was not found: ${message(error)}`);
+    // Most often the image is not pushed yet: a later pass finds it.
+    const why = `the image ${settings.imageUri} was not found: ${message(error)}`;
+    await startFailed(ctx, jobName, why, true);
     return false;
   }
   // JSON is YAML: the trainer reads this with its YAML loader (`TUNING_CONFIG`).
@@ -461,11 +488,9 @@ async function startJob(
     // unique in an account and region), so nothing more is started.
     if (await jobExists(clients.sagemaker, jobName)) return false;
     const name = (error as { name?: string }).name;
-    if (name === 'ValidationException' || name === 'ResourceLimitExceeded') {
-      await startFailed(ctx, jobName, `${name}: ${(error as Error).message}`);
-      return false;
-    }
-    throw error;
+    const text = error instanceof Error ? error.message : String(error);
+    await startFailed(ctx, jobName, `${name ?? 'Error'}: ${text}`, isTemporaryStartError(name, text));
+    return false;
   }
   await beginAttempt(ctx, jobName, resumed, imageUri);
   return true;
@@ -480,16 +505,35 @@ async function jobExists(sagemaker: SageMakerClient, jobName: string): Promise<b
   }
 }
 
-/** SageMaker refused the job (quota, bad request): the run fails until a deploy changes it. */
-async function startFailed(ctx: PassContext, jobName: string, why: string): Promise<void> {
-  const { changed, ledger } = await updateLedger(ctx, (current) => ({
-    ...current,
-    status: 'failed',
-    reason: REASON_JOB_START_FAILED,
-    endedAt: ctx.now.toISOString(),
-    lastLogLines: [why],
-  }));
-  if (changed && ledger) await send(ctx, ledger, 'failed', REASON_JOB_START_FAILED, jobName, why);
+/**
+ * The job could not start. A temporary cause (throttling, a role not yet usable, a quota held,
+ * an image not pushed yet) is kept in the ledger and tried again next pass; a malformed request,
+ * or refusals past START_RETRY_MINUTES, fail the run until a deploy changes its settings.
+ */
+async function startFailed(
+  ctx: PassContext,
+  jobName: string,
+  why: string,
+  temporary: boolean,
+): Promise<void> {
+  let outcome: ReturnType<typeof startRefused> | undefined;
+  const { changed, ledger } = await updateLedger(ctx, (current) => {
+    outcome = startRefused(current.lastStartError ?? undefined, why, temporary, ctx.now);
+    const { error, giveUp, detail } = outcome;
+    if (!giveUp) return { ...current, lastStartError: error };
+    return {
+      ...current,
+      status: 'failed',
+      reason: REASON_JOB_START_FAILED,
+      endedAt: ctx.now.toISOString(),
+      lastStartError: error,
+      lastLogLines: [detail],
+    };
+  });
+  console.log(JSON.stringify({ message: 'start refused', jobName, ...outcome }));
+  if (changed && ledger && outcome?.giveUp) {
+    await send(ctx, ledger, 'failed', REASON_JOB_START_FAILED, jobName, outcome.detail);
+  }
 }
 
 /** The tag's image as `<registry>/<repository>@sha256:...`, so every attempt runs the same. */
@@ -573,7 +617,11 @@ export function jobMessage(
           'as a new run; bad input is never retried.'
         : `See the job's log: npx tuning-lab logs ${run}. A new run needs a new runId; ` +
           'a job SageMaker refused to start is tried again by a deploy that changes the settings.',
-    interrupted: `The run keeps its checkpoints; deploy with createInstance=true to resume it (${cdk}).`,
+    interrupted:
+      reason === REASON_CAPACITY || reason === REASON_SERVICE_ERROR
+        ? 'The failure was SageMaker\'s, not the trainer\'s: the controller starts the next ' +
+          'attempt on its next pass, from the newest checkpoint.'
+        : `The run keeps its checkpoints; deploy with createInstance=true to resume it (${cdk}).`,
     'stopped-by-safety':
       `The run reached ${reason === 'max-cost' ? 'the per-run cost cap (maxRunCostUsd)' : 'the runtime limit (maxRuntimeHours)'}. ` +
       `To continue, raise the limit and deploy again (${cdk}): the run resumes from its last checkpoint.`,
