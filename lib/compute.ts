@@ -29,7 +29,13 @@ import {
 import { GPU_AMI, type AmiChoice } from './ami';
 import { UserInputError } from './errors';
 import { loadUserData, runtimeArchive } from './instance-runtime';
-import { acknowledgeCheckov, acknowledgeFinding, nagArnPrefix } from './nag';
+import {
+  acknowledgeAlertsKeyUse,
+  acknowledgeCheckov,
+  acknowledgeFinding,
+  acknowledgeGrantPolicy,
+  nagArnPrefix,
+} from './nag';
 
 export { GPU_AMI, type AmiChoice } from './ami';
 
@@ -356,16 +362,8 @@ export class TrainingCompute extends Construct {
         'DescribeSpotPriceHistory have no resource-level permissions; the rest names its resource.',
       'CKV_AWS_111',
     );
-    acknowledgeFinding(
-      policy,
-      'AwsSolutions::AwsSolutions-IAM5[Action::kms:GenerateDataKey*]',
-      'Publishing to the KMS-encrypted alerts topic needs data keys of that one key.',
-    );
-    acknowledgeFinding(
-      policy,
-      'NIST.800.53.R5::NIST.800.53.R5-IAMNoInlinePolicy',
-      'CDK grants write one policy owned by this role only; it lives and dies with the role.',
-    );
+    acknowledgeAlertsKeyUse(policy);
+    acknowledgeGrantPolicy(policy);
     acknowledgeFinding(
       capacityPolicy,
       'NIST.800.53.R5::NIST.800.53.R5-IAMNoInlinePolicy',
@@ -488,11 +486,7 @@ export class TrainingCompute extends Construct {
       `AwsSolutions::AwsSolutions-IAM5[Resource::<${this.logicalIdOf(dataBucket)}.Arn>/*]`,
       'Datasets may live under any key of the data bucket, which holds nothing but datasets.',
     );
-    acknowledgeFinding(
-      policy,
-      'NIST.800.53.R5::NIST.800.53.R5-IAMNoInlinePolicy',
-      'CDK grants write one policy owned by this role only; it lives and dies with the role.',
-    );
+    acknowledgeGrantPolicy(policy);
     return role;
   }
 

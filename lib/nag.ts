@@ -1,4 +1,6 @@
 import { CfnResource, type Stack, Token, Validations } from 'aws-cdk-lib';
+import type * as lambda from 'aws-cdk-lib/aws-lambda';
+import type * as logs from 'aws-cdk-lib/aws-logs';
 import type { IConstruct } from 'constructs';
 
 /**
@@ -44,4 +46,71 @@ export function acknowledgeCheckov(construct: IConstruct, check: string, reason:
     ...existing,
     skip: [...(existing.skip ?? []), { id: check, comment: reason }],
   });
+}
+
+/**
+ * A role's default policy (`role.node.findChild('DefaultPolicy')`): CDK's grants write it inline,
+ * for that one role.
+ */
+export function acknowledgeGrantPolicy(policy: IConstruct): void {
+  acknowledgeFinding(
+    policy,
+    'NIST.800.53.R5::NIST.800.53.R5-IAMNoInlinePolicy',
+    'CDK grants write one policy owned by this role only; it lives and dies with the role.',
+  );
+}
+
+/** A policy that grants publishing to the alerts topic, which its own KMS key encrypts. */
+export function acknowledgeAlertsKeyUse(policy: IConstruct): void {
+  acknowledgeFinding(
+    policy,
+    'AwsSolutions::AwsSolutions-IAM5[Action::kms:GenerateDataKey*]',
+    'Publishing to the KMS-encrypted alerts topic needs data keys of that one key.',
+  );
+}
+
+/** What differs between the Lambda functions that {@link acknowledgeApiOnlyFunction} covers. */
+export interface ApiOnlyFunctionReasons {
+  /** Why overlapping invocations do no harm, e.g. "overlapping runs are harmless because ...". */
+  readonly overlap: string;
+  /** What its environment variables hold, e.g. "names (stack, topic, bucket)". */
+  readonly environment: string;
+}
+
+/**
+ * A Lambda function that only calls AWS APIs (no reserved concurrency, no VPC, no secrets in its
+ * environment) and the log group of its decision logs: the same trade-offs for each such function.
+ */
+export function acknowledgeApiOnlyFunction(
+  fn: lambda.Function,
+  logGroup: logs.ILogGroup,
+  reasons: ApiOnlyFunctionReasons,
+): void {
+  acknowledgeFinding(
+    fn,
+    'NIST.800.53.R5::NIST.800.53.R5-LambdaConcurrency',
+    'Reserved concurrency fails to deploy in accounts at the default 10-execution quota, and ' +
+      reasons.overlap,
+    'CKV_AWS_115',
+  );
+  acknowledgeFinding(
+    fn,
+    'NIST.800.53.R5::NIST.800.53.R5-LambdaInsideVPC',
+    'It only calls AWS APIs; inside a VPC it would need NAT or interface endpoints ' +
+      '(tens of USD a month) for no data-path benefit.',
+    'CKV_AWS_117',
+  );
+  acknowledgeFinding(
+    logGroup,
+    'NIST.800.53.R5::NIST.800.53.R5-CloudWatchLogGroupEncrypted',
+    'Decision logs hold no secrets; CloudWatch Logs encrypts them at rest with its own keys, ' +
+      'and a customer key would add cost and key-policy coupling.',
+    'CKV_AWS_158',
+  );
+  acknowledgeCheckov(
+    fn,
+    'CKV_AWS_173',
+    `Its environment holds ${reasons.environment}, no secrets; Lambda encrypts it at rest with ` +
+      'an AWS-managed key.',
+  );
 }

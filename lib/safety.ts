@@ -23,7 +23,14 @@ import { Construct } from 'constructs';
 import { join } from 'node:path';
 import { SAFETY_ENV } from '../lambda/safety/env';
 import { ledgerKey, messagesPrefix, meterKey, TAG_KEYS } from './contract';
-import { acknowledgeCheckov, acknowledgeFinding, nagArnPrefix } from './nag';
+import {
+  acknowledgeAlertsKeyUse,
+  acknowledgeApiOnlyFunction,
+  acknowledgeCheckov,
+  acknowledgeFinding,
+  acknowledgeGrantPolicy,
+  nagArnPrefix,
+} from './nag';
 
 export const SAFETY_HANDLER_ENTRY = join(__dirname, '..', 'lambda', 'safety', 'handler.ts');
 /** Budget notification thresholds, percent of monthlyBudgetUsd. */
@@ -304,43 +311,12 @@ export class TrainingSafety extends Construct {
       "The Lambda adds a copy of each message it sends to the run's messages/ folder; " +
         'of a run it writes nothing else but the ledger of a run it stops.',
     );
-    acknowledgeFinding(
-      policy,
-      'AwsSolutions::AwsSolutions-IAM5[Action::kms:GenerateDataKey*]',
-      'Publishing to the KMS-encrypted alerts topic needs data keys of that one key.',
-    );
-    acknowledgeFinding(
-      policy,
-      'NIST.800.53.R5::NIST.800.53.R5-IAMNoInlinePolicy',
-      'CDK grants write one policy owned by this role only; it lives and dies with the role.',
-    );
-    acknowledgeFinding(
-      fn,
-      'NIST.800.53.R5::NIST.800.53.R5-LambdaConcurrency',
-      'Reserved concurrency fails to deploy in accounts at the default 10-execution quota, and ' +
-        'overlapping runs are harmless because the handler is idempotent.',
-      'CKV_AWS_115',
-    );
-    acknowledgeFinding(
-      fn,
-      'NIST.800.53.R5::NIST.800.53.R5-LambdaInsideVPC',
-      'It only calls AWS APIs; inside a VPC it would need NAT or interface endpoints ' +
-        '(tens of USD a month) for no data-path benefit.',
-      'CKV_AWS_117',
-    );
-    acknowledgeFinding(
-      this.functionLogGroup,
-      'NIST.800.53.R5::NIST.800.53.R5-CloudWatchLogGroupEncrypted',
-      'Decision logs hold no secrets; CloudWatch Logs encrypts them at rest with its own keys, ' +
-        'and a customer key would add cost and key-policy coupling.',
-      'CKV_AWS_158',
-    );
-    acknowledgeCheckov(
-      fn,
-      'CKV_AWS_173',
-      'Its environment holds names (stack, topic, bucket) and limits, no secrets; Lambda ' +
-        'encrypts it at rest with an AWS-managed key.',
-    );
+    acknowledgeAlertsKeyUse(policy);
+    acknowledgeGrantPolicy(policy);
+    acknowledgeApiOnlyFunction(fn, this.functionLogGroup, {
+      overlap: 'overlapping runs are harmless because the handler is idempotent.',
+      environment: 'names (stack, topic, bucket) and limits',
+    });
   }
 
   private monthlyBudget(limitUsd: number, topic: sns.ITopic, email?: string): budgets.CfnBudget {

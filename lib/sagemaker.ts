@@ -34,7 +34,13 @@ import {
   stopRequestKey,
   trainingJobStackPrefix,
 } from './contract';
-import { acknowledgeCheckov, acknowledgeFinding, nagArnPrefix } from './nag';
+import {
+  acknowledgeAlertsKeyUse,
+  acknowledgeApiOnlyFunction,
+  acknowledgeFinding,
+  acknowledgeGrantPolicy,
+  nagArnPrefix,
+} from './nag';
 import { RunSettingsParameter } from './run-settings';
 
 export const JOBS_HANDLER_ENTRY = join(__dirname, '..', 'lambda', 'jobs', 'handler.ts');
@@ -393,11 +399,7 @@ export class TrainingJobs extends Construct {
       `AwsSolutions::AwsSolutions-IAM5[Resource::${logs}:log-stream:*]`,
       'Stream names (<job>/algo-<n>-<time>) are made by SageMaker when each host starts.',
     );
-    acknowledgeFinding(
-      policy,
-      'NIST.800.53.R5::NIST.800.53.R5-IAMNoInlinePolicy',
-      'CDK grants write one policy owned by this role only; it lives and dies with the role.',
-    );
+    acknowledgeGrantPolicy(policy);
   }
 
   private acknowledgeControllerFindings(
@@ -435,42 +437,11 @@ export class TrainingJobs extends Construct {
           'the stop request, the final manifest, and the messages it sends.',
       );
     }
-    acknowledgeFinding(
-      policy,
-      'AwsSolutions::AwsSolutions-IAM5[Action::kms:GenerateDataKey*]',
-      'Publishing to the KMS-encrypted alerts topic needs data keys of that one key.',
-    );
-    acknowledgeFinding(
-      policy,
-      'NIST.800.53.R5::NIST.800.53.R5-IAMNoInlinePolicy',
-      'CDK grants write one policy owned by this role only; it lives and dies with the role.',
-    );
-    acknowledgeFinding(
-      fn,
-      'NIST.800.53.R5::NIST.800.53.R5-LambdaConcurrency',
-      'Reserved concurrency fails to deploy in accounts at the default 10-execution quota, and ' +
-        'overlapping passes are harmless: job names and ledger writes are idempotent.',
-      'CKV_AWS_115',
-    );
-    acknowledgeFinding(
-      fn,
-      'NIST.800.53.R5::NIST.800.53.R5-LambdaInsideVPC',
-      'It only calls AWS APIs; inside a VPC it would need NAT or interface endpoints ' +
-        '(tens of USD a month) for no data-path benefit.',
-      'CKV_AWS_117',
-    );
-    acknowledgeFinding(
-      this.functionLogGroup,
-      'NIST.800.53.R5::NIST.800.53.R5-CloudWatchLogGroupEncrypted',
-      'Decision logs hold no secrets; CloudWatch Logs encrypts them at rest with its own keys, ' +
-        'and a customer key would add cost and key-policy coupling.',
-      'CKV_AWS_158',
-    );
-    acknowledgeCheckov(
-      fn,
-      'CKV_AWS_173',
-      'Its environment holds names (stack, topic, bucket, parameter), no secrets; Lambda ' +
-        'encrypts it at rest with an AWS-managed key.',
-    );
+    acknowledgeAlertsKeyUse(policy);
+    acknowledgeGrantPolicy(policy);
+    acknowledgeApiOnlyFunction(fn, this.functionLogGroup, {
+      overlap: 'overlapping passes are harmless: job names and ledger writes are idempotent.',
+      environment: 'names (stack, topic, bucket, parameter)',
+    });
   }
 }

@@ -3,10 +3,7 @@
  * execution role's least privilege, the controller's policy scoped to this stack's jobs, its
  * two triggers, the job settings, and cdk-nag clean.
  */
-import { App } from 'aws-cdk-lib';
 import { Match } from 'aws-cdk-lib/assertions';
-import { buildTrainingApp } from '../lib/app';
-import { parseSettings } from '../lib/config';
 import {
   EC2_ONLY_OUTPUTS,
   jobSettingsParameterName,
@@ -15,7 +12,7 @@ import {
 } from '../lib/contract';
 import { JOBS_ENV } from '../lambda/jobs/env';
 import { evaluatePolicy, resolveIntrinsics } from './support/iam-policy';
-import { CDK_JSON_CONTEXT, ROOT, RUN_CONTEXT, synth } from './support/synth';
+import { nagApp, RUN_CONTEXT, synth, synthError } from './support/synth';
 
 const ACCOUNT = '111111111111';
 const SAGEMAKER_RUN = {
@@ -243,29 +240,11 @@ describe('backend=sagemaker with a run', () => {
 });
 
 describe('backend=sagemaker, checks at synth', () => {
-  function synthError(context: Record<string, unknown>): string {
-    const app = new App({
-      context: { ...CDK_JSON_CONTEXT, ...context, 'aws:cdk:bundling-stacks': [] },
-    });
-    buildTrainingApp(app, parseSettings(context, { cwd: ROOT }), 'us-east-1');
-    const original = console.error;
-    const printed: string[] = [];
-    console.error = (...args: unknown[]) => printed.push(args.join(' '));
-    try {
-      app.synth();
-      return '';
-    } catch (error) {
-      return `${(error as Error).message}\n${printed.join('\n')}`;
-    } finally {
-      console.error = original;
-    }
-  }
-
   test.each([
     ['no run', { backend: 'sagemaker' }],
     ['a multi-node run with a cost cap', SAGEMAKER_RUN],
   ])('%s: cdk-nag finds nothing unacknowledged', (_name, context) => {
-    expect(synthError(context)).toBe('');
+    expect(synthError(nagApp(context).app)).toBe('');
   });
 
   test('without a run there is no execution role and no job settings, only the controller', () => {

@@ -1,35 +1,11 @@
-import { App, CfnResource } from 'aws-cdk-lib';
+import { CfnResource } from 'aws-cdk-lib';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { buildTrainingApp } from '../lib/app';
-import { parseSettings } from '../lib/config';
 import { SAGEMAKER_ONLY_OUTPUTS, STACK_OUTPUTS } from '../lib/contract';
 import { ON_DEMAND_USD_PER_HOUR, PRICE_TABLE_DATE, TABLE_REGIONS } from '../lib/pricing';
-import { CDK_JSON_CONTEXT, ROOT, RUN_CONTEXT, synth } from './support/synth';
-
-function nagApp(context: Record<string, unknown>) {
-  const app = new App({
-    context: { ...CDK_JSON_CONTEXT, ...context, 'aws:cdk:bundling-stacks': [] },
-  });
-  const stack = buildTrainingApp(app, parseSettings(context, { cwd: ROOT }), 'us-east-1');
-  return { app, stack };
-}
-
-function synthError(app: App): string {
-  const original = console.error;
-  const printed: string[] = [];
-  console.error = (...args: unknown[]) => printed.push(args.join(' '));
-  try {
-    app.synth();
-    return '';
-  } catch (error) {
-    return `${(error as Error).message}\n${printed.join('\n')}`;
-  } finally {
-    console.error = original;
-  }
-}
+import { CDK_JSON_CONTEXT, nagApp, RUN_CONTEXT, synth, synthError } from './support/synth';
 
 describe('synth-time validation', () => {
   test("CloudFormation's default rules run as errors (cdk.json flag)", () => {

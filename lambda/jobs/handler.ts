@@ -22,14 +22,13 @@ import {
   SageMakerClient,
   StopTrainingJobCommand,
 } from '@aws-sdk/client-sagemaker';
-import { PublishCommand, SNSClient } from '@aws-sdk/client-sns';
+import { SNSClient } from '@aws-sdk/client-sns';
 import { GetParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import {
   finalPrefix,
   jobRunConfigKey,
   ledgerKey,
   MANIFEST_NAME,
-  messageKey,
   REASON_OPERATOR,
   SAGEMAKER_TRAINING_LOG_GROUP,
   SCHEMA_VERSION,
@@ -39,11 +38,11 @@ import {
   trainingJobStackPrefix,
   type JobSettingsDocument,
   type Ledger,
-  type MessageRecord,
   type MessageStatus,
   type StopRequest,
 } from '../../lib/contract';
-import { formatRunMessage, type RunMessage } from '../safety/report';
+import { attempt, errorMessage, keepRunMessage, publishRunMessage } from '../safety/effects';
+import { formatRunMessage, messageRecord, type RunMessage } from '../safety/report';
 import { readJson, updateJson } from '../safety/store';
 import {
   decideRun,
@@ -467,7 +466,7 @@ async function startJob(
     imageUri = ledger?.imageUri ?? (await pinImage(clients.ecr, settings.imageUri));
   } catch (error) {
     // Most often the image is not pushed yet: a later pass finds it.
-    const why = `the image ${settings.imageUri} was not found: ${message(error)}`;
+    const why = `the image ${settings.imageUri} was not found: ${errorMessage(error)}`;
     await startFailed(ctx, jobName, why, true);
     return false;
   }
@@ -560,38 +559,12 @@ async function send(
   const notice = jobMessage(ctx, ledger, status, reason, jobName, detail);
   const { clients, env, now, settings } = ctx;
   await attempt(ctx.failures, `publishing ${status} of ${settings.runId}`, () =>
-    clients.sns.send(
-      new PublishCommand({
-        TopicArn: env.topicArn,
-        Subject: notice.subject,
-        Message: notice.body,
-        MessageAttributes: {
-          runId: { DataType: 'String', StringValue: notice.attributes.runId },
-          status: { DataType: 'String', StringValue: notice.attributes.status },
-        },
-      }),
-    ),
+    publishRunMessage(clients.sns, env.topicArn, notice),
   );
   const source = jobName === '-' ? 'sagemaker' : jobName;
-  const record: MessageRecord = {
-    schemaVersion: SCHEMA_VERSION,
-    runId: settings.runId,
-    status,
-    reason,
-    source,
-    sentAt: now.toISOString(),
-    subject: notice.subject,
-    body: notice.body,
-  };
+  const { key, record } = messageRecord(notice, reason, now, source);
   await attempt(ctx.failures, `keeping the ${status} message`, () =>
-    clients.s3.send(
-      new PutObjectCommand({
-        Bucket: env.outputsBucket,
-        Key: messageKey(settings.runId, now, source, status),
-        Body: `${JSON.stringify(record, null, 2)}\n`,
-        ContentType: 'application/json',
-      }),
-    ),
+    keepRunMessage(clients.s3, env.outputsBucket, key, record),
   );
 }
 
@@ -639,18 +612,6 @@ export function jobMessage(
     nextStep: `${next[status] ?? 'See docs/runbook.md.'} See docs/runbook.md.`,
     lastLogLines: status === 'failed' ? (ledger.lastLogLines ?? []) : [],
   });
-}
-
-async function attempt(failures: string[], what: string, action: () => Promise<unknown>) {
-  try {
-    await action();
-  } catch (error) {
-    failures.push(`${what} failed: ${message(error)}`);
-  }
-}
-
-function message(error: unknown): string {
-  return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
 }
 
 

@@ -22,8 +22,8 @@ import {
   TerminateInstancesCommand,
   type Instance,
 } from '@aws-sdk/client-ec2';
-import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { PublishCommand, SNSClient } from '@aws-sdk/client-sns';
+import { S3Client } from '@aws-sdk/client-s3';
+import { SNSClient } from '@aws-sdk/client-sns';
 import {
   AUTOSCALING_GROUP_TAG,
   FINAL_RUN_STATUSES,
@@ -34,6 +34,7 @@ import {
 } from '../../lib/contract';
 import { onDemandPrice } from '../../lib/pricing';
 import { decideTerminations, isLive, type Decision, type InstanceView } from './decide';
+import { attempt, errorMessage, keepRunMessage, publishRunMessage } from './effects';
 import { readSafetyEnv, type SafetyEnv } from './env';
 import {
   meterBillableSeconds,
@@ -88,7 +89,7 @@ export async function enforceLimits(
     );
   } catch (error) {
     // The limits do not need it: only the one-instance rule waits for the next pass.
-    failures.push(`finding the group's members failed: ${message(error)}`);
+    failures.push(`finding the group's members failed: ${errorMessage(error)}`);
   }
   const views: InstanceView[] = [];
   for (const instance of instances) {
@@ -193,7 +194,7 @@ async function describeForDecision(
   try {
     return { ...view, usdPerHour: await hourlyPrice(clients.ec2, env.region, view, now) };
   } catch (error) {
-    failures.push(`${instanceId}: pricing failed: ${message(error)}`);
+    failures.push(`${instanceId}: pricing failed: ${errorMessage(error)}`);
     return view;
   }
 }
@@ -239,7 +240,7 @@ async function meterRuns(
       const written = await updateJson(s3, env.outputsBucket, key, stored, update);
       if (written.value) meters.set(runId, written.value);
     } catch (error) {
-      failures.push(`metering run ${runId} failed: ${message(error)}`);
+      failures.push(`metering run ${runId} failed: ${errorMessage(error)}`);
     }
   }
   return meters;
@@ -341,48 +342,19 @@ async function stop(
     notice = safetyStopMessage(stopped, ledger, env.outputsBucket, env.stackName);
   }
   await attempt(failures, `${id}: publishing to the topic`, () =>
-    clients.sns.send(
-      new PublishCommand({
-        TopicArn: env.topicArn,
-        Subject: notice.subject,
-        Message: notice.body,
-        MessageAttributes: {
-          runId: { DataType: 'String', StringValue: notice.attributes.runId },
-          status: { DataType: 'String', StringValue: notice.attributes.status },
-        },
-      }),
-    ),
+    publishRunMessage(clients.sns, env.topicArn, notice),
   );
   // Kept in the run's messages/ too (contract section 12); an instance without a run has none.
   if (decision.runId) {
     const { key, record } = messageRecord(notice, decision.reason ?? null, now);
     await attempt(failures, `${id}: keeping the message in ${key}`, () =>
-      clients.s3.send(
-        new PutObjectCommand({
-          Bucket: env.outputsBucket,
-          Key: key,
-          Body: `${JSON.stringify(record, null, 2)}\n`,
-          ContentType: 'application/json',
-        }),
-      ),
+      keepRunMessage(clients.s3, env.outputsBucket, key, record),
     );
   }
 }
 
 /** A run that ended this way keeps its record: the Lambda only adds to a live run. */
 const FINAL_STATUSES = new Set<string>(FINAL_RUN_STATUSES);
-
-async function attempt(failures: string[], what: string, action: () => Promise<unknown>) {
-  try {
-    await action();
-  } catch (error) {
-    failures.push(`${what} failed: ${message(error)}`);
-  }
-}
-
-function message(error: unknown): string {
-  return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
-}
 
 // Cold start: the environment is checked once and the clients are reused across invocations.
 const env = readSafetyEnv(process.env);

@@ -247,22 +247,24 @@ export function decisionMetrics(summary: CheckSummary, stackName: string, now: D
 
 /**
  * The message as the run keeps it (contract section 12): `runs/<run-id>/messages/`, beside
- * the supervisor's, so `npx tuning-lab messages` reads it without email.
+ * the supervisor's, so `npx tuning-lab messages` reads it without email. `source` names the
+ * sender: this Lambda, or the training job the SageMaker job controller reports on.
  */
 export function messageRecord(
   notice: RunMessage,
   reason: string | null,
   now: Date,
+  source: string = SAFETY_MESSAGE_SOURCE,
 ): { key: string; record: MessageRecord } {
   const { runId, status } = notice.attributes;
   return {
-    key: messageKey(runId, now, SAFETY_MESSAGE_SOURCE, status),
+    key: messageKey(runId, now, source, status),
     record: {
       schemaVersion: SCHEMA_VERSION,
       runId,
       status,
       reason,
-      source: SAFETY_MESSAGE_SOURCE,
+      source,
       sentAt: now.toISOString(),
       subject: notice.subject,
       body: notice.body,

@@ -3,6 +3,7 @@ import { App } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { buildTrainingApp } from '../../lib/app';
 import { parseSettings, type Settings } from '../../lib/config';
 import { TrainingStack } from '../../lib/training-stack';
 
@@ -55,3 +56,27 @@ export function synth(context: Record<string, unknown> = {}, options: SynthOptio
 
 /** A run: createInstance with the small test run config. */
 export const RUN_CONTEXT = { createInstance: 'true', runConfig: TINY_RUN_CONFIG };
+
+/** The app as bin/ builds it, for the cdk-nag gates: synthesize it with {@link synthError}. */
+export function nagApp(context: Record<string, unknown>): { app: App; stack: TrainingStack } {
+  const app = new App({
+    context: { ...CDK_JSON_CONTEXT, ...context, 'aws:cdk:bundling-stacks': [] },
+  });
+  const stack = buildTrainingApp(app, parseSettings(context, { cwd: ROOT }), 'us-east-1');
+  return { app, stack };
+}
+
+/** What synthesis failed with (the error and the report it printed), or '' when it succeeded. */
+export function synthError(app: App): string {
+  const original = console.error;
+  const printed: string[] = [];
+  console.error = (...args: unknown[]) => printed.push(args.join(' '));
+  try {
+    app.synth();
+    return '';
+  } catch (error) {
+    return `${(error as Error).message}\n${printed.join('\n')}`;
+  } finally {
+    console.error = original;
+  }
+}
