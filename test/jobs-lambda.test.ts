@@ -32,7 +32,14 @@ import {
 } from '../lib/contract';
 import { JOBS_ENV, readJobsEnv, type JobsEnv } from '../lambda/jobs/env';
 import type { JobsClients, JobsReport } from '../lambda/jobs/handler';
-import { motoClientConfig, motoClients, motoUrl, REGION, resetMoto } from './support/moto';
+import {
+  motoClientConfig,
+  motoClients,
+  motoUrl,
+  REGION,
+  resetMoto,
+  useOwnMotoServer,
+} from './support/moto';
 
 const STACK = 'TrainingStack';
 const BUCKET = 'outputs';
@@ -43,20 +50,22 @@ const HOUR = 3600_000;
 const PRICE = 1.515; // ml.g5.2xlarge, us-east-1 (lib/sagemaker-types.ts)
 type Handler = typeof import('../lambda/jobs/handler');
 
-const base = motoClients();
-const config = motoClientConfig();
-const clients: JobsClients = {
-  sagemaker: new SageMakerClient(config),
-  s3: base.s3,
-  sns: base.sns,
-  ssm: new SSMClient(config),
-  ecr: new ECRClient(config),
-};
+useOwnMotoServer(); // this file resets moto between tests
+let clients: JobsClients;
 let handlerModule: Handler;
 let env: JobsEnv;
 let digest: string;
 
 beforeAll(async () => {
+  const base = motoClients();
+  const config = motoClientConfig();
+  clients = {
+    sagemaker: new SageMakerClient(config),
+    s3: base.s3,
+    sns: base.sns,
+    ssm: new SSMClient(config),
+    ecr: new ECRClient(config),
+  };
   jest.spyOn(console, 'log').mockImplementation(() => undefined); // the pass's JSON report
   Object.assign(process.env, {
     [JOBS_ENV.stackName]: STACK,

@@ -38,7 +38,7 @@ import { ON_DEMAND_USD_PER_HOUR } from '../lib/pricing';
 import { SAFETY_ENV, readSafetyEnv, type SafetyEnv } from '../lambda/safety/env';
 import type { SafetyReport } from '../lambda/safety/handler';
 import type { Meter } from '../lambda/safety/meter';
-import { motoClients, motoUrl, REGION, resetMoto } from './support/moto';
+import { motoClients, motoUrl, REGION, resetMoto, useOwnMotoServer } from './support/moto';
 
 /** The stack the deployed entry point (handler()) watches: its environment at cold start. */
 const HANDLER_STACK = 'TrainingStack';
@@ -48,10 +48,12 @@ const MINUTE = 60_000;
 const G5_ON_DEMAND = ON_DEMAND_USD_PER_HOUR['g5.xlarge'];
 type Handler = typeof import('../lambda/safety/handler');
 
-const clients = motoClients();
+useOwnMotoServer(); // this file resets moto between tests
+let clients: ReturnType<typeof motoClients>;
 let handlerModule: Handler;
 
 beforeAll(async () => {
+  clients = motoClients();
   jest.spyOn(console, 'log').mockImplementation(() => undefined); // the handler's decision log
   // ...and its metrics line (EMF), which it writes to stdout itself; anything else passes.
   const write = process.stdout.write.bind(process.stdout) as (chunk: string) => boolean;

@@ -14,9 +14,9 @@ import { CloudFormationClient, CreateStackCommand } from '@aws-sdk/client-cloudf
 import type { CliContext } from '../../cli/context';
 import { main } from '../../cli/main';
 import { REGION } from './moto';
-import { startMoto, type Moto } from './moto-server';
+import { startMoto, stopMoto, type Moto } from './moto-server';
 
-export { startMoto, type Moto } from './moto-server';
+export { startMoto, stopMoto, type Moto } from './moto-server';
 
 export interface CliResult {
   readonly code: number;
@@ -52,15 +52,6 @@ export function motoEnv(url: string): Record<string, string> {
 }
 
 /** Stops the server (it exits when its stdin closes). */
-export async function stopMoto(moto?: Moto): Promise<void> {
-  if (!moto || moto.child.exitCode !== null) return;
-  const exited = new Promise((resolve) => moto.child.once('exit', resolve));
-  moto.child.stdin?.end();
-  const timer = setTimeout(() => moto.child.kill(), 10_000);
-  await exited;
-  clearTimeout(timer);
-}
-
 class Capture {
   text = '';
   constructor(readonly isTTY = false) {}

@@ -35,3 +35,13 @@ export async function startMoto(): Promise<Moto> {
   child.removeAllListeners('exit');
   return { url, child };
 }
+
+/** Stops a server startMoto started (it exits when its stdin closes; killed after 10 s). */
+export async function stopMoto(moto?: Moto): Promise<void> {
+  if (!moto || moto.child.exitCode !== null) return;
+  const exited = new Promise((resolve) => moto.child.once('exit', resolve));
+  moto.child.stdin?.end();
+  const timer = setTimeout(() => moto.child.kill(), 10_000);
+  await exited;
+  clearTimeout(timer);
+}

@@ -4,6 +4,7 @@ import { EC2Client } from '@aws-sdk/client-ec2';
 import { S3Client } from '@aws-sdk/client-s3';
 import { SNSClient } from '@aws-sdk/client-sns';
 import { SQSClient } from '@aws-sdk/client-sqs';
+import { startMoto, stopMoto, type Moto } from './moto-server';
 
 export const REGION = 'us-east-1';
 
@@ -37,4 +38,25 @@ export function motoClients() {
 export async function resetMoto(): Promise<void> {
   const response = await fetch(`${motoUrl()}/moto-api/reset`, { method: 'POST' });
   if (!response.ok) throw new Error(`moto reset failed: ${response.status}`);
+}
+
+/**
+ * A moto server of this test file's own for the whole file: MOTO_URL points at it from the
+ * file's first beforeAll (call this before any other hook) and back at the shared one after.
+ * For files that reset moto between tests: jest runs two files at once, and a reset would wipe
+ * the other file's resources on a shared server. Create clients inside hooks or tests, not at
+ * import time.
+ */
+export function useOwnMotoServer(): void {
+  let moto: Moto | undefined;
+  let shared: string | undefined;
+  beforeAll(async () => {
+    shared = process.env.MOTO_URL;
+    moto = await startMoto();
+    process.env.MOTO_URL = moto.url;
+  }, 90_000);
+  afterAll(async () => {
+    await stopMoto(moto);
+    process.env.MOTO_URL = shared;
+  });
 }
