@@ -64,7 +64,14 @@ lock-scan:
 	  .lock-venv/bin/python -m pip freeze; } > requirements-scan.lock
 	rm -rf .lock-venv
 
-test: lint test-stack test-trainer test-runtime test-deploy test-docs
+# Every suite, in three waves that keep the 2 cores busy: each suite is single-threaded for long
+# stretches (imports, node's synth, moto, subprocess waits), and they share nothing (own
+# temporary folders, free ports, cdk.out.scan vs the deploy tests' assemblies). Each target
+# still runs alone: make lint, make test-trainer, ...
+test: install
+	$(MAKE) --no-print-directory -j2 --output-sync=target lint test-stack
+	$(MAKE) --no-print-directory -j3 --output-sync=target test-trainer test-runtime test-deploy
+	$(MAKE) --no-print-directory test-docs
 
 lint: install
 	npx tsc --noEmit -p .
