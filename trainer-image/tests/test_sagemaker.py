@@ -143,9 +143,18 @@ def test_a_job_on_two_hosts_trains_like_one_process_and_publishes_once(tmp_path:
     run = Store(str(tmp_path / "run" / "out"))
     assert checkpoint.complete_steps(run) == [6, 3]
     assert run_train(str(reference), {}, env={}) == 0
-    # two hosts sum the gradients in another order, with other thread counts, at lr 1e-2
-    final = tmp_path / "run" / "out" / "final"
-    assert_same(final, tmp_path / "reference" / "out" / "final", 6, tolerance=5e-4)
+    # Two hosts sum in another order with other thread counts; Adam turns a rounding difference
+    # in a near-zero gradient into up to 2 x lr in that weight. Equal losses at every step, and
+    # the weights as a whole within 1 %, say the same training happened.
+    final, single = tmp_path / "run" / "out" / "final", tmp_path / "reference" / "out" / "final"
+    loss_a, loss_b = losses(final), losses(single)
+    assert loss_a.keys() == loss_b.keys() == set(range(1, 7))
+    for step in loss_a:
+        assert loss_a[step] == pytest.approx(loss_b[step], rel=1e-3), step
+    a = load_file(final / "adapter_model.safetensors")
+    b = load_file(single / "adapter_model.safetensors")
+    difference = sum(float((a[n] - b[n]).norm() ** 2) for n in b) ** 0.5
+    assert difference / sum(float(b[n].norm() ** 2) for n in b) ** 0.5 < 0.01
 
 
 def test_bad_input_exits_2_and_says_so_in_the_failure_reason(tmp_path: Path) -> None:
