@@ -14,7 +14,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from testing.safety_lambda import ESBUILD, ROOT, NodeMissingError
+from testing.safety_lambda import ROOT, bundle_handler
 
 HANDLER = ROOT / "lambda" / "jobs" / "handler.ts"
 
@@ -24,14 +24,7 @@ class JobPassError(RuntimeError):
 
 
 def bundle_job_controller(target: Path) -> Path:
-    if not ESBUILD.exists():
-        raise NodeMissingError("the job controller needs node and the npm packages (make install)")
-    subprocess.run(
-        [str(ESBUILD), str(HANDLER), "--bundle", "--platform=node", "--target=node20",
-         "--format=cjs", "--log-level=warning", f"--outfile={target}"],
-        check=True, timeout=120,
-    )  # fmt: skip
-    return target
+    return bundle_handler(HANDLER, target, "the job controller")
 
 
 def run_job_controller(

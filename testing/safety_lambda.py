@@ -29,10 +29,15 @@ class NodeMissingError(RuntimeError):
 
 
 def bundle_safety_lambda(target: Path) -> Path:
+    return bundle_handler(HANDLER, target, "the safety Lambda")
+
+
+def bundle_handler(handler: Path, target: Path, what: str) -> Path:
+    """``handler`` bundled by esbuild as the stack bundles its Lambda functions."""
     if not ESBUILD.exists() or not shutil.which("node"):
-        raise NodeMissingError("the safety Lambda needs node and the npm packages (make install)")
+        raise NodeMissingError(f"{what} needs node and the npm packages (make install)")
     subprocess.run(
-        [str(ESBUILD), str(HANDLER), "--bundle", "--platform=node", "--target=node20",
+        [str(ESBUILD), str(handler), "--bundle", "--platform=node", "--target=node20",
          "--format=cjs", "--log-level=warning", f"--outfile={target}"],
         check=True, timeout=120,
     )  # fmt: skip
