@@ -30,7 +30,6 @@ from typing import Any
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from tuning_trainer import checkpoint, distributed
-from tuning_trainer.collator import RowCollator
 from tuning_trainer.errors import DivergedError
 from tuning_trainer.signals import Interruption
 from tuning_trainer.storage import Store
@@ -72,8 +71,7 @@ def _duration(seconds: float) -> str:
 
 
 class ProgressCallback(TrainerCallback):
-    def __init__(self, collator: RowCollator, run_id: str, progress_file: str | None) -> None:
-        self.collator = collator
+    def __init__(self, run_id: str, progress_file: str | None) -> None:
         self.run_id = run_id
         self.progress_file = progress_file
         self.last_loss: float | None = None

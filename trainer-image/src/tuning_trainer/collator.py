@@ -34,8 +34,6 @@ class RowCollator:
     def __init__(self, pad_token_id: int, packing: bool) -> None:
         self.pad_token_id = pad_token_id
         self.packing = packing
-        self.real_tokens = 0  # non-padding tokens handed to the model so far
-        self.padded_tokens = 0  # all tokens, padding included
 
     def __call__(self, rows: Sequence[Row]) -> dict[str, Any]:
         return self._flattened(rows) if self.packing else self._padded(rows)
@@ -53,8 +51,6 @@ class RowCollator:
             labels[i, :length] = torch.tensor(row.labels)
             shift_labels[i, :length] = torch.tensor(shifted(row))
             attention_mask[i, :length] = 1
-        self.real_tokens += int(attention_mask.sum())
-        self.padded_tokens += count * width
         return {
             "input_ids": input_ids,
             "labels": labels,
@@ -67,8 +63,6 @@ class RowCollator:
         lengths = [length for row in rows for length in row.sequence_lengths]
         bounds = torch.zeros(len(lengths) + 1, dtype=torch.int32)
         bounds[1:] = torch.tensor(lengths).cumsum(0)
-        self.real_tokens += len(input_ids)
-        self.padded_tokens += len(input_ids)
         return {
             "input_ids": torch.tensor([input_ids]),
             "labels": torch.tensor([[label for row in rows for label in row.labels]]),

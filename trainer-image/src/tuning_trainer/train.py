@@ -447,7 +447,7 @@ def build_trainer(
         store, config_yaml, training.save_total_limit, staging / "logs", interruption, strategy
     )
     callbacks = [
-        ProgressCallback(collator, run_id_of(config), env.get(PROGRESS_FILE_ENV)),
+        ProgressCallback(run_id_of(config), env.get(PROGRESS_FILE_ENV)),
         DivergenceGuard(),
         InterruptCallback(interruption),
         publisher,
