@@ -22,7 +22,8 @@ docs/external-names.md, "SageMaker"), and what this harness does for each host:
   collected as the model artifact.
 
 Host names: the first host is torchrun's rendezvous, so a two-host job on one machine names its
-hosts ``localhost`` and ``127.0.0.1`` (two names, one loopback).
+hosts ``localhost`` and ``127.0.0.1`` (two names, one loopback), and ``network_interface_name``
+is ``lo`` (the ranks' NCCL/Gloo interface).
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ class SageMakerJobHarness:
     checkpoints: Path  # the folder standing for CheckpointConfig.S3Uri
     environment: Mapping[str, str] = field(default_factory=dict)
     hyperparameters: Mapping[str, str] = field(default_factory=dict)
+    network_interface: str = "lo"  # SageMaker names its container network's ("eth1"); loopback here
     starts: int = 0
     members: list[Host] = field(default_factory=list)
 
@@ -100,11 +102,12 @@ class SageMakerJobHarness:
         config = root / "input" / "config"
         config.mkdir(parents=True)
         (config / "hyperparameters.json").write_text(json.dumps(dict(self.hyperparameters)))
-        (config / "resourceconfig.json").write_text(
-            json.dumps(
-                {"current_host": name, "hosts": list(self.hosts), "network_interface_name": "lo"}
-            )
-        )
+        described = {
+            "current_host": name,
+            "hosts": list(self.hosts),
+            "network_interface_name": self.network_interface,
+        }
+        (config / "resourceconfig.json").write_text(json.dumps(described))
         for folder in ("model", "output/data", "checkpoints"):
             (root / folder).mkdir(parents=True)
         if self.checkpoints.is_dir():  # CheckpointConfig: S3Uri -> LocalPath, at start only

@@ -8,7 +8,9 @@
   synced folder, completes, leaves the model in /opt/ml/model, and equals the uninterrupted run;
 - a job on two hosts (one rank each, torchrun across them over loopback) trains what one
   process trains with the same global batch and publishes final/ once;
-- bad input exits 2 with ``bad-input: ...`` as the job's failure reason (never retried).
+- bad input exits 2 with ``bad-input: ...`` as the job's failure reason (never retried);
+- the ranks of a job on several hosts get the interface ``resourceconfig.json`` names as
+  ``NCCL_SOCKET_IFNAME`` and ``GLOO_SOCKET_IFNAME``, unless the job's environment sets them.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 from trainer_testlib import make_run
-from tuning_trainer import checkpoint
+from tuning_trainer import checkpoint, sagemaker
 from tuning_trainer.storage import Store
 from tuning_trainer.synthetic import alpaca_examples
 from tuning_trainer.train import run_train
@@ -171,3 +173,45 @@ def test_bad_input_exits_2_and_says_so_in_the_failure_reason(tmp_path: Path) -> 
     failure = job.members[0].failure
     assert failure.startswith("bad-input: data file not found"), failure
     assert failure.count("\n") == 1
+
+
+def job_on(tmp_path: Path, hosts: list[str], interface: str = "eth1") -> sagemaker.SageMakerJob:
+    """The job as :func:`sagemaker.detect` sees it from the file SageMaker writes on hosts[0]."""
+    config = tmp_path / "input" / "config"
+    config.mkdir(parents=True)
+    described = {"current_host": hosts[0], "hosts": hosts, "network_interface_name": interface}
+    (config / "resourceconfig.json").write_text(json.dumps(described))
+    job = sagemaker.detect(
+        {"TRAINING_JOB_NAME": "tl-test-4", "TUNING_SAGEMAKER_ROOT": str(tmp_path)}
+    )
+    assert job is not None
+    return job
+
+
+def test_the_ranks_of_a_job_on_two_hosts_use_the_interface_sagemaker_names(
+    tmp_path: Path,
+) -> None:
+    job = job_on(tmp_path, ["algo-1", "algo-2"])
+
+    implied = sagemaker.job_environment(job, {})
+
+    assert implied["NCCL_SOCKET_IFNAME"] == "eth1"
+    assert implied["GLOO_SOCKET_IFNAME"] == "eth1"
+
+
+def test_a_job_on_one_host_leaves_the_interface_to_the_backends(tmp_path: Path) -> None:
+    job = job_on(tmp_path, ["algo-1"])
+
+    implied = sagemaker.job_environment(job, {})
+
+    assert "NCCL_SOCKET_IFNAME" not in implied
+    assert "GLOO_SOCKET_IFNAME" not in implied
+
+
+def test_an_interface_set_in_the_jobs_environment_is_kept(tmp_path: Path) -> None:
+    job = job_on(tmp_path, ["algo-1", "algo-2"])
+
+    implied = sagemaker.job_environment(job, {"NCCL_SOCKET_IFNAME": "=ens5"})
+
+    assert "NCCL_SOCKET_IFNAME" not in implied  # the user's value stays in the environment
+    assert implied["GLOO_SOCKET_IFNAME"] == "eth1"

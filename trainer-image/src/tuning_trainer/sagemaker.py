@@ -5,7 +5,8 @@
 SageMaker starts the image's entrypoint with the argument ``train`` on every host of the job,
 sets ``TRAINING_JOB_NAME``, ``TRAINING_JOB_ARN`` and the job's ``Environment``, and describes the
 job in ``/opt/ml/input/config/`` (``hyperparameters.json``; ``resourceconfig.json``: this host's
-name, every host's name). :func:`detect` reads that; the rest of the trainer is unchanged:
+name, every host's name, the network interface). :func:`detect` reads that; the rest of the
+trainer is unchanged:
 
 - the run config comes from ``$TUNING_CONFIG`` (the job's ``Environment``), else from the
   ``config`` hyperparameter; data is read from S3 directly, as on EC2 (no input channels: the
@@ -18,7 +19,9 @@ name, every host's name). :func:`detect` reads that; the rest of the trainer is 
   deletions included, so a file the trainer deleted there would delete a published checkpoint.
   Staging and the model cache live under ``/opt/ml/tuning/`` instead;
 - several hosts: the first host of ``hosts`` is torchrun's rendezvous, each host is one node
-  (``--nnodes``, ``--node-rank``) with one rank per GPU; global rank 0 publishes;
+  (``--nnodes``, ``--node-rank``) with one rank per GPU; global rank 0 publishes; NCCL and
+  Gloo use the interface ``resourceconfig.json`` names (``NCCL_SOCKET_IFNAME``,
+  ``GLOO_SOCKET_IFNAME``) unless the environment already sets them;
 - the final model is also copied to ``/opt/ml/model`` (SageMaker uploads it as
   ``model.tar.gz`` to the job's output path), and a failure writes one line to
   ``/opt/ml/output/failure``, which becomes the job's ``FailureReason``: ``bad-input: ...`` for
@@ -43,6 +46,8 @@ CONFIG_HYPERPARAMETER = "config"
 RENDEZVOUS_PORT = 29500  # torchrun's default master port
 RENDEZVOUS_PORT_ENV = "TUNING_RENDEZVOUS_PORT"  # another port (tests running side by side)
 FAILURE_PREFIXES = {2: "bad-input", 75: "interrupted", 1: "failed"}
+# where NCCL and Gloo (the ranks' collective backends) open their sockets
+SOCKET_IFNAME_ENVS = ("NCCL_SOCKET_IFNAME", "GLOO_SOCKET_IFNAME")
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,7 @@ class SageMakerJob:
     job_name: str
     current_host: str
     hosts: tuple[str, ...]
+    network_interface: str | None = None  # resourceconfig.json's network_interface_name
 
     @property
     def node_rank(self) -> int:
@@ -90,7 +96,8 @@ def detect(env: Mapping[str, str]) -> SageMakerJob | None:
         return None
     described = json.loads(resources.read_text())
     hosts = tuple(described.get("hosts") or [described["current_host"]])
-    return SageMakerJob(root, env[JOB_NAME_ENV], described["current_host"], hosts)
+    interface = described.get("network_interface_name") or None
+    return SageMakerJob(root, env[JOB_NAME_ENV], described["current_host"], hosts, interface)
 
 
 def config_location(job: SageMakerJob, env: Mapping[str, str]) -> str | None:
@@ -111,6 +118,10 @@ def job_environment(job: SageMakerJob, env: Mapping[str, str]) -> dict[str, str]
         "LLM_MODEL__CACHE_DIR": str(job.work_dir / "models"),
         "HF_HOME": str(job.work_dir / "huggingface"),
     }
+    if job.nodes > 1 and job.network_interface:
+        # Left alone, each backend picks an interface itself and may pick one the other hosts
+        # cannot reach; SageMaker names the one its container network is on.
+        implied.update(dict.fromkeys(SOCKET_IFNAME_ENVS, job.network_interface))
     return {key: value for key, value in implied.items() if not env.get(key)}
 
 
