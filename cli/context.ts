@@ -44,6 +44,8 @@ export interface AwsSettings {
 
 export interface StackInfo {
   readonly name: string;
+  /** CloudFormation's id of this deployment of the stack (its ARN). */
+  readonly id: string;
   readonly status: string;
   readonly outputs: Readonly<Record<string, string>>;
 }
@@ -182,7 +184,12 @@ export class CliContext {
           outputs[output.OutputKey] = output.OutputValue;
         }
       }
-      return { name: this.stackName, status: stack?.StackStatus ?? 'UNKNOWN', outputs };
+      return {
+        name: this.stackName,
+        id: stack?.StackId ?? '',
+        status: stack?.StackStatus ?? 'UNKNOWN',
+        outputs,
+      };
     } catch (error) {
       if (
         (error as Error).name === 'ValidationError' &&

@@ -368,12 +368,23 @@ export function trainingJobStackPrefix(stackName: string): string {
   return `tl-${fnv1aHex(stackName)}-`;
 }
 
-/** The start of every training job name of one run of a stack (ends with `-`). */
-export function trainingJobRunPrefix(stackName: string, runId: string): string {
-  const room = TRAINING_JOB_NAME_MAX - trainingJobStackPrefix(stackName).length - '-a99'.length;
+/**
+ * The start of every training job name of one deployment of a stack (ends with `-`): the stack
+ * prefix and 8 hex digits of a hash of its CloudFormation stack id, so a stack destroyed and
+ * deployed again under the same name never meets the jobs of its earlier self (SageMaker keeps
+ * ended jobs, and their names, for good).
+ */
+export function trainingJobInstancePrefix(stackName: string, stackId: string): string {
+  return `${trainingJobStackPrefix(stackName)}${fnv1aHex(stackId)}-`;
+}
+
+/** The start of every training job name of one run of a stack deployment (ends with `-`). */
+export function trainingJobRunPrefix(stackName: string, stackId: string, runId: string): string {
+  const instance = trainingJobInstancePrefix(stackName, stackId);
+  const room = TRAINING_JOB_NAME_MAX - instance.length - '-a99'.length;
   // A run id too long to fit keeps its start and gets a hash of the whole, so names stay unique.
   const part = runId.length <= room ? runId : `${runId.slice(0, room - 9)}-${fnv1aHex(runId)}`;
-  return `${trainingJobStackPrefix(stackName)}${part}-`;
+  return `${instance}${part}-`;
 }
 
 /**
@@ -381,20 +392,26 @@ export function trainingJobRunPrefix(stackName: string, runId: string): string {
  * controller pass, or a redeploy, that tries to start the same attempt is refused by SageMaker
  * (names are unique in an account and region) instead of starting a second job.
  */
-export function trainingJobName(stackName: string, runId: string, attempt: number): string {
+export function trainingJobName(
+  stackName: string,
+  stackId: string,
+  runId: string,
+  attempt: number,
+): string {
   if (!Number.isInteger(attempt) || attempt < 1 || attempt > 99) {
     throw new Error(`a run's training job attempt is 1 to 99; got ${attempt}`);
   }
-  return `${trainingJobRunPrefix(stackName, runId)}a${attempt}`;
+  return `${trainingJobRunPrefix(stackName, stackId, runId)}a${attempt}`;
 }
 
-/** The attempt number of a job name of the run, or undefined for another run's job. */
+/** The attempt number of a job name of the run, or undefined for any other job. */
 export function trainingJobAttempt(
   stackName: string,
+  stackId: string,
   runId: string,
   jobName: string,
 ): number | undefined {
-  const prefix = trainingJobRunPrefix(stackName, runId);
+  const prefix = trainingJobRunPrefix(stackName, stackId, runId);
   if (!jobName.startsWith(prefix)) return undefined;
   const match = /^a([1-9][0-9]?)$/.exec(jobName.slice(prefix.length));
   return match ? Number(match[1]) : undefined;

@@ -1,7 +1,9 @@
 import {
   ArnFormat,
+  Aws,
   type CfnElement,
   CfnResource,
+  CustomResource,
   Duration,
   RemovalPolicy,
   Stack,
@@ -49,6 +51,10 @@ export const TRAINING_JOB_EVENT = {
   source: 'aws.sagemaker',
   detailType: 'SageMaker Training Job State Change',
 } as const;
+/** The job guard's CloudFormation type (lambda/jobs/handler.ts, `guardJobs`). */
+export const JOB_GUARD_TYPE = 'Custom::TuningLabJobGuard';
+/** The controller's timeout: the job guard waits this long, less a margin, for jobs to stop. */
+const CONTROLLER_TIMEOUT = Duration.minutes(15);
 
 /** The run the jobs train, with what its job settings need (contract section 14). */
 export interface TrainingJobRun {
@@ -103,8 +109,12 @@ export interface TrainingJobsProps {
  *
  * The controller runs on the safety schedule and at every state change of this stack's jobs
  * (EventBridge), with a pure decision core (lambda/jobs/decide.ts) like the safety Lambda. No
- * custom resource and no Step Functions: a deploy only writes settings, so the stack still
- * deploys into the emulator, and the same pass that starts a job enforces its limits.
+ * Step Functions and no custom resource that starts jobs: a deploy only writes settings, and
+ * the same pass that starts a job enforces its limits. One custom resource, the job guard,
+ * runs the controller when a deploy changes the run or removes the backend (`cdk destroy`,
+ * `backend=ec2`): it stops the jobs of runs no longer asked for and waits for them, so nothing
+ * the stack started outlives it. The EC2 default stack has none (it deploys into the emulator
+ * unchanged).
  */
 export class TrainingJobs extends Construct {
   /** The role SageMaker assumes for the run's jobs (present with a run). */
@@ -114,6 +124,8 @@ export class TrainingJobs extends Construct {
   public readonly functionLogGroup: logs.ILogGroup;
   /** The EventBridge rule for this stack's training job state changes. */
   public readonly stateChangeRule: events.Rule;
+  /** The job guard: a custom resource whose every change runs the controller (see the class). */
+  public readonly guard: CustomResource;
 
   constructor(scope: Construct, id: string, props: TrainingJobsProps) {
     super(scope, id);
@@ -133,7 +145,7 @@ export class TrainingJobs extends Construct {
     this.functionLogGroup.grantWrite(role);
 
     if (props.run) {
-      this.executionRole = this.newExecutionRole(props, props.run.runId);
+      this.executionRole = this.newExecutionRole(props, props.run.runId, jobPrefix);
       this.settingsParameter = new RunSettingsParameter(this, 'JobSettings', {
         parameterName: jobSettingsParameterName(stack.stackName),
         readers: [role],
@@ -177,7 +189,8 @@ export class TrainingJobs extends Construct {
       runtime: lambda.Runtime.NODEJS_24_X,
       architecture: lambda.Architecture.ARM_64,
       memorySize: 256,
-      timeout: Duration.minutes(2),
+      // A pass takes seconds; the job guard waits for stopping jobs (lambda/jobs/handler.ts).
+      timeout: CONTROLLER_TIMEOUT,
       logGroup: this.functionLogGroup,
       loggingFormat: lambda.LoggingFormat.JSON,
       applicationLogLevelV2: lambda.ApplicationLogLevel.INFO,
@@ -187,6 +200,7 @@ export class TrainingJobs extends Construct {
       deadLetterTopic: props.alertsTopic,
       environment: {
         [JOBS_ENV.stackName]: stack.stackName,
+        [JOBS_ENV.stackId]: Aws.STACK_ID,
         [JOBS_ENV.topicArn]: props.alertsTopic.topicArn,
         [JOBS_ENV.outputsBucket]: outputs.bucketName,
         [JOBS_ENV.jobSettingsParameter]: jobSettingsParameterName(stack.stackName),
@@ -275,6 +289,32 @@ export class TrainingJobs extends Construct {
     });
 
     this.acknowledgeControllerFindings(role, fn, outputs, jobPrefix);
+    this.guard = this.newJobGuard(fn, props);
+  }
+
+  private newJobGuard(fn: lambda.IFunction, props: TrainingJobsProps): CustomResource {
+    const guard = new CustomResource(this, 'JobGuard', {
+      serviceToken: fn.functionArn,
+      resourceType: JOB_GUARD_TYPE,
+      // A new run id is an Update: the jobs of the old run are stopped while its role exists.
+      properties: { RunId: props.run?.runId ?? '' },
+      serviceTimeout: CONTROLLER_TIMEOUT.plus(Duration.minutes(1)),
+    });
+    // Deleted first on `cdk destroy` (or a switch to backend=ec2), while everything a stopping
+    // job and the controller use still exists: the run's role, the bucket, the image, the topic,
+    // the controller's own role and policy.
+    for (const used of [
+      this.executionRole,
+      props.outputsBucket,
+      props.dataBucket,
+      props.repository,
+      props.alertsTopic,
+      this.settingsParameter,
+      fn,
+    ]) {
+      if (used) guard.node.addDependency(used);
+    }
+    return guard;
   }
 
   /**
@@ -284,12 +324,26 @@ export class TrainingJobs extends Construct {
    * what the controller and supervisor report: the container runs code the stack does not
    * control.
    */
-  private newExecutionRole(props: TrainingJobsProps, runId: string): iam.Role {
+  private newExecutionRole(props: TrainingJobsProps, runId: string, jobPrefix: string): iam.Role {
     const stack = Stack.of(this);
     const outputs = props.outputsBucket;
-    const role = new iam.Role(this, 'ExecutionRole', {
-      description: 'SageMaker training jobs of the run: read datasets, write its run, pull, log',
-      assumedBy: new iam.ServicePrincipal('sagemaker.amazonaws.com'),
+    // One role per run (its id names the run): a deploy with a new run id creates the new role
+    // and CloudFormation deletes the old one only after the job guard has stopped the old run's
+    // job, so that job can still publish its last checkpoint under its own grants.
+    const role = new iam.Role(this, `ExecutionRole-${runId}`, {
+      description: `SageMaker training jobs of run ${runId}: read datasets, write its run, pull, log`,
+      // Only SageMaker training jobs of this stack may assume it (confused deputy prevention).
+      assumedBy: new iam.ServicePrincipal('sagemaker.amazonaws.com', {
+        conditions: {
+          ArnLike: {
+            'aws:SourceArn': stack.formatArn({
+              service: 'sagemaker',
+              resource: 'training-job',
+              resourceName: `${jobPrefix}*`,
+            }),
+          },
+        },
+      }),
     });
     props.dataBucket.grantRead(role);
     const prefix = runPrefix(runId);

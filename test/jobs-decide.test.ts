@@ -282,6 +282,26 @@ describe('stopping a live job', () => {
       'max-runtime',
     ],
     [
+      'on demand, the time before training started (provisioning, the image pull) does not count',
+      { maxRuntimeHours: 0.25, useSpot: false },
+      {
+        creationTime: new Date(NOW.getTime() - 2 * HOUR),
+        trainingStartTime: new Date(NOW.getTime() - 0.25 * HOUR),
+      },
+      undefined,
+      undefined,
+    ],
+    [
+      'on demand, training past the runtime plus the grace is stopped',
+      { maxRuntimeHours: 0.25, useSpot: false },
+      {
+        creationTime: new Date(NOW.getTime() - 2 * HOUR),
+        trainingStartTime: new Date(NOW.getTime() - 0.5 * HOUR - 1000),
+      },
+      undefined,
+      'max-runtime',
+    ],
+    [
       'with managed spot, waiting for capacity is allowed as long again as the runtime',
       { maxRuntimeHours: 0.25, useSpot: true },
       { creationTime: new Date(NOW.getTime() - 0.5 * HOUR - 1000) },
@@ -310,6 +330,92 @@ describe('stopping a live job', () => {
     );
     expect(decision.stop).toBeUndefined();
     expect(decision.costUsd).toBeUndefined();
+  });
+});
+
+describe('a run the deploy no longer asks for (superseded)', () => {
+  const why = 'the deploy configured run-0b1c2d3e instead';
+
+  test('its live job is stopped, and nothing starts even with createJob and no job', () => {
+    const j = job(1, 'InProgress');
+    const live = decideRun(
+      view({ ledger: ledger({ attempts: [{ instanceId: j.name }] }), jobs: [j], superseded: why }),
+      NOW,
+    );
+    expect(live.stop).toEqual({ jobName: j.name, cause: 'superseded', detail: why });
+
+    const idle = decideRun(view({ ledger: ledger(), superseded: why }), NOW);
+    expect(idle.start).toBeUndefined();
+    expect(idle.stop).toBeUndefined();
+  });
+
+  test('the job it stopped is recorded as stopped (superseded), resumable by a deploy of the run', () => {
+    const j = job(1, 'Stopped');
+    const decision = decideRun(
+      view({
+        ledger: ledger({
+          instanceId: j.name,
+          attempts: [{ instanceId: j.name }],
+          stopRequested: { jobName: j.name, cause: 'superseded' },
+        }),
+        jobs: [j],
+        superseded: why,
+      }),
+      NOW,
+    );
+    expect(decision.record).toMatchObject([
+      { jobName: j.name, status: 'stopped', reason: 'superseded', message: 'stopped' },
+    ]);
+    expect(decision.record[0].detail).toContain(why);
+    expect(decision.start).toBeUndefined();
+  });
+
+  test('a job that completed before it was superseded is still recorded as completed', () => {
+    const j = job(1, 'Completed');
+    const decision = decideRun(
+      view({
+        ledger: ledger({ instanceId: j.name, attempts: [{ instanceId: j.name }] }),
+        jobs: [j],
+        finalModelPublished: true,
+        superseded: why,
+      }),
+      NOW,
+    );
+    expect(decision.record).toMatchObject([{ status: 'completed' }]);
+  });
+});
+
+describe("SageMaker's ClientError (the job's set-up at fault)", () => {
+  const failed = job(1, 'Failed', { failureReason: 'ClientError: Failed to download data.' });
+
+  test('fails the run without a retry, though retries are left', () => {
+    // Every pass notes the settings it saw in the ledger.
+    const seen = ledger({ attempts: [{ instanceId: failed.name }], jobSettingsDigest: 'digest-1' });
+    const decision = decideRun(view({ ledger: seen, jobs: [failed] }), NOW);
+    expect(decision.record).toMatchObject([
+      { status: 'failed', reason: 'job-client-error', message: 'failed' },
+    ]);
+    expect(decision.start).toBeUndefined();
+  });
+
+  test('a deploy that changed the settings starts the next attempt; the same settings do not', () => {
+    const recorded = ledger({
+      status: 'failed',
+      reason: 'job-client-error',
+      attempts: [recordedAttempt(failed)],
+      jobSettingsDigest: 'digest-1',
+    });
+    expect(decideRun(view({ ledger: recorded, jobs: [failed] }), NOW).start).toBeUndefined();
+    const changed = { ...LIMITS, settingsDigest: 'digest-2' };
+    expect(
+      decideRun(view({ limits: changed, ledger: recorded, jobs: [failed] }), NOW).start,
+    ).toEqual({ attempt: 2, resumed: true });
+  });
+
+  test('bad input is still bad input behind a ClientError prefix', () => {
+    const bad = job(1, 'Failed', { failureReason: 'ClientError: bad-input: data.train not found' });
+    const decision = decideRun(view({ ledger: ledger(), jobs: [bad] }), NOW);
+    expect(decision.record).toMatchObject([{ reason: 'bad-input', exitCode: 2 }]);
   });
 });
 

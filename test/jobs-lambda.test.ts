@@ -13,10 +13,13 @@ import {
   PutObjectCommand,
 } from '@aws-sdk/client-s3';
 import {
+  CreateTrainingJobCommand,
   DescribeTrainingJobCommand,
   ListTrainingJobsCommand,
   SageMakerClient,
 } from '@aws-sdk/client-sagemaker';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { CreateTopicCommand } from '@aws-sdk/client-sns';
 import { PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import {
@@ -32,6 +35,7 @@ import {
 } from '../lib/contract';
 import { JOBS_ENV, readJobsEnv, type JobsEnv } from '../lambda/jobs/env';
 import type { JobsClients, JobsReport } from '../lambda/jobs/handler';
+import { trainingJobRequest } from '../lambda/jobs/request';
 import {
   motoClientConfig,
   motoClients,
@@ -42,6 +46,8 @@ import {
 } from './support/moto';
 
 const STACK = 'TrainingStack';
+const ACCOUNT_ID = '123456789012';
+const STACK_ID = `arn:aws:cloudformation:us-east-1:${ACCOUNT_ID}:stack/${STACK}/6d5a3b40-cf1e-11f0-9d2b-0a1b2c3d4e5f`;
 const BUCKET = 'outputs';
 const RUN = 'run-3f2a9c1b';
 const ACCOUNT = '123456789012';
@@ -69,6 +75,7 @@ beforeAll(async () => {
   jest.spyOn(console, 'log').mockImplementation(() => undefined); // the pass's JSON report
   Object.assign(process.env, {
     [JOBS_ENV.stackName]: STACK,
+    [JOBS_ENV.stackId]: STACK_ID,
     [JOBS_ENV.topicArn]: `arn:aws:sns:${REGION}:${ACCOUNT}:alerts`,
     [JOBS_ENV.outputsBucket]: BUCKET,
     [JOBS_ENV.jobSettingsParameter]: jobSettingsParameterName(STACK),
@@ -161,18 +168,18 @@ async function emulate(name: string, state: Record<string, unknown>): Promise<vo
   expect(response.status).toBe(200);
 }
 
-async function ledger(): Promise<Ledger> {
+async function ledger(run = RUN): Promise<Ledger> {
   const object = await clients.s3.send(
-    new GetObjectCommand({ Bucket: BUCKET, Key: ledgerKey(RUN) }),
+    new GetObjectCommand({ Bucket: BUCKET, Key: ledgerKey(run) }),
   );
   return JSON.parse(
     await (object.Body as { transformToString(): Promise<string> }).transformToString(),
   );
 }
 
-async function messages(): Promise<MessageRecord[]> {
+async function messages(run = RUN): Promise<MessageRecord[]> {
   const listed = await clients.s3.send(
-    new ListObjectsV2Command({ Bucket: BUCKET, Prefix: messagesPrefix(RUN) }),
+    new ListObjectsV2Command({ Bucket: BUCKET, Prefix: messagesPrefix(run) }),
   );
   const records: MessageRecord[] = [];
   for (const item of listed.Contents ?? []) {
@@ -191,7 +198,7 @@ async function jobNames(): Promise<string[]> {
   return (listed.TrainingJobSummaries ?? []).map((j) => j.TrainingJobName as string).sort();
 }
 
-const job = (attempt: number) => trainingJobName(STACK, RUN, attempt);
+const job = (attempt: number, run = RUN) => trainingJobName(STACK, STACK_ID, run, attempt);
 
 describe('starting a run', () => {
   let imageDigest: string;
@@ -422,12 +429,14 @@ test("the deployed entry point runs the same pass on a job's state change event"
   expect(report).toMatchObject({ runId: RUN, detail: 'createInstance=false: no job is started' });
 });
 
-describe('temporary causes do not stick', () => {
-  test("after a runId change the new run's job waits for the old run's job to end", async () => {
+describe('runs the deploy no longer asks for', () => {
+  const other = 'run-0b1c2d3e';
+  const otherRun = { runId: other, outputUri: `s3://${BUCKET}/runs/${other}` };
+
+  test("after a runId change the old run's job is stopped and recorded in its own ledger; then the new run starts", async () => {
     await arrange();
     await pass();
-    const other = 'run-0b1c2d3e';
-    await deploy({ runId: other, outputUri: `s3://${BUCKET}/runs/${other}` });
+    await deploy(otherRun);
 
     const stopping = await pass();
 
@@ -435,9 +444,176 @@ describe('temporary causes do not stick', () => {
     expect(stopping.started).toBeUndefined();
     expect(stopping.detail).toContain(`waiting for ${job(1)}`);
     const next = await pass(); // the old job is Stopped now
-    expect(next.started).toBe(trainingJobName(STACK, other, 1));
+    expect(next.started).toBe(job(1, other));
+    expect(next.recorded).toEqual([job(1)]);
+    expect(await ledger(RUN)).toMatchObject({
+      status: 'stopped',
+      reason: 'superseded',
+      attempts: [{ instanceId: job(1), endedAt: expect.any(String) }],
+    });
+    const sent = await messages(RUN);
+    expect(sent.map((m) => m.status)).toEqual(['started', 'stopped']);
+    expect(sent[1].body).toContain(`configured ${other} instead`);
+    expect(sent[1].body).toContain(`-c runId=${RUN}`);
+    await pass();
+    expect(await messages(RUN)).toHaveLength(2); // recorded once
   });
 
+  test("a job of an earlier deployment of the stack is stopped, and its name never blocks this deployment's", async () => {
+    await arrange();
+    // `cdk destroy` then `cdk deploy` of the same stack name: a new stack id.
+    const earlierId = STACK_ID.replace(/[0-9a-f-]{36}$/, '00000000-0000-4000-8000-000000000000');
+    const earlier = trainingJobName(STACK, earlierId, RUN, 1);
+    expect(earlier).not.toBe(job(1));
+    await clients.sagemaker.send(
+      new CreateTrainingJobCommand(
+        trainingJobRequest({
+          settings: settings(),
+          jobName: earlier,
+          outputsBucket: BUCKET,
+          imageUri: 'image@sha256:00',
+        }),
+      ),
+    );
+
+    const first = await pass();
+
+    expect(first.stopped).toEqual([earlier]);
+    const second = await pass();
+    expect(second.started).toBe(job(1));
+    expect(await jobNames()).toEqual([earlier, job(1)].sort());
+  });
+
+  test('the job guard on a new run id stops the old run, records it, and answers CloudFormation', async () => {
+    await arrange();
+    await pass();
+    const answers: { method?: string; type?: string; body: string }[] = [];
+    const server = createServer((request, response) => {
+      let body = '';
+      request.on('data', (chunk) => (body += chunk));
+      request.on('end', () => {
+        answers.push({ method: request.method, type: request.headers['content-type'], body });
+        response.end();
+      });
+    });
+    await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
+    const { port } = server.address() as AddressInfo;
+    try {
+      await handlerModule.handler(guardEvent('Update', other, `http://127.0.0.1:${port}/answer`), {
+        getRemainingTimeInMillis: () => 60_000,
+      });
+    } finally {
+      server.close();
+    }
+
+    expect(answers).toHaveLength(1);
+    // A pre-signed S3 URL takes no content type: the header goes out empty.
+    expect(answers[0]).toMatchObject({ method: 'PUT', type: '' });
+    expect(JSON.parse(answers[0].body)).toMatchObject({
+      Status: 'SUCCESS',
+      Reason: `stopped and recorded: ${job(1)}`,
+      RequestId: 'request-1',
+      LogicalResourceId: 'JobsJobGuard',
+      PhysicalResourceId: `${STACK}-job-guard`,
+    });
+    expect(await ledger(RUN)).toMatchObject({ status: 'stopped', reason: 'superseded' });
+    expect((await messages(RUN)).map((m) => m.status)).toEqual(['started', 'stopped']);
+  });
+
+  test('the job guard on delete (cdk destroy, backend=ec2) stops every job; one still stopping at its deadline is reported', async () => {
+    await arrange();
+    await pass();
+    const done = await handlerModule.guardJobs(
+      clients,
+      env,
+      guardEvent('Delete'),
+      Date.now() + 60_000,
+    );
+    expect(done).toMatchObject({
+      reason: `stopped and recorded: ${job(1)}`,
+      live: [],
+      failures: [],
+    });
+    expect(await ledger(RUN)).toMatchObject({ status: 'stopped', reason: 'superseded' });
+
+    await arrange({ runId: other, outputUri: `s3://${BUCKET}/runs/${other}` });
+    await pass();
+    await emulate(job(1, other), { TrainingJobStatus: 'Stopping' }); // a slow save
+    const naps: number[] = [];
+    let now = Date.now();
+    const late = await handlerModule.guardJobs(clients, env, guardEvent('Delete'), now + 20_000, {
+      now: () => now,
+      sleep: async (ms) => {
+        naps.push(ms);
+        now += ms;
+      },
+    });
+    expect(naps).toEqual([2_000, 10_000]); // looked three times, then gave up before the deadline
+    expect(late).toMatchObject({ live: [job(1, other)], failures: [] });
+    expect(late.reason).toContain(`still stopping or running: ${job(1, other)}`);
+  });
+
+  test('the job guard on create does nothing', async () => {
+    await arrange();
+    await pass();
+    const done = await handlerModule.guardJobs(
+      clients,
+      env,
+      guardEvent('Create', RUN),
+      Date.now() + 60_000,
+    );
+    expect(done.reason).toBe('no job to stop');
+    expect((await ledger()).status).toBe('running');
+  });
+});
+
+function guardEvent(
+  type: 'Create' | 'Update' | 'Delete',
+  runId?: string,
+  url = 'http://127.0.0.1:9/',
+) {
+  return {
+    RequestType: type,
+    ResponseURL: url,
+    StackId: STACK_ID,
+    RequestId: 'request-1',
+    LogicalResourceId: 'JobsJobGuard',
+    PhysicalResourceId: `${STACK}-job-guard`,
+    ResourceProperties: { RunId: runId ?? '' },
+  } as const;
+}
+
+test('two passes at once (the schedule and a state change event) start one job and send one message', async () => {
+  await arrange();
+
+  const reports = await Promise.all([pass(), pass()]);
+
+  expect(await jobNames()).toEqual([job(1)]);
+  expect(reports.filter((r) => r.started === job(1)).length).toBeLessThanOrEqual(1);
+  const recorded = await ledger();
+  expect(recorded.attempts).toHaveLength(1);
+  expect((await messages()).map((m) => m.status)).toEqual(['started']);
+});
+
+test("a ClientError (SageMaker blames the job's set-up) fails the run without a retry; changed settings try again", async () => {
+  await arrange({ maxRetries: 3 });
+  await pass();
+  await emulate(job(1), {
+    TrainingJobStatus: 'Failed',
+    FailureReason: 'ClientError: Failed to download data. Access Denied',
+  });
+
+  await pass();
+  await pass();
+
+  expect(await jobNames()).toEqual([job(1)]);
+  expect(await ledger()).toMatchObject({ status: 'failed', reason: 'job-client-error' });
+  await deploy({ maxRetries: 3, volumeSizeGiB: 300 });
+  await pass();
+  expect(await jobNames()).toEqual([job(1), job(2)]);
+});
+
+describe('temporary causes do not stick', () => {
   test('an image not pushed yet is tried again next pass, not a failed run', async () => {
     await arrange({ imageUri: `${ACCOUNT}.dkr.ecr.${REGION}.amazonaws.com/${REPOSITORY}:v2` });
 

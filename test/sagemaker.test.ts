@@ -61,17 +61,59 @@ describe('backend=sagemaker with a run', () => {
     expect(() => stack.compute).toThrow('backend=sagemaker');
   });
 
-  test('the execution role is for SageMaker alone', () => {
-    template.hasResourceProperties('AWS::IAM::Role', {
-      AssumeRolePolicyDocument: {
-        Statement: [
-          Match.objectLike({
-            Principal: { Service: 'sagemaker.amazonaws.com' },
-            Action: 'sts:AssumeRole',
-          }),
-        ],
+  test("the execution role is for this stack's SageMaker training jobs alone", () => {
+    const role = template.toJSON().Resources[roleId(jobs.executionRole)];
+    const [statement] = role.Properties.AssumeRolePolicyDocument.Statement;
+    expect(statement).toMatchObject({
+      Principal: { Service: 'sagemaker.amazonaws.com' },
+      Action: 'sts:AssumeRole',
+    });
+    const resolved = resolveIntrinsics(statement.Condition, {
+      'AWS::AccountId': ACCOUNT,
+      'AWS::Partition': 'aws',
+      'AWS::Region': 'us-east-1',
+    });
+    expect(resolved).toEqual({
+      ArnLike: {
+        'aws:SourceArn': `arn:aws:sagemaker:us-east-1:${ACCOUNT}:training-job/${PREFIX}*`,
       },
     });
+  });
+
+  test('the job guard runs the controller when the run changes or the backend goes, before what a job uses is deleted', () => {
+    const guards = template.findResources('Custom::TuningLabJobGuard');
+    expect(Object.keys(guards)).toHaveLength(1);
+    const [guard] = Object.values(guards);
+    const fnId = stack.getLogicalId(jobs.function.node.defaultChild as never);
+    expect(guard.Properties).toEqual({
+      ServiceToken: { 'Fn::GetAtt': [fnId, 'Arn'] },
+      RunId: 'run-sm-1',
+      ServiceTimeout: '960',
+    });
+    const topicId = stack.getLogicalId(stack.safety.topic.node.defaultChild as never);
+    expect(guard.DependsOn).toEqual(
+      expect.arrayContaining([roleId(jobs.executionRole), outputsId, dataId, topicId, fnId]),
+    );
+    // It waits up to the function's timeout, less a margin to answer.
+    template.hasResourceProperties('AWS::Lambda::Function', {
+      Environment: {
+        Variables: Match.objectLike({ TUNING_LAB_STACK_ID: { Ref: 'AWS::StackId' } }),
+      },
+      Timeout: 900,
+    });
+  });
+
+  test('a new run id gets a new execution role (the old one outlives the guard) and the same guard', () => {
+    const next = synth({ ...SAGEMAKER_RUN, runId: 'run-sm-2' });
+    const ids = (t: typeof template, type: string) => Object.keys(t.findResources(type));
+    const roles = (t: typeof template) =>
+      ids(t, 'AWS::IAM::Role').filter((id) => id.includes('ExecutionRole'));
+    expect(roles(template)).toHaveLength(1);
+    expect(roles(next.template)).toHaveLength(1);
+    expect(roles(next.template)).not.toEqual(roles(template));
+    expect(ids(next.template, 'Custom::TuningLabJobGuard')).toEqual(
+      ids(template, 'Custom::TuningLabJobGuard'),
+    );
   });
 
   test.each([

@@ -174,8 +174,9 @@ class Deployment:
 
     def role_arn(self, name: str) -> str:
         """The ARN of the stack's role whose logical id starts with ``name`` within its layer,
-        e.g. ``InstanceRole``, ``TrainerRole``, ``SafetyFunctionRole``, ``GitHubImageRole``."""
-        pattern = re.compile(rf"^[A-Z][A-Za-z]+{name}[0-9A-F]{{8}}$")
+        e.g. ``InstanceRole``, ``TrainerRole``, ``SafetyFunctionRole``, ``GitHubImageRole``, or
+        ``ExecutionRole`` (whose id goes on with its run id, lower case: one role per run)."""
+        pattern = re.compile(rf"^[A-Z][A-Za-z]+{name}[0-9a-z]*[0-9A-F]{{8}}$")
         found = [
             physical
             for logical, kind, physical in self.resources

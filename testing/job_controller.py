@@ -2,10 +2,11 @@
 runs it: bundled by esbuild as the stack bundles it, one pass against an emulated AWS.
 
     bundle = bundle_job_controller(tmp_path / "jobs-handler.js")
-    report = run_job_controller(bundle, stack_name=..., topic_arn=..., outputs_bucket=..., env=...)
+    report = run_job_controller(bundle, function_env=<the deployed function's>, env=...)
 
-The environment variables are the function's (lambda/jobs/env.ts, JOBS_ENV); ``env`` adds the
-endpoint and the credentials (the stack's controller role's when IAM is enforced).
+``function_env`` is the deployed function's own environment (lambda/jobs/env.ts, JOBS_ENV, as
+CloudFormation resolved it); ``env`` adds the endpoint, the region and the credentials (the
+stack's controller role's when IAM is enforced).
 """
 
 from __future__ import annotations
@@ -27,18 +28,9 @@ def bundle_job_controller(target: Path) -> Path:
     return bundle_handler(HANDLER, target, "the job controller")
 
 
-def run_job_controller(
-    bundle: Path, *, stack_name: str, topic_arn: str, outputs_bucket: str, region: str, env: dict
-) -> dict:
+def run_job_controller(bundle: Path, *, function_env: dict, region: str, env: dict) -> dict:
     """One pass of ``handler()`` as a state change event starts it; its report."""
-    function_env = {
-        **env,
-        "TUNING_LAB_STACK_NAME": stack_name,
-        "TUNING_LAB_TOPIC_ARN": topic_arn,
-        "TUNING_LAB_OUTPUTS_BUCKET": outputs_bucket,
-        "TUNING_LAB_JOB_SETTINGS_PARAMETER": f"/tuning-lab/{stack_name}/job-settings",
-        "AWS_REGION": region,
-    }
+    function_env = {**env, **function_env, "AWS_REGION": region}
     event = json.dumps({"detail-type": "SageMaker Training Job State Change"})
     call = (
         f"require({json.dumps(str(bundle))}).handler({event})"

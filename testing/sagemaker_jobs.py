@@ -17,6 +17,12 @@ same name and never reports billable time or a failure reason. Emulated here, an
   seconds since the epoch; ``region`` defaults to us-east-1); a new secondary status is appended
   to the job's SecondaryStatusTransitions (``Interrupted``: a managed spot interruption).
 
+And in moto's CloudFormation: it runs a custom resource's Lambda only in Docker, which this
+machine lacks, so a stack with the job guard (``Custom::TuningLabJobGuard``, lib/sagemaker.ts)
+would never finish creating. The guard does nothing on Create (lambda/jobs/handler.ts), so the
+emulator answers that Create itself, as the guard would: created, no data. Its Update and Delete
+(what it is for) are not run by moto at all; test/jobs-lambda.test.ts runs them in-process.
+
     install()   # in the moto server's process, before it serves (testing/moto_server.py does)
 """
 
@@ -26,6 +32,7 @@ import datetime as dt
 import json
 
 CONTROL_PATH = "/moto-api/tuning-lab/sagemaker/training-job"
+JOB_GUARD_TYPE = "Custom::TuningLabJobGuard"  # lib/sagemaker.ts
 _ENDED = ("Completed", "Failed", "Stopped")
 
 
@@ -120,4 +127,24 @@ def install() -> None:
     SageMakerResponse.create_training_job = create_training_job
     SageMakerResponse.stop_training_job = stop_training_job
     moto_api_urls.url_paths["{0}" + CONTROL_PATH] = control
+    _answer_job_guard_creates()
     SageMakerResponse._tuning_lab_jobs = True
+
+
+def _answer_job_guard_creates() -> None:
+    from moto.cloudformation.custom_model import CustomModel
+
+    moto_create = CustomModel.create_from_cloudformation_json.__func__
+
+    def create_from_cloudformation_json(
+        cls, resource_name, cloudformation_json, account_id, region_name, **kwargs
+    ):
+        if kwargs.get("ResourceType") != JOB_GUARD_TYPE:
+            return moto_create(
+                cls, resource_name, cloudformation_json, account_id, region_name, **kwargs
+            )
+        guard = cls(region_name, "emulated", kwargs["LogicalId"], resource_name)
+        guard.set_data({})  # the guard's answer to Create: SUCCESS, no data
+        return guard
+
+    CustomModel.create_from_cloudformation_json = classmethod(create_from_cloudformation_json)

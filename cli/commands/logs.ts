@@ -137,8 +137,9 @@ async function followRun(
 /** Where a run's trainer logs: EC2 streams, or a SageMaker stack's job streams. */
 async function streamNaming(ctx: CliContext, runId: string) {
   if ((await ctx.optionalOutput('backend')) === 'sagemaker') {
-    // `<job name>/algo-<n>-<epoch>`, one per host of each job of the run.
-    return { prefix: trainingJobRunPrefix(ctx.stackName, runId), pattern: /\/algo-\d+-\d+$/ };
+    // `<job name>/algo-<n>-<epoch>`, one per host of each job of the run (in this deployment).
+    const { id } = await ctx.stack();
+    return { prefix: trainingJobRunPrefix(ctx.stackName, id, runId), pattern: /\/algo-\d+-\d+$/ };
   }
   return { prefix: `${runId}/`, pattern: /\/attempt-\d+$/ };
 }

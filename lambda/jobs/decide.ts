@@ -12,6 +12,8 @@
  *    (`tuning-lab stop`), the run's cost passed `maxRunCostUsd` (billable seconds x the ml price
  *    x the instance count, from SageMaker's own records), or it outlived its stopping condition
  *    (SageMaker ends it itself; this is the backstop);
+ *    A run the deploy no longer asks for (`superseded`: another runId, the SageMaker backend
+ *    removed, the stack deleted) is only stopped and recorded, never started;
  * 3. with no live job, the next attempt starts when the deploy asks for a run that has not
  *    ended: never for a completed or failed run, and for a stopped one only after a deploy that
  *    changed its settings (a redeploy of the same settings never starts a second job); never
@@ -74,9 +76,20 @@ export interface RunView {
    * runId change): on a quota of one, CreateTrainingJob would be refused while they hold it.
    */
   readonly otherLiveJobs?: readonly string[];
+  /**
+   * Why the deploy no longer asks for this run (another runId configured, the SageMaker backend
+   * removed, the stack deleted): its live job is stopped, its ended jobs are recorded, nothing
+   * starts. Undefined for the configured run.
+   */
+  readonly superseded?: string;
 }
 
-export type StopCause = 'max-runtime' | 'max-cost' | 'operator' | typeof REASON_CREATE_INSTANCE_FALSE;
+export type StopCause =
+  | 'max-runtime'
+  | 'max-cost'
+  | 'operator'
+  | typeof REASON_SUPERSEDED
+  | typeof REASON_CREATE_INSTANCE_FALSE;
 
 /** How one ended job goes into the ledger. */
 export interface JobOutcome {
@@ -119,6 +132,19 @@ const FINISHED = new Set<string>(['completed', 'failed']);
 const RESUMABLE = new Set<string>(['stopped-by-safety', 'stopped']);
 /** A failure to start is not the trainer's: a deploy with other settings may try again. */
 export const REASON_JOB_START_FAILED = 'job-start-failed';
+/**
+ * SageMaker found the job's set-up at fault (FailureReason `ClientError: ...`: the image, the
+ * data or output location, the role): the same request fails again, so it is not retried; a
+ * deploy with other settings may try again.
+ */
+export const REASON_CLIENT_ERROR = 'job-client-error';
+/** A deploy (another runId, the backend removed) or `cdk destroy` no longer asks for the run. */
+export const REASON_SUPERSEDED = 'superseded';
+/** Failures a deploy that changes the settings may try again. */
+const RETRIED_AFTER_CHANGE = new Set<string | null | undefined>([
+  REASON_JOB_START_FAILED,
+  REASON_CLIENT_ERROR,
+]);
 /** SageMaker had no capacity for the job (FailureReason `CapacityError: ...`). */
 export const REASON_CAPACITY = 'capacity';
 /** SageMaker's own error, after its own retries (FailureReason `InternalServerError...`). */
@@ -181,6 +207,9 @@ export function decideRun(view: RunView, now: Date): RunDecision {
   }
 
   const ended = status !== undefined && status !== 'running' && status !== 'interrupted';
+  if (view.superseded !== undefined) {
+    return { record, ...costs, detail: `not the configured run (${view.superseded}): nothing starts` };
+  }
   if (view.pendingStop) {
     return {
       record,
@@ -195,7 +224,7 @@ export function decideRun(view: RunView, now: Date): RunDecision {
   if (last?.status === 'interrupted' && last.reason !== REASON_CREATE_INSTANCE_FALSE) {
     return { record, ...costs, detail: `${last.detail}: a later pass starts the next attempt` };
   }
-  if (status !== undefined && FINISHED.has(status) && reason !== REASON_JOB_START_FAILED) {
+  if (status !== undefined && FINISHED.has(status) && !RETRIED_AFTER_CHANGE.has(reason)) {
     return {
       record,
       ...costs,
@@ -203,7 +232,7 @@ export function decideRun(view: RunView, now: Date): RunDecision {
     };
   }
   const seenDigest = view.ledger?.jobSettingsDigest;
-  if (ended && status !== undefined && (RESUMABLE.has(status) || reason === REASON_JOB_START_FAILED)) {
+  if (ended && status !== undefined && (RESUMABLE.has(status) || RETRIED_AFTER_CHANGE.has(reason))) {
     if (seenDigest === view.limits.settingsDigest) {
       return {
         record,
@@ -301,6 +330,18 @@ function outcomeOf(job: JobView, view: RunView, failuresInARow: number): JobOutc
         detail: `${job.name} refused its input: never retried`,
       };
     }
+    if (/^\s*ClientError\b/.test(job.failureReason ?? '')) {
+      return {
+        ...base,
+        status: 'failed',
+        reason: REASON_CLIENT_ERROR,
+        exitCode: null,
+        message: 'failed',
+        detail:
+          `${job.name}: SageMaker found its set-up at fault (image, data, output or role); ` +
+          'not retried as it is',
+      };
+    }
     const exitCode = words.startsWith(FAILURE_MARKERS.interrupted) ? 75 : 1;
     if (failuresInARow <= view.limits.maxRetries) {
       return {
@@ -341,6 +382,16 @@ function outcomeOf(job: JobView, view: RunView, failuresInARow: number): JobOutc
       detail: `${job.name} stopped at ${cause === 'max-cost' ? 'the cost cap' : 'its runtime limit'}`,
     };
   }
+  if (cause === REASON_SUPERSEDED) {
+    return {
+      ...base,
+      status: 'stopped',
+      reason: REASON_SUPERSEDED,
+      exitCode: null,
+      message: 'stopped',
+      detail: `${job.name} stopped: ${view.superseded ?? 'the deploy no longer asks for the run'}`,
+    };
+  }
   if (cause === REASON_CREATE_INSTANCE_FALSE) {
     return {
       ...base,
@@ -368,6 +419,9 @@ function stopCause(
   now: Date,
 ): { cause: StopCause; detail: string } | undefined {
   const { limits } = view;
+  if (view.superseded !== undefined) {
+    return { cause: REASON_SUPERSEDED, detail: view.superseded };
+  }
   if (!limits.createJob) {
     return { cause: REASON_CREATE_INSTANCE_FALSE, detail: 'the deploy said createInstance=false' };
   }
@@ -375,13 +429,18 @@ function stopCause(
     return { cause: REASON_OPERATOR, detail: `operator request ${view.pendingStop.requestId}` };
   }
   const { maxRuntimeSeconds, maxWaitSeconds } = stoppingCondition(limits);
-  const wallSeconds = (now.getTime() - job.creationTime.getTime()) / 1000;
+  // Managed spot's MaxWaitTimeInSeconds counts from creation (waiting for capacity included);
+  // on demand, MaxRuntimeInSeconds counts from the start of training.
+  const since =
+    maxWaitSeconds === undefined ? (job.trainingStartTime ?? job.creationTime) : job.creationTime;
+  const wallSeconds = (now.getTime() - since.getTime()) / 1000;
   const bound = (maxWaitSeconds ?? maxRuntimeSeconds) + STOP_GRACE_SECONDS;
   if (wallSeconds >= bound) {
+    const from = since === job.creationTime ? 'it was created' : 'its training started';
     return {
       cause: 'max-runtime',
       detail:
-        `${(wallSeconds / 3600).toFixed(2)} h since it was created, past its stopping ` +
+        `${(wallSeconds / 3600).toFixed(2)} h since ${from}, past its stopping ` +
         `condition (${(bound / 3600).toFixed(2)} h with grace)`,
     };
   }

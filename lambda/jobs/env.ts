@@ -6,6 +6,8 @@
 export const JOBS_ENV = {
   /** Jobs named `trainingJobStackPrefix(<this>)...` are the ones the controller owns. */
   stackName: 'TUNING_LAB_STACK_NAME',
+  /** The stack's CloudFormation id: job names of this deployment carry a hash of it. */
+  stackId: 'TUNING_LAB_STACK_ID',
   /** Where run messages go (contract section 5). */
   topicArn: 'TUNING_LAB_TOPIC_ARN',
   /** Holds `runs/<run-id>/` (ledger, messages, the job's run config). */
@@ -18,6 +20,7 @@ export const JOBS_ENV = {
 
 export interface JobsEnv {
   readonly stackName: string;
+  readonly stackId: string;
   readonly topicArn: string;
   readonly outputsBucket: string;
   readonly jobSettingsParameter: string;
@@ -32,6 +35,7 @@ export function readJobsEnv(env: Record<string, string | undefined>): JobsEnv {
   }
   return {
     stackName: env[JOBS_ENV.stackName] as string,
+    stackId: env[JOBS_ENV.stackId] as string,
     topicArn: env[JOBS_ENV.topicArn] as string,
     outputsBucket: env[JOBS_ENV.outputsBucket] as string,
     jobSettingsParameter: env[JOBS_ENV.jobSettingsParameter] as string,

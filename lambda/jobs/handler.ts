@@ -22,7 +22,7 @@ import {
   SageMakerClient,
   StopTrainingJobCommand,
 } from '@aws-sdk/client-sagemaker';
-import { SNSClient } from '@aws-sdk/client-sns';
+import { PublishCommand, SNSClient } from '@aws-sdk/client-sns';
 import { GetParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import {
   finalPrefix,
@@ -33,6 +33,7 @@ import {
   SAGEMAKER_TRAINING_LOG_GROUP,
   SCHEMA_VERSION,
   stopRequestKey,
+  runPrefix,
   trainingJobAttempt,
   trainingJobName,
   trainingJobStackPrefix,
@@ -46,10 +47,12 @@ import { formatRunMessage, messageRecord, type RunMessage } from '../safety/repo
 import { readJson, updateJson } from '../safety/store';
 import {
   decideRun,
+  isLiveJob,
   isTemporaryStartError,
   REASON_CAPACITY,
   REASON_JOB_START_FAILED,
   REASON_SERVICE_ERROR,
+  REASON_SUPERSEDED,
   startRefused,
   withInterruptions,
   type JobOutcome,
@@ -58,7 +61,7 @@ import {
   type StopCause,
 } from './decide';
 import { readJobsEnv, type JobsEnv } from './env';
-import { trainingJobRequest } from './request';
+import { TRAINER_ENV, trainingJobRequest } from './request';
 
 export interface JobsClients {
   readonly sagemaker: SageMakerClient;
@@ -84,27 +87,29 @@ export async function controlJobs(
   now: Date,
 ): Promise<JobsReport> {
   const failures: string[] = [];
-  const stopped: string[] = [];
   const settings = await readSettings(clients.ssm, env.jobSettingsParameter);
   const stackJobs = await listStackJobs(clients.sagemaker, env.stackName);
 
-  // A live job of this stack that is not the configured run's: the deploy no longer asks for it.
-  for (const summary of stackJobs) {
-    const ours = settings && trainingJobAttempt(env.stackName, settings.runId, summary.name);
-    if (ours !== undefined || summary.status !== 'InProgress') continue;
-    await attempt(failures, `stopping ${summary.name} (no longer the stack's run)`, async () => {
-      await clients.sagemaker.send(new StopTrainingJobCommand({ TrainingJobName: summary.name }));
-      stopped.push(summary.name);
-    });
-  }
+  // Jobs of any other run (an earlier runId, an earlier deployment of the stack): stopped, and
+  // recorded in their own run's ledger as they end.
+  const others = await settleOtherRuns(
+    clients,
+    env,
+    stackJobs,
+    settings?.runId,
+    settings ? `the deploy configured ${settings.runId} instead` : 'the deploy configures no run',
+    now,
+    failures,
+  );
+  const stopped = [...others.stopped];
   if (!settings) {
-    return finish({ detail: 'no run configured', recorded: [], stopped, failures });
+    return finish({ detail: 'no run configured', recorded: others.recorded, stopped, failures });
   }
 
   const runId = settings.runId;
   const jobs: JobView[] = [];
   for (const summary of stackJobs) {
-    const attemptNo = trainingJobAttempt(env.stackName, runId, summary.name);
+    const attemptNo = trainingJobAttempt(env.stackName, env.stackId, runId, summary.name);
     if (attemptNo === undefined) continue;
     const described = await clients.sagemaker.send(
       new DescribeTrainingJobCommand({ TrainingJobName: summary.name }),
@@ -128,8 +133,8 @@ export async function controlJobs(
   const digest = settingsDigest(settings);
   // Every live job of the stack but the run's, the ones this pass just asked to stop included.
   const otherLiveJobs = stackJobs
-    .filter((j) => j.status === 'InProgress' || j.status === 'Stopping')
-    .filter((j) => trainingJobAttempt(env.stackName, runId, j.name) === undefined)
+    .filter((j) => LIVE_STATUSES.has(j.status))
+    .filter((j) => trainingJobAttempt(env.stackName, env.stackId, runId, j.name) === undefined)
     .map((j) => j.name);
 
   const decision = decideRun(
@@ -146,7 +151,7 @@ export async function controlJobs(
   );
 
   const ctx: PassContext = { clients, env, settings, digest, decision, jobs, now, failures };
-  const recorded: string[] = [];
+  const recorded: string[] = [...others.recorded];
   for (const outcome of decision.record) {
     await attempt(failures, `recording ${outcome.jobName}`, async () => {
       await recordOutcome(ctx, outcome, pendingStop);
@@ -178,7 +183,7 @@ export async function controlJobs(
   let started: string | undefined;
   if (decision.start) {
     const { attempt: number, resumed } = decision.start;
-    const name = trainingJobName(env.stackName, runId, number);
+    const name = trainingJobName(env.stackName, env.stackId, runId, number);
     await attempt(failures, `starting ${name}`, async () => {
       if (await startJob(ctx, name, ledger, resumed)) started = name;
     });
@@ -235,23 +240,193 @@ export function settingsDigest(settings: JobSettingsDocument): string {
   return createHash('sha256').update(JSON.stringify(settings)).digest('hex').slice(0, 16);
 }
 
-async function listStackJobs(
-  sagemaker: SageMakerClient,
-  stackName: string,
-): Promise<{ name: string; status: string }[]> {
+/** A training job of the stack as ListTrainingJobs summarizes it. */
+interface JobSummary {
+  readonly name: string;
+  readonly status: string;
+  readonly modifiedAt: Date;
+}
+
+const LIVE_STATUSES = new Set(['InProgress', 'Stopping']);
+
+async function listStackJobs(sagemaker: SageMakerClient, stackName: string): Promise<JobSummary[]> {
   const prefix = trainingJobStackPrefix(stackName);
-  const found: { name: string; status: string }[] = [];
+  const found: JobSummary[] = [];
   for await (const page of paginateListTrainingJobs(
     { client: sagemaker, pageSize: 100 },
     { NameContains: prefix },
   )) {
     for (const job of page.TrainingJobSummaries ?? []) {
       if (job.TrainingJobName?.startsWith(prefix)) {
-        found.push({ name: job.TrainingJobName, status: job.TrainingJobStatus ?? 'unknown' });
+        found.push({
+          name: job.TrainingJobName,
+          status: job.TrainingJobStatus ?? 'unknown',
+          modifiedAt: job.LastModifiedTime ?? job.TrainingEndTime ?? job.CreationTime ?? new Date(0),
+        });
       }
     }
   }
   return found;
+}
+
+/** An ended job of another run is looked at for this long after it changed last. */
+const SETTLE_HOURS = 24;
+
+/** What settling the other runs did, and which of their jobs are still live. */
+export interface Settled {
+  readonly stopped: string[];
+  readonly recorded: string[];
+  readonly live: string[];
+}
+
+/**
+ * Every job of the stack that is not `keepRunId`'s in this deployment: a live one is stopped
+ * (`superseded`, with `why`), and each one that ended is recorded in its own run's ledger, with
+ * one message, as the controller records its own run's jobs. Runs are told apart by the name
+ * prefix of their jobs (a run of an earlier deployment of the stack has its own).
+ */
+export async function settleOtherRuns(
+  clients: JobsClients,
+  env: JobsEnv,
+  stackJobs: readonly JobSummary[],
+  keepRunId: string | undefined,
+  why: string,
+  now: Date,
+  failures: string[],
+): Promise<Settled> {
+  const settled: Settled = { stopped: [], recorded: [], live: [] };
+  const isKept = (name: string) =>
+    keepRunId !== undefined &&
+    trainingJobAttempt(env.stackName, env.stackId, keepRunId, name) !== undefined;
+  const recent = now.getTime() - SETTLE_HOURS * 3600_000;
+  const groups = new Set(
+    stackJobs
+      .filter((j) => !isKept(j.name))
+      .filter((j) => LIVE_STATUSES.has(j.status) || j.modifiedAt.getTime() >= recent)
+      .map((j) => runGroupOf(j.name)),
+  );
+  for (const group of groups) {
+    await attempt(failures, `settling the jobs ${group}*`, async () => {
+      const members = stackJobs.filter((j) => runGroupOf(j.name) === group);
+      const described = await Promise.all(
+        members.map((j) =>
+          clients.sagemaker.send(new DescribeTrainingJobCommand({ TrainingJobName: j.name })),
+        ),
+      );
+      const runId = runIdOfJob(env, described[0]);
+      const jobs = members.map((j, i) =>
+        jobView(j.name, Number(/a([0-9]+)$/.exec(j.name)?.[1] ?? 0), described[i]),
+      );
+      const live = jobs.filter(isLiveJob);
+      // A run's ledger is recorded only by the deployment that configures it: an earlier
+      // deployment's job of the same run id (or of no readable run) is only stopped.
+      const ledger =
+        runId === undefined || runId === keepRunId
+          ? undefined
+          : (await readJson<Ledger>(clients.s3, env.outputsBucket, ledgerKey(runId))).value;
+      if (ledger === undefined || runId === undefined) {
+        for (const job of live.filter((j) => j.status === 'InProgress')) {
+          await clients.sagemaker.send(new StopTrainingJobCommand({ TrainingJobName: job.name }));
+          settled.stopped.push(job.name);
+        }
+        settled.live.push(...live.map((j) => j.name));
+        return;
+      }
+      const settings = settingsOfJob(env, runId, described[0], ledger);
+      const completedUnrecorded = jobs.some(
+        (j) =>
+          j.status === 'Completed' &&
+          !(ledger.attempts ?? []).some((a) => a.instanceId === j.name && a.endedAt),
+      );
+      const finalModelPublished = completedUnrecorded
+        ? (await readJson(clients.s3, env.outputsBucket, `${finalPrefix(runId)}${MANIFEST_NAME}`))
+            .value !== undefined
+        : undefined;
+      const seen = ledger.jobSettingsDigest;
+      const limits = { ...settings, settingsDigest: typeof seen === 'string' ? seen : '' };
+      const decision = decideRun(
+        { runId, limits, ledger, jobs, finalModelPublished, superseded: why },
+        now,
+      );
+      const ctx: PassContext = {
+        clients,
+        env,
+        settings,
+        digest: limits.settingsDigest,
+        decision,
+        jobs,
+        now,
+        failures,
+      };
+      for (const outcome of decision.record) {
+        await recordOutcome(ctx, outcome, undefined);
+        settled.recorded.push(outcome.jobName);
+      }
+      if (decision.stop) {
+        await requestStop(ctx, decision.stop.jobName, decision.stop.cause, undefined);
+        settled.stopped.push(decision.stop.jobName);
+      }
+      settled.live.push(...live.map((j) => j.name));
+    });
+  }
+  return settled;
+}
+
+/** The jobs of one run of one deployment share their name up to the attempt (`...-a<N>`). */
+function runGroupOf(jobName: string): string {
+  return jobName.replace(/a[0-9]+$/, '');
+}
+
+/** The run a job trains, from the output location it was given, when it is this stack's bucket. */
+function runIdOfJob(
+  env: JobsEnv,
+  described: { Environment?: Record<string, string> },
+): string | undefined {
+  const uri = described.Environment?.[TRAINER_ENV.outputUri] ?? '';
+  const match = /^s3:\/\/([^/]+)\/(.+?)\/*$/.exec(uri);
+  if (!match || match[1] !== env.outputsBucket) return undefined;
+  const runId = match[2].replace(/^runs\//, '');
+  return runPrefix(runId) === match[2] ? runId : undefined;
+}
+
+/**
+ * The job settings of a run the deploy no longer configures, as far as recording its jobs
+ * needs them: what the job itself was started with, and the ledger's price.
+ */
+function settingsOfJob(
+  env: JobsEnv,
+  runId: string,
+  described: {
+    RoleArn?: string;
+    AlgorithmSpecification?: { TrainingImage?: string };
+    ResourceConfig?: { InstanceType?: string; InstanceCount?: number; VolumeSizeInGB?: number };
+    EnableManagedSpotTraining?: boolean;
+    Environment?: Record<string, string>;
+  },
+  ledger: Ledger,
+): JobSettingsDocument {
+  const price = (ledger.attempts ?? []).find((a) => typeof a.usdPerHour === 'number')?.usdPerHour;
+  return {
+    schemaVersion: SCHEMA_VERSION,
+    stackName: env.stackName,
+    region: env.region,
+    runId,
+    createJob: false,
+    imageUri: described.AlgorithmSpecification?.TrainingImage ?? '',
+    executionRoleArn: described.RoleArn ?? '',
+    runConfig: {},
+    dataRootUri: described.Environment?.[TRAINER_ENV.dataRoot] ?? '',
+    outputUri: described.Environment?.[TRAINER_ENV.outputUri] ?? '',
+    topicArn: env.topicArn,
+    instanceType: described.ResourceConfig?.InstanceType ?? ledger.instanceType ?? 'unknown',
+    instanceCount: described.ResourceConfig?.InstanceCount ?? 1,
+    volumeSizeGiB: described.ResourceConfig?.VolumeSizeInGB ?? 0,
+    useSpot: described.EnableManagedSpotTraining ?? false,
+    maxRuntimeHours: 0,
+    maxRunCostUsd: null,
+    maxRetries: 0,
+    usdPerHour: typeof price === 'number' ? price : null,
+  };
 }
 
 function jobView(
@@ -598,7 +773,10 @@ export function jobMessage(
     'stopped-by-safety':
       `The run reached ${reason === 'max-cost' ? 'the per-run cost cap (maxRunCostUsd)' : 'the runtime limit (maxRuntimeHours)'}. ` +
       `To continue, raise the limit and deploy again (${cdk}): the run resumes from its last checkpoint.`,
-    stopped: `The run keeps its checkpoints; deploy changed settings to resume it (${cdk}).`,
+    stopped:
+      reason === REASON_SUPERSEDED
+        ? `The run keeps its checkpoints; deploy it again to resume it (${cdk} -c runId=${run}).`
+        : `The run keeps its checkpoints; deploy changed settings to resume it (${cdk}).`,
   };
   return formatRunMessage({
     runId: run,
@@ -614,6 +792,115 @@ export function jobMessage(
   });
 }
 
+/** The CloudFormation custom resource request of the job guard (lib/sagemaker.ts). */
+export interface GuardEvent {
+  readonly RequestType: 'Create' | 'Update' | 'Delete';
+  readonly ResponseURL: string;
+  readonly StackId: string;
+  readonly RequestId: string;
+  readonly LogicalResourceId: string;
+  readonly PhysicalResourceId?: string;
+  readonly ResourceProperties?: { readonly RunId?: string };
+}
+
+/** Between two looks at jobs that are stopping (the first look after a stop comes sooner). */
+const GUARD_POLL_MS = [2_000, 10_000] as const;
+
+/** Time as the job guard waits on it (tests pass their own). */
+export interface Clock {
+  now(): number;
+  sleep(ms: number): Promise<void>;
+}
+
+const REAL_CLOCK: Clock = {
+  now: () => Date.now(),
+  sleep: (ms) => new Promise((done) => setTimeout(done, ms)),
+};
+
+/**
+ * The job guard: a deploy that changes the run (Update: another runId, or none) or removes the
+ * SageMaker backend (Delete: `cdk destroy`, or a deploy with `backend=ec2`) stops every job of
+ * the runs it no longer asks for and waits, until `deadline`, for them to end: their trainer
+ * gets SIGTERM and SageMaker's 120 s to publish a checkpoint while the execution role that lets
+ * it still exists (CloudFormation deletes an old run's role only after this returns), and each
+ * ended job is recorded in its run's ledger (`stopped`, `superseded`). Always answers SUCCESS:
+ * a guard that failed must not block `cdk destroy`; what is left running is reported to the
+ * alerts topic with the command that stops it. Create does nothing.
+ */
+export async function guardJobs(
+  clients: JobsClients,
+  env: JobsEnv,
+  event: GuardEvent,
+  deadline: number,
+  clock: Clock = REAL_CLOCK,
+): Promise<{ reason: string; live: string[]; failures: string[] }> {
+  const failures: string[] = [];
+  let live: string[] = [];
+  let stopped: string[] = [];
+  if (event.RequestType !== 'Create') {
+    const keep = event.RequestType === 'Update' ? event.ResourceProperties?.RunId || undefined : undefined;
+    const why =
+      event.RequestType === 'Update'
+        ? `a deploy configured ${keep ?? 'no run'} instead`
+        : 'cdk destroy, or a deploy without backend=sagemaker, removed the SageMaker backend';
+    for (let look = 0; ; look += 1) {
+      const nap = GUARD_POLL_MS[Math.min(look, GUARD_POLL_MS.length - 1)];
+      const passFailures: string[] = [];
+      await attempt(passFailures, 'settling the jobs', async () => {
+        const stackJobs = await listStackJobs(clients.sagemaker, env.stackName);
+        const now = new Date(clock.now());
+        const settled = await settleOtherRuns(clients, env, stackJobs, keep, why, now, passFailures);
+        stopped = [...new Set([...stopped, ...settled.stopped])];
+        live = settled.live;
+      });
+      failures.splice(0, failures.length, ...passFailures);
+      if (live.length === 0 && failures.length === 0) break;
+      if (clock.now() + nap >= deadline) break;
+      await clock.sleep(nap);
+    }
+  }
+  const reason =
+    live.length > 0
+      ? `still stopping or running: ${live.join(', ')}`
+      : stopped.length > 0
+        ? `stopped and recorded: ${stopped.join(', ')}`
+        : 'no job to stop';
+  if (live.length > 0 || failures.length > 0) {
+    const stop = live.map((name) => `aws sagemaker stop-training-job --training-job-name ${name}`);
+    await attempt(failures, 'reporting the jobs left', () =>
+      clients.sns.send(
+        new PublishCommand({
+          TopicArn: env.topicArn,
+          Subject: `tuning-lab ${env.stackName}: training jobs may still run`,
+          Message:
+            `The deploy (${event.RequestType}) asked the stack's training jobs to stop. ` +
+            `${reason}. ${failures.join(' | ')}\n` +
+            (stop.length > 0 ? `Check, and stop them if they still run:\n${stop.join('\n')}\n` : ''),
+        }),
+      ),
+    );
+  }
+  console.log(JSON.stringify({ message: 'job guard', type: event.RequestType, reason, live, failures }));
+  return { reason, live, failures };
+}
+
+/** Answer CloudFormation at the request's pre-signed URL (never throws). */
+async function answer(event: GuardEvent, env: JobsEnv, reason: string): Promise<void> {
+  const body = JSON.stringify({
+    Status: 'SUCCESS',
+    Reason: reason.slice(0, 1000),
+    PhysicalResourceId: event.PhysicalResourceId ?? `${env.stackName}-job-guard`,
+    StackId: event.StackId,
+    RequestId: event.RequestId,
+    LogicalResourceId: event.LogicalResourceId,
+  });
+  try {
+    // A pre-signed S3 URL: no content type, or the signature does not match.
+    await fetch(event.ResponseURL, { method: 'PUT', body, headers: { 'content-type': '' } });
+  } catch (error) {
+    console.log(JSON.stringify({ message: 'could not answer CloudFormation', error: errorMessage(error) }));
+  }
+}
 
 // Cold start: the environment is checked once and the clients are reused across invocations.
 const env = readJobsEnv(process.env);
@@ -625,8 +912,27 @@ const clients: JobsClients = {
   ecr: new ECRClient({ region: env.region }),
 };
 
-/** The schedule's event or a "SageMaker Training Job State Change": the same whole pass. */
-export async function handler(event?: { 'detail-type'?: string }): Promise<JobsReport> {
-  if (event?.['detail-type']) console.log(JSON.stringify({ message: 'event', type: event['detail-type'] }));
+/**
+ * The schedule's event or a "SageMaker Training Job State Change": the same whole pass. A
+ * CloudFormation request (the job guard) stops the jobs the deploy no longer asks for.
+ */
+export async function handler(
+  event?: { 'detail-type'?: string } | GuardEvent,
+  context?: { getRemainingTimeInMillis(): number },
+): Promise<JobsReport | void> {
+  if (event && 'ResponseURL' in event) {
+    // Room to answer CloudFormation before the function times out.
+    const deadline = Date.now() + (context?.getRemainingTimeInMillis() ?? 60_000) - 30_000;
+    let reason = 'the guard failed';
+    try {
+      reason = (await guardJobs(clients, env, event, deadline)).reason;
+    } finally {
+      await answer(event, env, reason);
+    }
+    return;
+  }
+  if (event && 'detail-type' in event && event['detail-type']) {
+    console.log(JSON.stringify({ message: 'event', type: event['detail-type'] }));
+  }
   return controlJobs(clients, env, new Date());
 }

@@ -33,7 +33,7 @@ import { useOwnEmulator } from '../support/cli-moto';
 const STACK = 'SageMakerStack';
 const RUN = 'run-sm000001';
 const BUCKET = 'sm-outputs';
-const JOB = trainingJobName(STACK, RUN, 1);
+let JOB: string; // named after the stack's id, known once it exists
 const emulator = useOwnEmulator();
 
 beforeAll(async () => {
@@ -42,6 +42,14 @@ beforeAll(async () => {
   const sagemaker = new SageMakerClient(config);
   const logs = new CloudWatchLogsClient(config);
   try {
+    const stackId = await emulator.stackWithOutputs(STACK, {
+      OutputsBucketName: BUCKET,
+      LogGroupName: SAGEMAKER_TRAINING_LOG_GROUP,
+      Backend: 'sagemaker',
+      TrainingJobPrefix: trainingJobStackPrefix(STACK),
+      RunId: RUN,
+    });
+    JOB = trainingJobName(STACK, stackId, RUN, 1);
     await s3.send(new CreateBucketCommand({ Bucket: BUCKET }));
     const ledger = {
       schemaVersion: 1,
@@ -101,13 +109,6 @@ beforeAll(async () => {
         ],
       }),
     );
-    await emulator.stackWithOutputs(STACK, {
-      OutputsBucketName: BUCKET,
-      LogGroupName: SAGEMAKER_TRAINING_LOG_GROUP,
-      Backend: 'sagemaker',
-      TrainingJobPrefix: trainingJobStackPrefix(STACK),
-      RunId: RUN,
-    });
   } finally {
     for (const client of [s3, sagemaker, logs]) client.destroy();
   }

@@ -10,13 +10,16 @@ role and writes the ledger; a second pass starts nothing more.
 
 What the emulator cannot show (docs/architecture.md, "The SageMaker backend"): moto's IAM does
 not check ``iam:PassRole`` or identity-policy conditions (jest evaluates those in the template),
-nothing fires the schedule or the rule, and no container runs.
+nothing fires the schedule or the rule, no container runs, and the job guard's custom resource
+is answered by testing/sagemaker_jobs.py on Create (moto runs a custom resource's Lambda only in
+Docker) and never run on update or delete (test/jobs-lambda.test.ts runs those in-process).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -100,6 +103,13 @@ def test_the_controller_starts_the_run_under_its_own_role(
     except NodeMissingError as missing:
         pytest.skip(str(missing))
     deployment.push_image()
+    function_env = deployment.client("lambda").get_function(
+        FunctionName=deployment.outputs["JobControllerFunctionName"]
+    )["Configuration"]["Environment"]["Variables"]
+    stack_id = deployment.client("cloudformation").describe_stacks(StackName=STACK)["Stacks"][0][
+        "StackId"
+    ]
+    assert function_env["TUNING_LAB_STACK_ID"] == stack_id
     credentials = deployment.role_credentials("ControllerRole")
     deployment.emulator.enforce_iam()
     bucket = deployment.outputs["OutputsBucketName"]
@@ -107,9 +117,7 @@ def test_the_controller_starts_the_run_under_its_own_role(
     def one_pass() -> dict:
         return run_job_controller(
             bundle,
-            stack_name=STACK,
-            topic_arn=deployment.outputs["AlertsTopicArn"],
-            outputs_bucket=bucket,
+            function_env=function_env,
             region=REGION,
             env={**os.environ, **deployment.emulator.sdk_env(credentials)},
         )
@@ -117,8 +125,11 @@ def test_the_controller_starts_the_run_under_its_own_role(
     first = one_pass()
     second = one_pass()
 
-    job = f"{deployment.outputs['TrainingJobPrefix']}{deployment.outputs['RunId']}-a1"
-    assert (first["started"], first["failures"]) == (job, [])
+    # <stack prefix><8 hex digits of the stack id's hash>-<run id>-a1
+    job = first["started"]
+    prefix, run = deployment.outputs["TrainingJobPrefix"], deployment.outputs["RunId"]
+    assert re.fullmatch(rf"{re.escape(prefix)}[0-9a-f]{{8}}-{re.escape(run)}-a1", job), job
+    assert first["failures"] == []
     assert (second.get("started"), second["failures"]) == (None, [])
     described = deployment.client("sagemaker").describe_training_job(TrainingJobName=job)
     assert described["RoleArn"] == deployment.role_arn("ExecutionRole")

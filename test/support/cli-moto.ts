@@ -105,10 +105,10 @@ export async function stackWithOutputs(
   url: string,
   stackName: string,
   outputs: Record<string, string>,
-): Promise<void> {
+): Promise<string> {
   const cloudformation = new CloudFormationClient(clientConfig(url));
   try {
-    await cloudformation.send(
+    const created = await cloudformation.send(
       new CreateStackCommand({
         StackName: stackName,
         TemplateBody: JSON.stringify({
@@ -119,6 +119,7 @@ export async function stackWithOutputs(
         }),
       }),
     );
+    return created.StackId as string;
   } finally {
     cloudformation.destroy();
   }
@@ -132,7 +133,8 @@ export interface Emulator {
   /** Empties the emulator. */
   reset(): Promise<void>;
   run(argv: string[], now?: () => Date): Promise<CliResult>;
-  stackWithOutputs(stackName: string, outputs: Record<string, string>): Promise<void>;
+  /** A stack with just these outputs; returns its id. */
+  stackWithOutputs(stackName: string, outputs: Record<string, string>): Promise<string>;
 }
 
 /** A moto server for this test file (testing/moto_server.py), started and stopped around it. */
