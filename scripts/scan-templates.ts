@@ -1,7 +1,7 @@
 /**
  * Writes TrainingStack's template in every configuration the docs describe (scripts/docs/
- * synthesized.ts: defaults, githubRepo, a run, an existing network) for `make scan`, which runs
- * checkov on them:
+ * synthesized.ts: defaults, githubRepo, a run, an existing network, and backend=sagemaker with a
+ * run) for `make scan`, which runs checkov on them:
  *
  *     npx ts-node --transpile-only scripts/scan-templates.ts cdk.out.scan
  */

@@ -46,12 +46,18 @@ function codeList(paths: Iterable<string>): string {
 
 /** One `when` label per presence pattern across the configurations. */
 function when(present: ReadonlySet<ConfigurationName>): string {
+  const sagemaker = present.has('sagemaker');
   if (present.has('defaults')) {
-    return present.has('existingNetwork') ? 'always' : 'dedicated VPC (no `vpcId`)';
+    if (!present.has('existingNetwork')) return 'dedicated VPC (no `vpcId`)';
+    return sagemaker ? 'always' : 'EC2 backend';
   }
-  if (present.has('githubRepo')) return 'with `githubRepo`';
-  if (present.has('run')) return 'with a run (`runConfig`)';
+  if (present.has('githubRepo'))
+    return sagemaker ? 'with `githubRepo`' : 'EC2 backend, with `githubRepo`';
+  if (present.has('run')) {
+    return sagemaker ? 'with a run (`runConfig`)' : 'EC2 backend, with a run (`runConfig`)';
+  }
   if (present.has('existingNetwork')) return 'with `vpcId`';
+  if (sagemaker) return 'with `backend=sagemaker`';
   throw new Error('a finding present in no configuration');
 }
 
@@ -190,10 +196,16 @@ function list(value: Intrinsic | undefined, s: Synthesis): string[] {
 }
 
 /** Every IAM role of a stack with a run and a GitHub role, and what each may do. */
-export function renderRolesTable(s: Synthesis): string {
+export function renderRolesTable(
+  s: Synthesis,
+  include: (path: string) => boolean = () => true,
+): string {
   const resources = Object.entries(s.template.Resources);
   const sections: string[] = [];
-  for (const [roleId, role] of resources.filter(([, r]) => r.Type === 'AWS::IAM::Role')) {
+  const roles = resources
+    .filter(([, r]) => r.Type === 'AWS::IAM::Role')
+    .filter(([id]) => include(s.paths.get(id) ?? id));
+  for (const [roleId, role] of roles) {
     const props = role.Properties as {
       AssumeRolePolicyDocument: { Statement: Statement[] };
       ManagedPolicyArns?: Intrinsic[];
@@ -252,6 +264,10 @@ export function renderSecurityBlocks(
   return {
     'nag-findings': renderFindingsTable(all),
     'checkov-acks': renderCheckovTable(all),
-    'iam-roles': renderRolesTable(all.run),
+    'iam-roles':
+      renderRolesTable(all.run) +
+      '\n\nWith `backend=sagemaker` there is no EC2 compute (no instance, trainer or VPC roles); ' +
+      'these roles are added:\n\n' +
+      renderRolesTable(all.sagemaker, (path) => path.includes('/TrainingJobs/')),
   };
 }

@@ -31,6 +31,15 @@ export const CONFIGURATIONS = {
     vpcId: 'vpc-0123456789abcdef0',
     subnetIds: 'subnet-0aaaaaaaaaaaaaaa1,subnet-0bbbbbbbbbbbbbbb2',
   },
+  sagemaker: {
+    githubRepo: 'acme/llm',
+    backend: 'sagemaker',
+    createInstance: 'true',
+    runConfig: 'configs/tiny-llama-lora.yaml',
+    instanceTypes: 'ml.g5.2xlarge',
+    instanceCount: '2',
+    maxRunCostUsd: '20',
+  },
 } as const satisfies Record<string, Record<string, string>>;
 
 export type ConfigurationName = keyof typeof CONFIGURATIONS;
