@@ -273,7 +273,8 @@ export const settingsSchema = z
       .register(settingDocs, {
         description:
           "The supervisor's idle watchdog stops a run whose GPU, CPU and step counter stay idle " +
-          'this long.',
+          "this long; with backend=sagemaker the job controller does, from SageMaker's host " +
+          "metrics and the trainer's logged steps.",
       }),
     monthlyBudgetUsd: rangeSetting({ min: 0, minExclusive: true, unit: 'USD' })
       .default(50)

@@ -468,6 +468,11 @@ export interface JobSettingsDocument {
   readonly maxRuntimeHours: number;
   readonly maxRunCostUsd: number | null;
   readonly maxRetries: number;
+  /**
+   * A job whose hosts' GPUs and CPUs stay idle, with no new step, this long is stopped
+   * (`stopped-by-safety`, `idle`); null: no idle check.
+   */
+  readonly idleMinutes: number | null;
   /** On-demand USD per instance-hour of `instanceType` (lib/pricing.ts); null when unknown. */
   readonly usdPerHour: number | null;
 }

@@ -74,6 +74,8 @@ export interface TrainingJobRun {
   /** @default - no per-run cost cap */
   readonly maxRunCostUsd?: number;
   readonly maxRetries: number;
+  /** Stop a job whose hosts and steps stay idle this long. */
+  readonly idleMinutes: number;
   /** On-demand USD per instance-hour of `instanceType`; undefined when the table has none. */
   readonly usdPerHour?: number;
 }
@@ -168,6 +170,7 @@ export class TrainingJobs extends Construct {
           maxRuntimeHours: props.run.maxRuntimeHours,
           maxRunCostUsd: props.run.maxRunCostUsd ?? null,
           maxRetries: props.run.maxRetries,
+          idleMinutes: props.run.idleMinutes,
           usdPerHour: props.run.usdPerHour ?? null,
         },
       });
@@ -240,11 +243,38 @@ export class TrainingJobs extends Construct {
     props.repository.grant(role, 'ecr:DescribeImages');
     // The ledger it keeps, the run config it hands each job, and the stop request and final
     // manifest it reads; messages it keeps, write only.
+    // The ledger it keeps, the run config it hands each job, and the progress it publishes
+    // from the job's log streams (what the supervisor does on EC2).
     fn.addToRolePolicy(
       new iam.PolicyStatement({
         actions: ['s3:GetObject', 's3:PutObject'],
-        resources: [ledgerKey('*'), jobRunConfigKey('*')].map((k) => outputs.arnForObjects(k)),
+        resources: [ledgerKey('*'), jobRunConfigKey('*'), progressKey('*'), metricsKey('*')].map(
+          (k) => outputs.arnForObjects(k),
+        ),
       }),
+    );
+    const trainingLogs = stack.formatArn({
+      service: 'logs',
+      resource: 'log-group',
+      resourceName: SAGEMAKER_TRAINING_LOG_GROUP,
+      arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+    });
+    fn.addToRolePolicy(
+      // The group's ARN in both forms IAM documents for log-group actions (with and without :*).
+      new iam.PolicyStatement({
+        actions: ['logs:DescribeLogStreams'],
+        resources: [trainingLogs, `${trainingLogs}:*`],
+      }),
+    );
+    fn.addToRolePolicy(
+      new iam.PolicyStatement({
+        actions: ['logs:GetLogEvents'],
+        resources: [`${trainingLogs}:log-stream:*`],
+      }),
+    );
+    // SageMaker's per-host GPU and CPU metrics, for the idle check (no resource scope in IAM).
+    fn.addToRolePolicy(
+      new iam.PolicyStatement({ actions: ['cloudwatch:GetMetricData'], resources: ['*'] }),
     );
     fn.addToRolePolicy(
       new iam.PolicyStatement({
@@ -269,6 +299,8 @@ export class TrainingJobs extends Construct {
             's3:prefix': [
               ledgerKey('*'),
               stopRequestKey('*'),
+              progressKey('*'),
+              metricsKey('*'),
               `${finalPrefix('*')}${MANIFEST_NAME}`,
             ],
           },
@@ -473,13 +505,28 @@ export class TrainingJobs extends Construct {
     acknowledgeFinding(
       policy,
       'AwsSolutions::AwsSolutions-IAM5[Resource::*]',
-      'sagemaker:ListTrainingJobs has no resource-level permissions; the controller filters ' +
-        "by this stack's name prefix.",
+      'sagemaker:ListTrainingJobs and cloudwatch:GetMetricData have no resource-level ' +
+        "permissions; the controller filters by this stack's name prefix and reads only its " +
+        "jobs' hosts.",
       'CKV_AWS_111',
+    );
+    const logs = `${nagArnPrefix(stack, 'logs')}:log-group:${SAGEMAKER_TRAINING_LOG_GROUP}`;
+    acknowledgeFinding(
+      policy,
+      `AwsSolutions::AwsSolutions-IAM5[Resource::${logs}:*]`,
+      "SageMaker writes every job's output to its one log group; the controller lists the " +
+        "streams of its run's job to read the trainer's metric lines.",
+    );
+    acknowledgeFinding(
+      policy,
+      `AwsSolutions::AwsSolutions-IAM5[Resource::${logs}:log-stream:*]`,
+      'Stream names (<job>/algo-<n>-<time>) are made by SageMaker when each host starts; read only.',
     );
     for (const key of [
       ledgerKey('*'),
       jobRunConfigKey('*'),
+      progressKey('*'),
+      metricsKey('*'),
       stopRequestKey('*'),
       `${finalPrefix('*')}${MANIFEST_NAME}`,
       `${messagesPrefix('*')}*`,
@@ -488,7 +535,8 @@ export class TrainingJobs extends Construct {
         policy,
         `AwsSolutions::AwsSolutions-IAM5[Resource::${outputsArn}/${key}]`,
         'One named object per run (the run id is in the key): the ledger, the job run config, ' +
-          'the stop request, the final manifest, and the messages it sends.',
+          'the progress it publishes, the stop request, the final manifest, and the messages it ' +
+          'sends.',
       );
     }
     acknowledgeAlertsKeyUse(policy);

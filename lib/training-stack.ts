@@ -179,6 +179,7 @@ export class TrainingStack extends Stack {
         maxRuntimeHours: s.maxRuntimeHours,
         maxRunCostUsd: s.maxRunCostUsd,
         maxRetries: s.maxRetries,
+        idleMinutes: s.idleMinutes,
         usdPerHour: price?.usdPerHour,
       },
       retainLogs: s.retainData,

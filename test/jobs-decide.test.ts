@@ -11,6 +11,7 @@ import {
   startRefused,
   stoppingCondition,
   withInterruptions,
+  type JobActivity,
   type JobView,
   type RunLimits,
   type RunView,
@@ -24,6 +25,7 @@ const LIMITS: RunLimits = {
   maxRuntimeHours: 4,
   maxRunCostUsd: null,
   maxRetries: 2,
+  idleMinutes: 30,
   useSpot: true,
   usdPerHour: 1.5,
   settingsDigest: 'digest-1',
@@ -330,6 +332,72 @@ describe('stopping a live job', () => {
     );
     expect(decision.stop).toBeUndefined();
     expect(decision.costUsd).toBeUndefined();
+  });
+});
+
+describe('an idle job (idleMinutes 30)', () => {
+  const training = (extra: Partial<JobView> = {}) =>
+    job(1, 'InProgress', {
+      secondaryStatus: 'Training',
+      trainingStartTime: new Date(NOW.getTime() - HOUR),
+      ...extra,
+    });
+  const minutesAgo = (m: number) => new Date(NOW.getTime() - m * 60_000);
+  const quiet = { lastStepAt: minutesAgo(31), gpuPercent: 0, cpuPercent: 3 };
+
+  test.each<[string, Partial<JobView>, JobActivity | undefined, boolean]>([
+    ['no step, GPUs and CPUs quiet for the window: stopped', {}, quiet, true],
+    ['never a step and quiet: stopped', {}, { gpuPercent: 4.9, cpuPercent: 9.9 }, true],
+    ['a step inside the window: runs on', {}, { ...quiet, lastStepAt: minutesAgo(29) }, false],
+    ['a busy GPU (a long step): runs on', {}, { ...quiet, gpuPercent: 5 }, false],
+    ['busy CPUs (tokenizing, uploading): runs on', {}, { ...quiet, cpuPercent: 10 }, false],
+    [
+      'no GPU data (SageMaker published none yet): runs on',
+      {},
+      { lastStepAt: minutesAgo(31), cpuPercent: 0 },
+      false,
+    ],
+    ['no CPU data: runs on', {}, { lastStepAt: minutesAgo(31), gpuPercent: 0 }, false],
+    [
+      'training for less than the window: runs on',
+      { trainingStartTime: minutesAgo(29) },
+      quiet,
+      false,
+    ],
+    ['downloading, not training: runs on', { secondaryStatus: 'Downloading' }, quiet, false],
+    ['not measured: runs on', {}, undefined, false],
+  ])('%s', (_name, extra, activity, stopped) => {
+    const j = training(extra);
+    const decision = decideRun(
+      view({ ledger: ledger({ attempts: [{ instanceId: j.name }] }), jobs: [j], activity }),
+      NOW,
+    );
+    expect(decision.stop?.cause).toBe(stopped ? 'idle' : undefined);
+  });
+
+  test('idleMinutes null turns the check off', () => {
+    const j = training();
+    const limits = { ...LIMITS, idleMinutes: null };
+    const decision = decideRun(view({ limits, jobs: [j], activity: quiet }), NOW);
+    expect(decision.stop).toBeUndefined();
+  });
+
+  test('the stopped job is recorded as stopped-by-safety (idle)', () => {
+    const j = job(1, 'Stopped');
+    const decision = decideRun(
+      view({
+        ledger: ledger({
+          instanceId: j.name,
+          attempts: [{ instanceId: j.name }],
+          stopRequested: { jobName: j.name, cause: 'idle' },
+        }),
+        jobs: [j],
+      }),
+      NOW,
+    );
+    expect(decision.record).toMatchObject([
+      { status: 'stopped-by-safety', reason: 'idle', message: 'stopped-by-safety' },
+    ]);
   });
 });
 

@@ -5,6 +5,13 @@
  * second pass or a redeploy never starts a second job. moto marks a job Completed at once;
  * testing/sagemaker_jobs.py keeps it running and moves it as a test says (emulated only there).
  */
+import { CloudWatchClient, PutMetricDataCommand } from '@aws-sdk/client-cloudwatch';
+import {
+  CloudWatchLogsClient,
+  CreateLogGroupCommand,
+  CreateLogStreamCommand,
+  PutLogEventsCommand,
+} from '@aws-sdk/client-cloudwatch-logs';
 import { CreateRepositoryCommand, ECRClient, PutImageCommand } from '@aws-sdk/client-ecr';
 import {
   CreateBucketCommand,
@@ -32,6 +39,8 @@ import {
   type JobSettingsDocument,
   type Ledger,
   type MessageRecord,
+  type MetricsDocument,
+  type ProgressDocument,
 } from '../lib/contract';
 import { JOBS_ENV, readJobsEnv, type JobsEnv } from '../lambda/jobs/env';
 import type { JobsClients, JobsReport } from '../lambda/jobs/handler';
@@ -71,6 +80,8 @@ beforeAll(async () => {
     sns: base.sns,
     ssm: new SSMClient(config),
     ecr: new ECRClient(config),
+    logs: new CloudWatchLogsClient(config),
+    cloudwatch: new CloudWatchClient(config),
   };
   jest.spyOn(console, 'log').mockImplementation(() => undefined); // the pass's JSON report
   Object.assign(process.env, {
@@ -109,6 +120,7 @@ function settings(fields: Partial<JobSettingsDocument> = {}): JobSettingsDocumen
     maxRuntimeHours: 12,
     maxRunCostUsd: null,
     maxRetries: 1,
+    idleMinutes: 30,
     usdPerHour: PRICE,
     ...fields,
   };
@@ -427,6 +439,129 @@ test("the deployed entry point runs the same pass on a job's state change event"
     'detail-type': 'SageMaker Training Job State Change',
   });
   expect(report).toMatchObject({ runId: RUN, detail: 'createInstance=false: no job is started' });
+});
+
+describe('watching a job from outside', () => {
+  /** The trainer's metric line (trainer-image callbacks.py `_emit_metrics`). */
+  const emf = (step: number, metrics: Record<string, number>) =>
+    JSON.stringify({
+      _aws: { Timestamp: 0, CloudWatchMetrics: [] },
+      RunId: RUN,
+      step,
+      max_steps: 60,
+      ...metrics,
+    });
+
+  /** Lines in the job's first host's stream, as SageMaker stores the container's stdout. */
+  async function printed(jobName: string, lines: { message: string; at: number }[]) {
+    const logGroupName = '/aws/sagemaker/TrainingJobs';
+    const logStreamName = `${jobName}/algo-1-1764590400`;
+    await clients.logs.send(new CreateLogGroupCommand({ logGroupName })).catch(() => undefined);
+    await clients.logs
+      .send(new CreateLogStreamCommand({ logGroupName, logStreamName }))
+      .catch(() => undefined);
+    await clients.logs.send(
+      new PutLogEventsCommand({
+        logGroupName,
+        logStreamName,
+        logEvents: lines.map((l) => ({ message: l.message, timestamp: l.at })),
+      }),
+    );
+  }
+
+  async function object<T>(key: string): Promise<T> {
+    const got = await clients.s3.send(new GetObjectCommand({ Bucket: BUCKET, Key: key }));
+    return JSON.parse(
+      await (got.Body as { transformToString(): Promise<string> }).transformToString(),
+    );
+  }
+
+  test("the trainer's metric lines become the run's progress.json and metrics.json, new lines only", async () => {
+    await arrange();
+    await pass();
+    const t = Date.now(); // after the job was created: earlier lines are not its own
+    await printed(job(1), [
+      { message: 'loading builtin:tiny-llama', at: t },
+      { message: emf(10, { loss: 2.0, tokens_per_second: 800 }), at: t + 1000 },
+    ]);
+    await pass();
+    await printed(job(1), [
+      { message: emf(20, { loss: 1.5, tokens_per_second: 820 }), at: t + 2000 },
+    ]);
+
+    await pass();
+
+    expect(await object<ProgressDocument>(`runs/${RUN}/progress.json`)).toMatchObject({
+      runId: RUN,
+      instanceId: job(1),
+      step: 20,
+      maxSteps: 60,
+      loss: 1.5,
+      tokensPerSecond: 820,
+      attemptFirstStep: 10,
+    });
+    const metrics = await object<MetricsDocument>(`runs/${RUN}/metrics.json`);
+    expect(metrics.points.map((p) => [p.step, p.loss])).toEqual([
+      [10, 2.0],
+      [20, 1.5],
+    ]);
+  });
+
+  /** SageMaker's per-host metric, one point a minute over the last `minutes`. */
+  async function hostMetric(jobName: string, name: string, value: number, minutes = 40) {
+    const now = Date.now();
+    await clients.cloudwatch.send(
+      new PutMetricDataCommand({
+        Namespace: '/aws/sagemaker/TrainingJobs',
+        MetricData: Array.from({ length: minutes }, (_, i) => ({
+          MetricName: name,
+          Dimensions: [{ Name: 'Host', Value: `${jobName}/algo-1` }],
+          Timestamp: new Date(now - i * 60_000),
+          Value: value,
+          Unit: 'Percent',
+        })),
+      }),
+    );
+  }
+
+  test('a job training with no new step and quiet hosts for idleMinutes is stopped (stopped-by-safety, idle)', async () => {
+    await arrange({ idleMinutes: 30 });
+    await pass();
+    await emulate(job(1), {
+      CreationTime: (Date.now() - 2 * HOUR) / 1000,
+      TrainingStartTime: (Date.now() - HOUR) / 1000,
+      SecondaryStatus: 'Training',
+    });
+    const lastStep = Date.now() - 50 * 60_000;
+    await printed(job(1), [{ message: emf(10, { loss: 2.0 }), at: lastStep }]);
+    await hostMetric(job(1), 'GPUUtilization', 0);
+    await hostMetric(job(1), 'CPUUtilization', 2);
+
+    const stopping = await pass();
+    await pass();
+
+    expect(stopping.stopped).toEqual([job(1)]);
+    expect(await ledger()).toMatchObject({ status: 'stopped-by-safety', reason: 'idle' });
+    const sent = await messages();
+    expect(sent.map((m) => m.status)).toEqual(['started', 'stopped-by-safety']);
+    expect(sent[1].body).toContain(`no new step since ${new Date(lastStep).toISOString()}`);
+  });
+
+  test('the same job with a busy GPU runs on', async () => {
+    await arrange({ idleMinutes: 30 });
+    await pass();
+    await emulate(job(1), {
+      TrainingStartTime: (Date.now() - HOUR) / 1000,
+      SecondaryStatus: 'Training',
+    });
+    await hostMetric(job(1), 'GPUUtilization', 97);
+    await hostMetric(job(1), 'CPUUtilization', 2);
+
+    const report = await pass();
+
+    expect(report.stopped).toEqual([]);
+    expect((await ledger()).status).toBe('running');
+  });
 });
 
 describe('runs the deploy no longer asks for', () => {

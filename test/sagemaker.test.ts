@@ -215,6 +215,36 @@ describe('backend=sagemaker with a run', () => {
       'arn:aws:s3:::outputs/runs/run-sm-1/checkpoints/step-1/a.bin',
       'implicit-deny',
     ],
+    // The progress it publishes from the job's log streams, and the idle check's metrics.
+    ['s3:PutObject', 'arn:aws:s3:::outputs/runs/run-sm-1/progress.json', 'allow'],
+    ['s3:PutObject', 'arn:aws:s3:::outputs/runs/run-sm-1/metrics.json', 'allow'],
+    [
+      'logs:GetLogEvents',
+      `arn:aws:logs:us-east-1:${ACCOUNT}:log-group:/aws/sagemaker/TrainingJobs:log-stream:tl-f783ff09-x-a1/algo-1-1`,
+      'allow',
+    ],
+    [
+      'logs:GetLogEvents',
+      `arn:aws:logs:us-east-1:${ACCOUNT}:log-group:/aws/lambda/other:log-stream:x`,
+      'implicit-deny',
+    ],
+    [
+      'logs:PutLogEvents',
+      `arn:aws:logs:us-east-1:${ACCOUNT}:log-group:/aws/sagemaker/TrainingJobs:log-stream:x`,
+      'implicit-deny',
+    ],
+    [
+      'logs:DescribeLogStreams',
+      `arn:aws:logs:us-east-1:${ACCOUNT}:log-group:/aws/sagemaker/TrainingJobs`,
+      'allow',
+    ],
+    [
+      'logs:DescribeLogStreams',
+      `arn:aws:logs:us-east-1:${ACCOUNT}:log-group:/aws/lambda/other`,
+      'implicit-deny',
+    ],
+    ['cloudwatch:GetMetricData', '*', 'allow'],
+    ['cloudwatch:PutMetricData', '*', 'implicit-deny'],
   ])('controller: %s on %s is %s', (action, resource, decision) => {
     expect(evaluatePolicy(policyOf(jobs.function.role), { action, resource })).toBe(decision);
   });

@@ -146,6 +146,8 @@ async function readStatus(ctx: CliContext, store: RunStore, runId: string) {
       : null,
     attempts: run.ledger?.attempts?.length ?? 0,
     interruptions: run.ledger?.interruptions?.length ?? 0,
+    /** `sagemaker` on a stack of training jobs (no group, no shell), else `ec2`. */
+    backend: (await ctx.optionalOutput('backend')) === 'sagemaker' ? 'sagemaker' : 'ec2',
     group: group ?? null,
     sessionCommand: sessionCommand(group, region),
     progress: progress
@@ -236,13 +238,15 @@ function render(ctx: CliContext, s: StatusScreen, watching: boolean): void {
         : '-',
     ],
     ['attempts', `${s.attempts} (${s.interruptions} interruptions)`],
-    [
+  ];
+  if (s.backend === 'ec2') {
+    pairs.push([
       'group',
       s.group
         ? `${s.group.name}: desired ${s.group.desired} (min ${s.group.min}, max ${s.group.max})`
         : '-',
-    ],
-  ];
+    ]);
+  }
   for (const i of s.group?.instances ?? []) {
     pairs.push([
       '',

@@ -10,8 +10,9 @@
  *    own failures count towards maxRetries), or how it was stopped;
  * 2. a live job is stopped when the deploy says `createInstance=false`, the operator asked
  *    (`tuning-lab stop`), the run's cost passed `maxRunCostUsd` (billable seconds x the ml price
- *    x the instance count, from SageMaker's own records), or it outlived its stopping condition
- *    (SageMaker ends it itself; this is the backstop);
+ *    x the instance count, from SageMaker's own records), it outlived its stopping condition
+ *    (SageMaker ends it itself; this is the backstop), or it sat idle for `idleMinutes` (no new
+ *    step, and every host's GPUs and CPUs below the EC2 watchdog's thresholds);
  *    A run the deploy no longer asks for (`superseded`: another runId, the SageMaker backend
  *    removed, the stack deleted) is only stopped and recorded, never started;
  * 3. with no live job, the next attempt starts when the deploy asks for a run that has not
@@ -54,6 +55,8 @@ export interface RunLimits {
   readonly maxRuntimeHours: number;
   readonly maxRunCostUsd: number | null;
   readonly maxRetries: number;
+  /** The idle check's window; null: none. */
+  readonly idleMinutes: number | null;
   readonly useSpot: boolean;
   /** On-demand USD per instance-hour of the job's type; null when unknown. */
   readonly usdPerHour: number | null;
@@ -82,11 +85,28 @@ export interface RunView {
    * starts. Undefined for the configured run.
    */
   readonly superseded?: string;
+  /** What the live job shows from outside, for the idle check (undefined: not measured). */
+  readonly activity?: JobActivity;
 }
+
+/** A live job's signs of work, measured over the last `idleMinutes`. */
+export interface JobActivity {
+  /** When the trainer printed its newest metric line (a step) in this job, if ever. */
+  readonly lastStepAt?: Date;
+  /** Highest `GPUUtilization` of any host (percent x GPUs); undefined without data. */
+  readonly gpuPercent?: number;
+  /** Highest `CPUUtilization` of any host (percent x cores); undefined without data. */
+  readonly cpuPercent?: number;
+}
+
+/** The EC2 idle watchdog's thresholds (runtime/tuning_runtime/watchdog.py), per host here. */
+export const GPU_IDLE_PERCENT = 5;
+export const CPU_IDLE_PERCENT = 10;
 
 export type StopCause =
   | 'max-runtime'
   | 'max-cost'
+  | 'idle'
   | 'operator'
   | typeof REASON_SUPERSEDED
   | typeof REASON_CREATE_INSTANCE_FALSE;
@@ -365,21 +385,25 @@ function outcomeOf(job: JobView, view: RunView, failuresInARow: number): JobOutc
     };
   }
   // Stopped: by us (the ledger says why), by its stopping condition, or by someone else.
-  const requested = view.ledger?.stopRequested as { jobName?: string; cause?: StopCause } | undefined;
+  const requested = view.ledger?.stopRequested as
+    | { jobName?: string; cause?: StopCause; detail?: string }
+    | undefined;
+  const why = requested?.jobName === job.name && requested.detail ? `: ${requested.detail}` : '';
   const cause =
     requested?.jobName === job.name
       ? requested.cause
       : job.secondaryStatus === 'MaxRuntimeExceeded' || job.secondaryStatus === 'MaxWaitTimeExceeded'
         ? 'max-runtime'
         : REASON_OPERATOR;
-  if (cause === 'max-runtime' || cause === 'max-cost') {
+  if (cause === 'max-runtime' || cause === 'max-cost' || cause === 'idle') {
+    const limit = { 'max-cost': 'the cost cap', 'max-runtime': 'its runtime limit', idle: 'idle' };
     return {
       ...base,
       status: 'stopped-by-safety',
       reason: cause,
       exitCode: null,
       message: 'stopped-by-safety',
-      detail: `${job.name} stopped at ${cause === 'max-cost' ? 'the cost cap' : 'its runtime limit'}`,
+      detail: `${job.name} stopped ${cause === 'idle' ? 'as' : 'at'} ${limit[cause]}${why}`,
     };
   }
   if (cause === REASON_SUPERSEDED) {
@@ -450,7 +474,37 @@ function stopCause(
       detail: `run cost ~${costUsd.toFixed(2)} USD, cap ${limits.maxRunCostUsd} USD`,
     };
   }
+  const idle = idleFor(job, limits.idleMinutes, view.activity, now);
+  if (idle) return { cause: 'idle', detail: idle };
   return undefined;
+}
+
+/**
+ * Why the job counts as idle, or undefined: training (not provisioning, downloading or waiting
+ * for spot) for at least `minutes`, no new step in them, and every host's GPUs and CPUs below
+ * the thresholds throughout. A signal without data does not count as idle (unlike on EC2, where
+ * the supervisor samples itself): SageMaker's metrics may lag, and a job is not stopped on a
+ * guess.
+ */
+export function idleFor(
+  job: JobView,
+  minutes: number | null,
+  activity: JobActivity | undefined,
+  now: Date,
+): string | undefined {
+  if (minutes === null || !activity || job.secondaryStatus !== 'Training') return undefined;
+  const windowStart = now.getTime() - minutes * 60_000;
+  if (!job.trainingStartTime || job.trainingStartTime.getTime() > windowStart) return undefined;
+  if (activity.lastStepAt && activity.lastStepAt.getTime() > windowStart) return undefined;
+  const { gpuPercent, cpuPercent } = activity;
+  if (gpuPercent === undefined || gpuPercent >= GPU_IDLE_PERCENT) return undefined;
+  if (cpuPercent === undefined || cpuPercent >= CPU_IDLE_PERCENT) return undefined;
+  const since = activity.lastStepAt ? `since ${activity.lastStepAt.toISOString()}` : 'yet';
+  return (
+    `no new step ${since}, and for ${minutes} minutes no host's GPUs passed ` +
+    `${GPU_IDLE_PERCENT}% (highest ${gpuPercent}%) nor its CPUs ${CPU_IDLE_PERCENT}% of one core ` +
+    `(highest ${cpuPercent}%)`
+  );
 }
 
 /**

@@ -13,6 +13,8 @@
  * the invocation's failure reaches the alerts topic.
  */
 import { createHash } from 'node:crypto';
+import { CloudWatchClient } from '@aws-sdk/client-cloudwatch';
+import { CloudWatchLogsClient } from '@aws-sdk/client-cloudwatch-logs';
 import { DescribeImagesCommand, ECRClient } from '@aws-sdk/client-ecr';
 import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import {
@@ -55,6 +57,7 @@ import {
   REASON_SUPERSEDED,
   startRefused,
   withInterruptions,
+  type JobActivity,
   type JobOutcome,
   type JobView,
   type RunDecision,
@@ -62,6 +65,7 @@ import {
 } from './decide';
 import { readJobsEnv, type JobsEnv } from './env';
 import { TRAINER_ENV, trainingJobRequest } from './request';
+import { hostActivity, publishJobProgress, type HostActivity } from './watch';
 
 export interface JobsClients {
   readonly sagemaker: SageMakerClient;
@@ -69,6 +73,8 @@ export interface JobsClients {
   readonly sns: SNSClient;
   readonly ssm: SSMClient;
   readonly ecr: ECRClient;
+  readonly logs: CloudWatchLogsClient;
+  readonly cloudwatch: CloudWatchClient;
 }
 
 export interface JobsReport {
@@ -131,6 +137,8 @@ export async function controlJobs(
         .value !== undefined
     : undefined;
   const digest = settingsDigest(settings);
+  const idleMinutes = settings.idleMinutes ?? null; // settings from before the idle check: none
+  const activity = await watchNewestJob(clients, env, settings, idleMinutes, jobs, now, failures);
   // Every live job of the stack but the run's, the ones this pass just asked to stop included.
   const otherLiveJobs = stackJobs
     .filter((j) => LIVE_STATUSES.has(j.status))
@@ -140,12 +148,13 @@ export async function controlJobs(
   const decision = decideRun(
     {
       runId,
-      limits: { ...settings, settingsDigest: digest },
+      limits: { ...settings, idleMinutes, settingsDigest: digest },
       ledger,
       jobs,
       pendingStop,
       finalModelPublished,
       otherLiveJobs,
+      activity,
     },
     now,
   );
@@ -174,9 +183,10 @@ export async function controlJobs(
     );
   }
   if (decision.stop) {
-    const { jobName, cause } = decision.stop;
+    const stop = decision.stop;
+    const { jobName } = stop;
     await attempt(failures, `stopping ${jobName}`, async () => {
-      await requestStop(ctx, jobName, cause, pendingStop);
+      await requestStop(ctx, stop, pendingStop);
       stopped.push(jobName);
     });
   }
@@ -198,6 +208,45 @@ export async function controlJobs(
     );
   }
   return finish({ runId, detail: decision.detail, recorded, started, stopped, failures });
+}
+
+/** A job's lines are still read this long after it ended (its last ones arrive late). */
+const PROGRESS_AFTER_END_MS = 3600_000;
+
+/**
+ * The run's newest job, watched from outside: its progress published for `status` (while it
+ * runs, and for an hour after), and, while it trains, what the idle check needs. Neither stops
+ * the pass when it fails.
+ */
+async function watchNewestJob(
+  clients: JobsClients,
+  env: JobsEnv,
+  settings: JobSettingsDocument,
+  idleMinutes: number | null,
+  jobs: readonly JobView[],
+  now: Date,
+  failures: string[],
+): Promise<JobActivity | undefined> {
+  const newest = [...jobs].sort((a, b) => b.attempt - a.attempt)[0];
+  if (!newest) return undefined;
+  const ended = newest.trainingEndTime?.getTime();
+  if (!isLiveJob(newest) && (ended === undefined || now.getTime() - ended > PROGRESS_AFTER_END_MS)) {
+    return undefined;
+  }
+  let lastStepAt: Date | undefined;
+  await attempt(failures, `publishing the progress of ${newest.name}`, async () => {
+    ({ lastStepAt } = await publishJobProgress(clients, env.outputsBucket, settings.runId, newest, now));
+  });
+  if (idleMinutes === null || newest.status !== 'InProgress' || newest.secondaryStatus !== 'Training') {
+    return undefined;
+  }
+  const started = newest.trainingStartTime?.getTime() ?? now.getTime();
+  if (now.getTime() - started < idleMinutes * 60_000) return undefined; // too early to tell
+  let hosts: HostActivity = {};
+  await attempt(failures, `reading the host metrics of ${newest.name}`, async () => {
+    hosts = await hostActivity(clients.cloudwatch, newest, idleMinutes, now);
+  });
+  return { lastStepAt, ...hosts };
 }
 
 interface PassContext {
@@ -363,7 +412,7 @@ export async function settleOtherRuns(
         settled.recorded.push(outcome.jobName);
       }
       if (decision.stop) {
-        await requestStop(ctx, decision.stop.jobName, decision.stop.cause, undefined);
+        await requestStop(ctx, decision.stop, undefined);
         settled.stopped.push(decision.stop.jobName);
       }
       settled.live.push(...live.map((j) => j.name));
@@ -425,6 +474,7 @@ function settingsOfJob(
     maxRuntimeHours: 0,
     maxRunCostUsd: null,
     maxRetries: 0,
+    idleMinutes: null,
     usdPerHour: typeof price === 'number' ? price : null,
   };
 }
@@ -611,16 +661,17 @@ async function endAtCostCap(ctx: PassContext, detail: string): Promise<void> {
 
 async function requestStop(
   ctx: PassContext,
-  jobName: string,
-  cause: StopCause,
+  stop: { jobName: string; cause: StopCause; detail: string },
   pendingStop: StopRequest | undefined,
 ): Promise<void> {
+  const { jobName, cause, detail } = stop;
   // The ledger says why first, so the pass that records the Stopped job knows.
   await updateLedger(ctx, (current) => ({
     ...current,
     stopRequested: {
       jobName,
       cause,
+      detail,
       at: ctx.now.toISOString(),
       ...(cause === REASON_OPERATOR && pendingStop ? { requestId: pendingStop.requestId } : {}),
     },
@@ -771,8 +822,11 @@ export function jobMessage(
           'attempt on its next pass, from the newest checkpoint.'
         : `The run keeps its checkpoints; deploy with createInstance=true to resume it (${cdk}).`,
     'stopped-by-safety':
-      `The run reached ${reason === 'max-cost' ? 'the per-run cost cap (maxRunCostUsd)' : 'the runtime limit (maxRuntimeHours)'}. ` +
-      `To continue, raise the limit and deploy again (${cdk}): the run resumes from its last checkpoint.`,
+      reason === 'idle'
+        ? `The job made no step and its hosts sat idle for idleMinutes: see its log (npx tuning-lab logs ${run}). ` +
+          `If it was working (a step longer than that), raise idleMinutes and deploy again (${cdk}): the run resumes from its last checkpoint.`
+        : `The run reached ${reason === 'max-cost' ? 'the per-run cost cap (maxRunCostUsd)' : 'the runtime limit (maxRuntimeHours)'}. ` +
+          `To continue, raise the limit and deploy again (${cdk}): the run resumes from its last checkpoint.`,
     stopped:
       reason === REASON_SUPERSEDED
         ? `The run keeps its checkpoints; deploy it again to resume it (${cdk} -c runId=${run}).`
@@ -910,6 +964,8 @@ const clients: JobsClients = {
   sns: new SNSClient({ region: env.region }),
   ssm: new SSMClient({ region: env.region }),
   ecr: new ECRClient({ region: env.region }),
+  logs: new CloudWatchLogsClient({ region: env.region }),
+  cloudwatch: new CloudWatchClient({ region: env.region }),
 };
 
 /**

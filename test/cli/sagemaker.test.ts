@@ -89,6 +89,7 @@ beforeAll(async () => {
             maxRuntimeHours: 1,
             maxRunCostUsd: null,
             maxRetries: 0,
+            idleMinutes: 30,
             usdPerHour: 1.515,
           },
         }),
@@ -140,4 +141,45 @@ test('stop: stops the training job at once and leaves the request for the contro
     sagemaker.destroy();
     s3.destroy();
   }
+});
+
+test("status: a SageMaker run's step, loss and ETA from the progress the controller publishes", async () => {
+  const s3 = new S3Client({ ...emulator.config(), forcePathStyle: true });
+  const now = Date.now();
+  try {
+    // As lambda/jobs/watch.ts writes it from the job's metric lines (contract section 11).
+    const progress = {
+      schemaVersion: 1,
+      runId: RUN,
+      instanceId: JOB,
+      step: 20,
+      maxSteps: 60,
+      loss: 1.5,
+      evalLoss: null,
+      learningRate: 9e-5,
+      tokensPerSecond: 820,
+      attemptFirstStep: 10,
+      attemptFirstStepAt: new Date(now - 600_000).toISOString(),
+      updatedAt: new Date(now - 30_000).toISOString(),
+    };
+    await s3.send(
+      new PutObjectCommand({
+        Bucket: BUCKET,
+        Key: `runs/${RUN}/progress.json`,
+        Body: JSON.stringify(progress),
+      }),
+    );
+  } finally {
+    s3.destroy();
+  }
+
+  const result = await emulator.run(['status', RUN, '--stack', STACK], () => new Date(now));
+
+  expect(result.code).toBe(0);
+  expect(result.stdout).toMatch(/step\s+20\/60 \(33 %\)/);
+  expect(result.stdout).toMatch(/loss\s+1\.5000/);
+  expect(result.stdout).toMatch(/tokens\/s\s+820/);
+  // 10 steps from the attempt's first (10 min ago) to the update (30 s ago): 40 to go, 38 min.
+  expect(result.stdout).toMatch(/ETA\s+38 min 00 s/);
+  expect(result.stdout).not.toMatch(/^group/m); // no Auto Scaling group on this backend
 });

@@ -109,6 +109,9 @@ def test_stdout_carries_cloudwatch_embedded_metric_lines(finished) -> None:
     assert metrics["Dimensions"] == [["RunId"]] and training[0]["RunId"] == "out"
     assert all(d["tokens_per_second"] > 0 for d in training)
     assert any("eval_loss" in d for d in documents)
+    # The run's length travels with every line (the SageMaker controller has no progress file).
+    assert [d["step"] for d in training] == list(range(1, STEPS + 1))
+    assert {d["max_steps"] for d in documents} == {STEPS}
 
 
 def test_tensorboard_event_files_are_published_under_logs(finished) -> None:

@@ -120,15 +120,18 @@ class ProgressCallback(TrainerCallback):
             )
             self._emit_metrics(
                 state.global_step,
+                state.max_steps,
                 loss=self.last_loss,
                 tokens_per_second=tokens_per_second,
                 learning_rate=float(logs.get("learning_rate", 0.0)),
             )
         if "eval_loss" in logs:
             log.info("step %d eval loss %.4f", state.global_step, logs["eval_loss"])
-            self._emit_metrics(state.global_step, eval_loss=float(logs["eval_loss"]))
+            self._emit_metrics(
+                state.global_step, state.max_steps, eval_loss=float(logs["eval_loss"])
+            )
 
-    def _emit_metrics(self, step: int, **metrics: float) -> None:
+    def _emit_metrics(self, step: int, max_steps: int, **metrics: float) -> None:
         units = {"tokens_per_second": "Count/Second"}
         document = {
             "_aws": {
@@ -145,6 +148,9 @@ class ProgressCallback(TrainerCallback):
             },
             "RunId": self.run_id,
             "step": step,
+            # A property, not a metric: where there is no progress file to read (a SageMaker
+            # job), the job controller takes the run's length from it.
+            "max_steps": max_steps,
             **metrics,
         }
         sys.stdout.write(json.dumps(document) + "\n")
