@@ -783,6 +783,29 @@ describe('temporary causes do not stick', () => {
   });
 });
 
+test('an unreadable ledger does not keep a job past its cost cap, and starts nothing', async () => {
+  await arrange({ maxRunCostUsd: 2, instanceCount: 2 });
+  const now = new Date();
+  await pass(now);
+  await emulate(job(1), { TrainingStartTime: (now.getTime() - HOUR) / 1000 }); // 3.03 USD
+  await clients.s3.send(
+    new PutObjectCommand({
+      Bucket: BUCKET,
+      Key: ledgerKey(RUN),
+      Body: '{"schemaVersion": 1, "sta',
+    }),
+  );
+
+  await expect(pass(now)).rejects.toThrow('reading the ledger failed (this pass only stops)');
+  await expect(pass(now)).rejects.toThrow('reading the ledger failed');
+
+  const described = await clients.sagemaker.send(
+    new DescribeTrainingJobCommand({ TrainingJobName: job(1) }),
+  );
+  expect(described.TrainingJobStatus).toBe('Stopped');
+  expect(await jobNames()).toEqual([job(1)]);
+});
+
 test('no job starts for a run whose recorded cost reached the cap: it ends stopped-by-safety', async () => {
   await arrange({ maxRunCostUsd: 2, maxRetries: 2 });
   await pass();

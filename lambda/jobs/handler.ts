@@ -122,10 +122,21 @@ export async function controlJobs(
     );
     jobs.push(jobView(summary.name, attemptNo, described));
   }
-  const ledgerStored = await readJson<Ledger>(clients.s3, env.outputsBucket, ledgerKey(runId));
-  const ledger = ledgerStored.value;
-  const request = (await readJson<StopRequest>(clients.s3, env.outputsBucket, stopRequestKey(runId)))
-    .value;
+  // An unreadable ledger (S3 failing, a broken object) must not keep a job past its limits: the
+  // pass then only stops (runtime, cost, idle, createInstance=false), from SageMaker's records.
+  let ledger: Ledger | undefined;
+  let ledgerUnreadable = false;
+  try {
+    ledger = (await readJson<Ledger>(clients.s3, env.outputsBucket, ledgerKey(runId))).value;
+  } catch (error) {
+    ledgerUnreadable = true;
+    failures.push(`reading the ledger failed (this pass only stops): ${errorMessage(error)}`);
+  }
+  let request: StopRequest | undefined;
+  await attempt(failures, 'reading the stop request', async () => {
+    request = (await readJson<StopRequest>(clients.s3, env.outputsBucket, stopRequestKey(runId)))
+      .value;
+  });
   const pendingStop =
     request && request.requestId !== ledger?.operatorStop?.requestId ? request : undefined;
   const recordedEnds = new Set(
@@ -145,7 +156,7 @@ export async function controlJobs(
     .filter((j) => trainingJobAttempt(env.stackName, env.stackId, runId, j.name) === undefined)
     .map((j) => j.name);
 
-  const decision = decideRun(
+  const decided = decideRun(
     {
       runId,
       limits: { ...settings, idleMinutes, settingsDigest: digest },
@@ -158,6 +169,9 @@ export async function controlJobs(
     },
     now,
   );
+  const decision: RunDecision = ledgerUnreadable
+    ? { ...decided, record: [], adopt: undefined, start: undefined, stopWithoutJob: false, endAtCostCap: undefined }
+    : decided;
 
   const ctx: PassContext = { clients, env, settings, digest, decision, jobs, now, failures };
   const recorded: string[] = [...others.recorded];
@@ -665,17 +679,20 @@ async function requestStop(
   pendingStop: StopRequest | undefined,
 ): Promise<void> {
   const { jobName, cause, detail } = stop;
-  // The ledger says why first, so the pass that records the Stopped job knows.
-  await updateLedger(ctx, (current) => ({
-    ...current,
-    stopRequested: {
-      jobName,
-      cause,
-      detail,
-      at: ctx.now.toISOString(),
-      ...(cause === REASON_OPERATOR && pendingStop ? { requestId: pendingStop.requestId } : {}),
-    },
-  }));
+  // The ledger says why first, so the pass that records the Stopped job knows; the job is
+  // stopped even when that write fails (the outcome is then recorded as the operator's).
+  await attempt(ctx.failures, `noting why ${jobName} stops`, () =>
+    updateLedger(ctx, (current) => ({
+      ...current,
+      stopRequested: {
+        jobName,
+        cause,
+        detail,
+        at: ctx.now.toISOString(),
+        ...(cause === REASON_OPERATOR && pendingStop ? { requestId: pendingStop.requestId } : {}),
+      },
+    })),
+  );
   await ctx.clients.sagemaker.send(new StopTrainingJobCommand({ TrainingJobName: jobName }));
 }
 
