@@ -56,6 +56,18 @@ function view(fields: Partial<RunView> = {}): RunView {
   return { runId: RUN, limits: LIMITS, jobs: [], ...fields };
 }
 
+/** The pass after the controller stopped the run's job for `cause`: the job is Stopped. */
+function stoppedFor(cause: string, fields: Partial<RunView> = {}) {
+  const j = job(1, 'Stopped');
+  const stopRequested = { jobName: j.name, cause };
+  const recorded = ledger({
+    instanceId: j.name,
+    attempts: [{ instanceId: j.name }],
+    stopRequested,
+  });
+  return decideRun(view({ ledger: recorded, jobs: [j], ...fields }), NOW);
+}
+
 const STOP: StopRequest = {
   schemaVersion: 1,
   runId: RUN,
@@ -383,19 +395,7 @@ describe('an idle job (idleMinutes 30)', () => {
   });
 
   test('the stopped job is recorded as stopped-by-safety (idle)', () => {
-    const j = job(1, 'Stopped');
-    const decision = decideRun(
-      view({
-        ledger: ledger({
-          instanceId: j.name,
-          attempts: [{ instanceId: j.name }],
-          stopRequested: { jobName: j.name, cause: 'idle' },
-        }),
-        jobs: [j],
-      }),
-      NOW,
-    );
-    expect(decision.record).toMatchObject([
+    expect(stoppedFor('idle').record).toMatchObject([
       { status: 'stopped-by-safety', reason: 'idle', message: 'stopped-by-safety' },
     ]);
   });
@@ -418,21 +418,14 @@ describe('a run the deploy no longer asks for (superseded)', () => {
   });
 
   test('the job it stopped is recorded as stopped (superseded), resumable by a deploy of the run', () => {
-    const j = job(1, 'Stopped');
-    const decision = decideRun(
-      view({
-        ledger: ledger({
-          instanceId: j.name,
-          attempts: [{ instanceId: j.name }],
-          stopRequested: { jobName: j.name, cause: 'superseded' },
-        }),
-        jobs: [j],
-        superseded: why,
-      }),
-      NOW,
-    );
+    const decision = stoppedFor('superseded', { superseded: why });
     expect(decision.record).toMatchObject([
-      { jobName: j.name, status: 'stopped', reason: 'superseded', message: 'stopped' },
+      {
+        jobName: job(1, 'Stopped').name,
+        status: 'stopped',
+        reason: 'superseded',
+        message: 'stopped',
+      },
     ]);
     expect(decision.record[0].detail).toContain(why);
     expect(decision.start).toBeUndefined();
