@@ -76,7 +76,8 @@ export function trainingJobRequest(input: JobRequestInput) {
       ...(maxWaitSeconds === undefined ? {} : { MaxWaitTimeInSeconds: maxWaitSeconds }),
     },
     EnableManagedSpotTraining: settings.useSpot,
-    // Only several hosts talk to each other; encrypting that traffic costs time, not money.
+    // Only several hosts talk to each other; encrypting that traffic costs training time (and so
+    // money; AWS gives no figure, docs/backends.md), which a one-host job does not pay.
     EnableInterContainerTrafficEncryption: settings.instanceCount > 1,
     // The trainer reads its data and publishes its checkpoints to S3 itself.
     EnableNetworkIsolation: false,
