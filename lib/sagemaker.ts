@@ -174,6 +174,9 @@ export class TrainingJobs extends Construct {
           usdPerHour: props.run.usdPerHour ?? null,
         },
       });
+      // No pass sees the settings (and starts a job) before the run's role has its grants: a
+      // job denied its image or data would fail for good (a ClientError is not retried).
+      this.settingsParameter.node.addDependency(this.executionRole.node.findChild('DefaultPolicy'));
       // Only SageMaker, and only for this stack's jobs, may be handed the execution role.
       role.addToPolicy(
         new iam.PolicyStatement({
@@ -334,7 +337,7 @@ export class TrainingJobs extends Construct {
     });
     // Deleted first on `cdk destroy` (or a switch to backend=ec2), while everything a stopping
     // job and the controller use still exists: the run's role, the bucket, the image, the topic,
-    // the controller's own role and policy.
+    // the settings; the function (with its role and policy) through the ServiceToken already.
     for (const used of [
       this.executionRole,
       props.outputsBucket,
@@ -342,7 +345,6 @@ export class TrainingJobs extends Construct {
       props.repository,
       props.alertsTopic,
       this.settingsParameter,
-      fn,
     ]) {
       if (used) guard.node.addDependency(used);
     }

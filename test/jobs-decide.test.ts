@@ -355,24 +355,41 @@ describe('an idle job (idleMinutes 30)', () => {
       ...extra,
     });
   const minutesAgo = (m: number) => new Date(NOW.getTime() - m * 60_000);
-  const quiet = { lastStepAt: minutesAgo(31), gpuPercent: 0, cpuPercent: 3 };
+  const quiet = { lastStepAt: minutesAgo(31), gpuPercent: 0, cpuPercent: 3, samples: 30 };
 
   test.each<[string, Partial<JobView>, JobActivity | undefined, boolean]>([
     ['no step, GPUs and CPUs quiet for the window: stopped', {}, quiet, true],
-    ['never a step and quiet: stopped', {}, { gpuPercent: 4.9, cpuPercent: 9.9 }, true],
+    [
+      'never a step and quiet: stopped',
+      {},
+      { gpuPercent: 4.9, cpuPercent: 9.9, samples: 15 },
+      true,
+    ],
     ['a step inside the window: runs on', {}, { ...quiet, lastStepAt: minutesAgo(29) }, false],
     ['a busy GPU (a long step): runs on', {}, { ...quiet, gpuPercent: 5 }, false],
     ['busy CPUs (tokenizing, uploading): runs on', {}, { ...quiet, cpuPercent: 10 }, false],
     [
       'no GPU data (SageMaker published none yet): runs on',
       {},
-      { lastStepAt: minutesAgo(31), cpuPercent: 0 },
+      { ...quiet, gpuPercent: undefined },
       false,
     ],
-    ['no CPU data: runs on', {}, { lastStepAt: minutesAgo(31), gpuPercent: 0 }, false],
+    ['no CPU data: runs on', {}, { ...quiet, cpuPercent: undefined }, false],
+    [
+      'quiet, but data for less than half the window: runs on',
+      {},
+      { ...quiet, samples: 14 },
+      false,
+    ],
     [
       'training for less than the window: runs on',
       { trainingStartTime: minutesAgo(29) },
+      quiet,
+      false,
+    ],
+    [
+      'a managed spot restart entered Training inside the window: runs on',
+      { trainingSince: minutesAgo(10) },
       quiet,
       false,
     ],
@@ -429,6 +446,20 @@ describe('a run the deploy no longer asks for (superseded)', () => {
     ]);
     expect(decision.record[0].detail).toContain(why);
     expect(decision.start).toBeUndefined();
+  });
+
+  test('configured again, it resumes even under the very settings it was stopped with (a rolled-back deploy)', () => {
+    const j = job(1, 'Stopped');
+    const stopped = ledger({
+      status: 'stopped',
+      reason: 'superseded',
+      attempts: [recordedAttempt(j)],
+      jobSettingsDigest: LIMITS.settingsDigest,
+    });
+    expect(decideRun(view({ ledger: stopped, jobs: [j] }), NOW).start).toEqual({
+      attempt: 2,
+      resumed: true,
+    });
   });
 
   test('a job that completed before it was superseded is still recorded as completed', () => {

@@ -524,18 +524,27 @@ describe('watching a job from outside', () => {
     );
   }
 
-  test('a job training with no new step and quiet hosts for idleMinutes is stopped (stopped-by-safety, idle)', async () => {
+  /** Job 1 trains for an hour, its last step 50 minutes ago; its hosts' GPU at `gpu` %. */
+  async function trainingQuietly(gpu: number): Promise<number> {
     await arrange({ idleMinutes: 30 });
     await pass();
+    const hourAgo = (Date.now() - HOUR) / 1000;
+    await emulate(job(1), { SecondaryStatus: 'Downloading' });
     await emulate(job(1), {
-      CreationTime: (Date.now() - 2 * HOUR) / 1000,
-      TrainingStartTime: (Date.now() - HOUR) / 1000,
+      CreationTime: hourAgo - 3600,
+      TrainingStartTime: hourAgo,
       SecondaryStatus: 'Training',
+      TransitionTime: hourAgo,
     });
     const lastStep = Date.now() - 50 * 60_000;
     await printed(job(1), [{ message: emf(10, { loss: 2.0 }), at: lastStep }]);
-    await hostMetric(job(1), 'GPUUtilization', 0);
+    await hostMetric(job(1), 'GPUUtilization', gpu);
     await hostMetric(job(1), 'CPUUtilization', 2);
+    return lastStep;
+  }
+
+  test('a job training with no new step and quiet hosts for idleMinutes is stopped (stopped-by-safety, idle)', async () => {
+    const lastStep = await trainingQuietly(0);
 
     const stopping = await pass();
     await pass();
@@ -547,15 +556,8 @@ describe('watching a job from outside', () => {
     expect(sent[1].body).toContain(`no new step since ${new Date(lastStep).toISOString()}`);
   });
 
-  test('the same job with a busy GPU runs on', async () => {
-    await arrange({ idleMinutes: 30 });
-    await pass();
-    await emulate(job(1), {
-      TrainingStartTime: (Date.now() - HOUR) / 1000,
-      SecondaryStatus: 'Training',
-    });
-    await hostMetric(job(1), 'GPUUtilization', 97);
-    await hostMetric(job(1), 'CPUUtilization', 2);
+  test('the same job with a busy GPU (one long step) runs on', async () => {
+    await trainingQuietly(97);
 
     const report = await pass();
 
@@ -688,6 +690,63 @@ describe('runs the deploy no longer asks for', () => {
     expect(late.reason).toContain(`still stopping or running: ${job(1, other)}`);
   });
 
+  test('an unreadable ledger of the old run does not keep the guard from stopping its job', async () => {
+    await arrange();
+    await pass();
+    await clients.s3.send(
+      new PutObjectCommand({ Bucket: BUCKET, Key: ledgerKey(RUN), Body: '{"broken' }),
+    );
+
+    const done = await handlerModule.guardJobs(
+      clients,
+      env,
+      guardEvent('Delete'),
+      Date.now() + 60_000,
+      {
+        now: () => Date.now(),
+        sleep: async () => undefined,
+      },
+    );
+
+    expect(done.live).toEqual([]);
+    expect(done.failures.join(' ')).toContain(`reading the ledger of ${RUN} failed`);
+    const described = await clients.sagemaker.send(
+      new DescribeTrainingJobCommand({ TrainingJobName: job(1) }),
+    );
+    expect(described.TrainingJobStatus).toBe('Stopped');
+  });
+
+  test('a run an EC2 instance took over (backend switch, same run id) is stopped here but its ledger left alone', async () => {
+    await arrange();
+    await pass();
+    const ec2: Ledger = {
+      schemaVersion: 1,
+      runId: RUN,
+      status: 'running',
+      backend: 'ec2',
+      instanceId: 'i-0abc',
+      billableSeconds: 1234,
+      attempts: [{ instanceId: 'i-0abc' }],
+    };
+    await clients.s3.send(
+      new PutObjectCommand({ Bucket: BUCKET, Key: ledgerKey(RUN), Body: JSON.stringify(ec2) }),
+    );
+
+    const done = await handlerModule.guardJobs(
+      clients,
+      env,
+      guardEvent('Delete'),
+      Date.now() + 60_000,
+    );
+
+    expect(done.failures).toEqual([]);
+    expect(await ledger()).toEqual(ec2);
+    const described = await clients.sagemaker.send(
+      new DescribeTrainingJobCommand({ TrainingJobName: job(1) }),
+    );
+    expect(described.TrainingJobStatus).toBe('Stopped');
+  });
+
   test('the job guard on create does nothing', async () => {
     await arrange();
     await pass();
@@ -804,6 +863,31 @@ test('an unreadable ledger does not keep a job past its cost cap, and starts not
   );
   expect(described.TrainingJobStatus).toBe('Stopped');
   expect(await jobNames()).toEqual([job(1)]);
+});
+
+test('with an unreadable ledger, an old (honoured) stop request does not stop a resumed job', async () => {
+  await arrange();
+  await pass();
+  const old = {
+    schemaVersion: 1,
+    runId: RUN,
+    requestId: 'req-old',
+    requestedAt: new Date(Date.now() - HOUR).toISOString(),
+    requestedBy: `arn:aws:iam::${ACCOUNT}:user/me`,
+  };
+  await clients.s3.send(
+    new PutObjectCommand({ Bucket: BUCKET, Key: stopRequestKey(RUN), Body: JSON.stringify(old) }),
+  );
+  await clients.s3.send(
+    new PutObjectCommand({ Bucket: BUCKET, Key: ledgerKey(RUN), Body: '{"broken' }),
+  );
+
+  await expect(pass()).rejects.toThrow('reading the ledger failed');
+
+  const described = await clients.sagemaker.send(
+    new DescribeTrainingJobCommand({ TrainingJobName: job(1) }),
+  );
+  expect(described.TrainingJobStatus).toBe('InProgress');
 });
 
 test('no job starts for a run whose recorded cost reached the cap: it ends stopped-by-safety', async () => {

@@ -91,8 +91,9 @@ describe('backend=sagemaker with a run', () => {
       ServiceTimeout: '960',
     });
     const topicId = stack.getLogicalId(stack.safety.topic.node.defaultChild as never);
+    // The function comes through the ServiceToken (its role and policy through the function).
     expect(guard.DependsOn).toEqual(
-      expect.arrayContaining([roleId(jobs.executionRole), outputsId, dataId, topicId, fnId]),
+      expect.arrayContaining([roleId(jobs.executionRole), outputsId, dataId, topicId]),
     );
     // It waits up to the function's timeout, less a margin to answer.
     template.hasResourceProperties('AWS::Lambda::Function', {
@@ -101,6 +102,18 @@ describe('backend=sagemaker with a run', () => {
       },
       Timeout: 900,
     });
+  });
+
+  test("the job settings appear only once the run's role has its policy", () => {
+    const policyId = stack.getLogicalId(
+      jobs.executionRole!.node.findChild('DefaultPolicy').node.defaultChild as never,
+    );
+    const [parameter] = Object.values(
+      template.findResources('AWS::SSM::Parameter', {
+        Properties: { Name: '/tuning-lab/TrainingStack/job-settings' },
+      }),
+    );
+    expect(parameter.DependsOn).toContain(policyId);
   });
 
   test('a new run id gets a new execution role (the old one outlives the guard) and the same guard', () => {

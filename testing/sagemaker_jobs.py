@@ -15,7 +15,8 @@ same name and never reports billable time or a failure reason. Emulated here, an
   as time and the trainer would: ``{"TrainingJobName", "TrainingJobStatus", "SecondaryStatus",
   "FailureReason", "BillableTimeInSeconds", "CreationTime", "TrainingStartTime"}`` (times in
   seconds since the epoch; ``region`` defaults to us-east-1); a new secondary status is appended
-  to the job's SecondaryStatusTransitions (``Interrupted``: a managed spot interruption).
+  to the job's SecondaryStatusTransitions (``Interrupted``: a managed spot interruption), at
+  ``TransitionTime`` (seconds since the epoch) when given, else now.
 
 And in moto's CloudFormation: it runs a custom resource's Lambda only in Docker, which this
 machine lacks, so a stack with the job guard (``Custom::TuningLabJobGuard``, lib/sagemaker.ts)
@@ -69,8 +70,10 @@ def _set_state(job, body: dict) -> None:
     if "FailureReason" in body:
         job.failure_reason = body["FailureReason"]
     if job.secondary_status != (job.secondary_status_transitions or [{}])[-1].get("Status"):
+        at = body.get("TransitionTime")
+        start = dt.datetime.fromtimestamp(at, dt.UTC).replace(tzinfo=None) if at else _now()
         job.secondary_status_transitions.append(
-            {"Status": job.secondary_status, "StartTime": _now(), "StatusMessage": "(emulated)"}
+            {"Status": job.secondary_status, "StartTime": start, "StatusMessage": "(emulated)"}
         )
     job.last_modified_time = _now()
 

@@ -42,6 +42,8 @@ export interface JobView {
   readonly failureReason?: string;
   readonly creationTime: Date;
   readonly trainingStartTime?: Date;
+  /** When it last entered `Training` (after a managed spot restart, later than the start). */
+  readonly trainingSince?: Date;
   readonly trainingEndTime?: Date;
   readonly billableSeconds?: number;
   readonly instanceCount: number;
@@ -97,6 +99,8 @@ export interface JobActivity {
   readonly gpuPercent?: number;
   /** Highest `CPUUtilization` of any host (percent x cores); undefined without data. */
   readonly cpuPercent?: number;
+  /** The fewest 1-minute data points any host's GPU or CPU series had in the window. */
+  readonly samples?: number;
 }
 
 /** The EC2 idle watchdog's thresholds (runtime/tuning_runtime/watchdog.py), per host here. */
@@ -253,7 +257,9 @@ export function decideRun(view: RunView, now: Date): RunDecision {
   }
   const seenDigest = view.ledger?.jobSettingsDigest;
   if (ended && status !== undefined && (RESUMABLE.has(status) || RETRIED_AFTER_CHANGE.has(reason))) {
-    if (seenDigest === view.limits.settingsDigest) {
+    // A superseded run resumes once a deploy configures it again, whatever its settings (a
+    // rolled-back deploy restores the very settings it was stopped under).
+    if (seenDigest === view.limits.settingsDigest && reason !== REASON_SUPERSEDED) {
       return {
         record,
         ...costs,
@@ -482,9 +488,9 @@ function stopCause(
 /**
  * Why the job counts as idle, or undefined: training (not provisioning, downloading or waiting
  * for spot) for at least `minutes`, no new step in them, and every host's GPUs and CPUs below
- * the thresholds throughout. A signal without data does not count as idle (unlike on EC2, where
- * the supervisor samples itself): SageMaker's metrics may lag, and a job is not stopped on a
- * guess.
+ * the thresholds throughout. A signal without data, or with data for less than half the
+ * window, does not count as idle (unlike on EC2, where the supervisor samples itself):
+ * SageMaker's metrics may lag, and a job is not stopped on a guess.
  */
 export function idleFor(
   job: JobView,
@@ -494,8 +500,12 @@ export function idleFor(
 ): string | undefined {
   if (minutes === null || !activity || job.secondaryStatus !== 'Training') return undefined;
   const windowStart = now.getTime() - minutes * 60_000;
-  if (!job.trainingStartTime || job.trainingStartTime.getTime() > windowStart) return undefined;
+  // Since it last entered Training: a managed spot restart starts the window again.
+  const training = job.trainingSince ?? job.trainingStartTime;
+  if (!training || training.getTime() > windowStart) return undefined;
   if (activity.lastStepAt && activity.lastStepAt.getTime() > windowStart) return undefined;
+  // SageMaker's metrics for most of the window, not a few points: otherwise, no verdict.
+  if ((activity.samples ?? 0) < minutes / 2) return undefined;
   const { gpuPercent, cpuPercent } = activity;
   if (gpuPercent === undefined || gpuPercent >= GPU_IDLE_PERCENT) return undefined;
   if (cpuPercent === undefined || cpuPercent >= CPU_IDLE_PERCENT) return undefined;

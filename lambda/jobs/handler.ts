@@ -137,8 +137,7 @@ export async function controlJobs(
     request = (await readJson<StopRequest>(clients.s3, env.outputsBucket, stopRequestKey(runId)))
       .value;
   });
-  const pendingStop =
-    request && request.requestId !== ledger?.operatorStop?.requestId ? request : undefined;
+  const pendingStop = isPending(request, ledger, ledgerUnreadable, jobs);
   const recordedEnds = new Set(
     (ledger?.attempts ?? []).filter((a) => a.endedAt).map((a) => a.instanceId),
   );
@@ -224,6 +223,23 @@ export async function controlJobs(
   return finish({ runId, detail: decision.detail, recorded, started, stopped, failures });
 }
 
+/**
+ * The operator's stop request, unless the ledger says it was honoured. Without a readable
+ * ledger, only a request made after the newest job was created counts: an old, honoured one is
+ * never deleted, and must not stop a resumed run.
+ */
+function isPending(
+  request: StopRequest | undefined,
+  ledger: Ledger | undefined,
+  ledgerUnreadable: boolean,
+  jobs: readonly JobView[],
+): StopRequest | undefined {
+  if (!request || request.requestId === ledger?.operatorStop?.requestId) return undefined;
+  if (!ledgerUnreadable) return request;
+  const newest = Math.max(0, ...jobs.map((j) => j.creationTime.getTime()));
+  return Date.parse(request.requestedAt) > newest ? request : undefined;
+}
+
 /** A job's lines are still read this long after it ended (its last ones arrive late). */
 const PROGRESS_AFTER_END_MS = 3600_000;
 
@@ -248,19 +264,22 @@ async function watchNewestJob(
     return undefined;
   }
   let lastStepAt: Date | undefined;
+  let read = false;
   await attempt(failures, `publishing the progress of ${newest.name}`, async () => {
     ({ lastStepAt } = await publishJobProgress(clients, env.outputsBucket, settings.runId, newest, now));
+    read = true;
   });
-  if (idleMinutes === null || newest.status !== 'InProgress' || newest.secondaryStatus !== 'Training') {
+  // Without its steps (the read failed) the job is not judged idle.
+  if (!read || idleMinutes === null || newest.status !== 'InProgress' || newest.secondaryStatus !== 'Training') {
     return undefined;
   }
-  const started = newest.trainingStartTime?.getTime() ?? now.getTime();
+  const started = (newest.trainingSince ?? newest.trainingStartTime)?.getTime() ?? now.getTime();
   if (now.getTime() - started < idleMinutes * 60_000) return undefined; // too early to tell
-  let hosts: HostActivity = {};
+  let hosts: HostActivity | undefined;
   await attempt(failures, `reading the host metrics of ${newest.name}`, async () => {
     hosts = await hostActivity(clients.cloudwatch, newest, idleMinutes, now);
   });
-  return { lastStepAt, ...hosts };
+  return hosts && { lastStepAt, ...hosts };
 }
 
 interface PassContext {
@@ -381,13 +400,22 @@ export async function settleOtherRuns(
         jobView(j.name, Number(/a([0-9]+)$/.exec(j.name)?.[1] ?? 0), described[i]),
       );
       const live = jobs.filter(isLiveJob);
-      // A run's ledger is recorded only by the deployment that configures it: an earlier
-      // deployment's job of the same run id (or of no readable run) is only stopped.
-      const ledger =
-        runId === undefined || runId === keepRunId
-          ? undefined
-          : (await readJson<Ledger>(clients.s3, env.outputsBucket, ledgerKey(runId))).value;
-      if (ledger === undefined || runId === undefined) {
+      // A run's ledger is recorded only by the deployment that configures it, and only while
+      // it is these jobs' (not an EC2 instance's after a backend switch); otherwise, and when
+      // the ledger cannot be read, the live jobs are only stopped.
+      let ledger: Ledger | undefined;
+      if (runId !== undefined && runId !== keepRunId) {
+        try {
+          ledger = (await readJson<Ledger>(clients.s3, env.outputsBucket, ledgerKey(runId))).value;
+        } catch (error) {
+          failures.push(
+            `reading the ledger of ${runId} failed (its jobs are only stopped): ${errorMessage(error)}`,
+          );
+        }
+      }
+      const ours =
+        ledger?.backend === 'sagemaker' && members.some((j) => j.name === ledger?.instanceId);
+      if (ledger === undefined || runId === undefined || !ours) {
         for (const job of live.filter((j) => j.status === 'InProgress')) {
           await clients.sagemaker.send(new StopTrainingJobCommand({ TrainingJobName: job.name }));
           settled.stopped.push(job.name);
@@ -516,6 +544,10 @@ function jobView(
     failureReason: described.FailureReason,
     creationTime: described.CreationTime ?? new Date(0),
     trainingStartTime: described.TrainingStartTime,
+    trainingSince: (described.SecondaryStatusTransitions ?? [])
+      .filter((t) => t.Status === 'Training' && t.StartTime)
+      .map((t) => t.StartTime as Date)
+      .sort((a, b) => b.getTime() - a.getTime())[0],
     trainingEndTime: described.TrainingEndTime,
     billableSeconds: described.BillableTimeInSeconds,
     instanceCount: described.ResourceConfig?.InstanceCount ?? 1,
@@ -925,7 +957,8 @@ export async function guardJobs(
         live = settled.live;
       });
       failures.splice(0, failures.length, ...passFailures);
-      if (live.length === 0 && failures.length === 0) break;
+      // Nothing live: done, or, with a step that keeps failing, reported after three looks.
+      if (live.length === 0 && (failures.length === 0 || look >= 2)) break;
       if (clock.now() + nap >= deadline) break;
       await clock.sleep(nap);
     }
@@ -942,7 +975,8 @@ export async function guardJobs(
       clients.sns.send(
         new PublishCommand({
           TopicArn: env.topicArn,
-          Subject: `tuning-lab ${env.stackName}: training jobs may still run`,
+          // SNS takes at most 100 characters.
+          Subject: `tuning-lab ${env.stackName}: training jobs may still run`.slice(0, 100),
           Message:
             `The deploy (${event.RequestType}) asked the stack's training jobs to stop. ` +
             `${reason}. ${failures.join(' | ')}\n` +
@@ -967,7 +1001,13 @@ async function answer(event: GuardEvent, env: JobsEnv, reason: string): Promise<
   });
   try {
     // A pre-signed S3 URL: no content type, or the signature does not match.
-    await fetch(event.ResponseURL, { method: 'PUT', body, headers: { 'content-type': '' } });
+    const answered = await fetch(event.ResponseURL, {
+      method: 'PUT',
+      body,
+      headers: { 'content-type': '' },
+      signal: AbortSignal.timeout(20_000),
+    });
+    if (!answered.ok) throw new Error(`HTTP ${answered.status} ${await answered.text()}`);
   } catch (error) {
     console.log(JSON.stringify({ message: 'could not answer CloudFormation', error: errorMessage(error) }));
   }

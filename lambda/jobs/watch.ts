@@ -106,7 +106,8 @@ async function readLines(
       for (const event of got.events ?? []) {
         lines.push({ message: event.message ?? '', timestamp: event.timestamp ?? 0 });
       }
-      if (!got.nextForwardToken || got.nextForwardToken === token || !got.events?.length) break;
+      // The end is the token coming back unchanged; a page may be empty before it.
+      if (!got.nextForwardToken || got.nextForwardToken === token) break;
       token = got.nextForwardToken;
     }
   }
@@ -119,6 +120,8 @@ export interface HostActivity {
   readonly gpuPercent?: number;
   /** Highest `CPUUtilization` of any host (percent x cores); undefined without data. */
   readonly cpuPercent?: number;
+  /** The fewest data points any host's GPU or CPU series had. */
+  readonly samples: number;
 }
 
 /** SageMaker's per-host metrics of the job over the `minutes` before `now` (1-minute data). */
@@ -152,11 +155,11 @@ export async function hostActivity(
       MetricDataQueries: queries,
     }),
   );
+  const results = found.MetricDataResults ?? [];
   const highest = (kind: string) => {
-    const values = (found.MetricDataResults ?? [])
-      .filter((r) => r.Id?.startsWith(kind))
-      .flatMap((r) => r.Values ?? []);
+    const values = results.filter((r) => r.Id?.startsWith(kind)).flatMap((r) => r.Values ?? []);
     return values.length > 0 ? Math.max(...values) : undefined;
   };
-  return { gpuPercent: highest('gpu'), cpuPercent: highest('cpu') };
+  const counts = queries.map((q) => results.find((r) => r.Id === q.Id)?.Values?.length ?? 0);
+  return { gpuPercent: highest('gpu'), cpuPercent: highest('cpu'), samples: Math.min(...counts) };
 }
