@@ -244,16 +244,20 @@ export class TrainingJobs extends Construct {
     );
     // The first job of a run pins the image tag to its digest.
     props.repository.grant(role, 'ecr:DescribeImages');
-    // The ledger it keeps, the run config it hands each job, and the stop request and final
-    // manifest it reads; messages it keeps, write only.
-    // The ledger it keeps, the run config it hands each job, and the progress it publishes
-    // from the job's log streams (what the supervisor does on EC2).
+    // The ledger it keeps, the lease it holds for the run's live job, the run config it hands
+    // each job, and the progress it publishes from the job's log streams (what the supervisor
+    // does on EC2); below, the stop request and final manifest it reads, and the messages it
+    // keeps, write only.
     fn.addToRolePolicy(
       new iam.PolicyStatement({
         actions: ['s3:GetObject', 's3:PutObject'],
-        resources: [ledgerKey('*'), jobRunConfigKey('*'), progressKey('*'), metricsKey('*')].map(
-          (k) => outputs.arnForObjects(k),
-        ),
+        resources: [
+          ledgerKey('*'),
+          leaseKey('*'),
+          jobRunConfigKey('*'),
+          progressKey('*'),
+          metricsKey('*'),
+        ].map((k) => outputs.arnForObjects(k)),
       }),
     );
     const trainingLogs = stack.formatArn({
@@ -301,6 +305,7 @@ export class TrainingJobs extends Construct {
           StringLike: {
             's3:prefix': [
               ledgerKey('*'),
+              leaseKey('*'),
               stopRequestKey('*'),
               progressKey('*'),
               metricsKey('*'),
@@ -526,6 +531,7 @@ export class TrainingJobs extends Construct {
     );
     for (const key of [
       ledgerKey('*'),
+      leaseKey('*'),
       jobRunConfigKey('*'),
       progressKey('*'),
       metricsKey('*'),
@@ -536,7 +542,7 @@ export class TrainingJobs extends Construct {
       acknowledgeFinding(
         policy,
         `AwsSolutions::AwsSolutions-IAM5[Resource::${outputsArn}/${key}]`,
-        'One named object per run (the run id is in the key): the ledger, the job run config, ' +
+        'One named object per run (the run id is in the key): the ledger, the lease, the job run config, ' +
           'the progress it publishes, the stop request, the final manifest, and the messages it ' +
           'sends.',
       );

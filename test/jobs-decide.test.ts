@@ -632,6 +632,14 @@ describe('starting only when nothing stands in the way', () => {
     expect(decision.detail).toContain('waiting for tl-00000000-run-old-a1');
   });
 
+  test("another trainer holding the run's lease (an EC2 instance of the same run) is waited for", () => {
+    const leaseHeldBy = { holder: 'i-0abc1234', until: '2026-12-01T12:05:00.000Z' };
+    const decision = decideRun(view({ leaseHeldBy }), NOW);
+
+    expect(decision.start).toBeUndefined();
+    expect(decision.detail).toContain('waiting for i-0abc1234, which holds the run');
+  });
+
   test('a run whose recorded cost reached maxRunCostUsd starts no job and ends at the cap', () => {
     const failed = job(1, 'Failed', {
       failureReason: 'AlgorithmError: failed: CUDA error',

@@ -918,3 +918,81 @@ test('a ledger the controller adopts says backend sagemaker (so tuning-lab stop 
 
   expect(await ledger()).toMatchObject({ backend: 'sagemaker', instanceId: job(1) });
 });
+
+describe("the run's lease (one trainer per run, whichever backend)", () => {
+  async function lease(): Promise<Record<string, unknown> | undefined> {
+    try {
+      const got = await clients.s3.send(
+        new GetObjectCommand({ Bucket: BUCKET, Key: `runs/${RUN}/lease.json` }),
+      );
+      return JSON.parse(
+        await (got.Body as { transformToString(): Promise<string> }).transformToString(),
+      );
+    } catch {
+      return undefined;
+    }
+  }
+
+  test('a live job holds it for 15 minutes from each pass; its end releases it', async () => {
+    await arrange();
+    const now = new Date();
+    await pass(now);
+    expect(await lease()).toMatchObject({
+      runId: RUN,
+      holder: job(1),
+      released: false,
+      expiresAt: new Date(now.getTime() + 15 * 60_000).toISOString(),
+    });
+
+    await clients.s3.send(
+      new PutObjectCommand({ Bucket: BUCKET, Key: `runs/${RUN}/final/manifest.json`, Body: '{}' }),
+    );
+    await emulate(job(1), { TrainingJobStatus: 'Completed' });
+    await pass();
+
+    expect(await lease()).toMatchObject({ holder: job(1), released: true });
+  });
+
+  test('an EC2 instance of the same run holding it (a backend switch) keeps any job from starting until it lets go', async () => {
+    await arrange();
+    const held = {
+      schemaVersion: 1,
+      runId: RUN,
+      holder: 'i-0abc1234',
+      renewedAt: new Date().toISOString(),
+      expiresAt: new Date(Date.now() + 300_000).toISOString(),
+      released: false,
+    };
+    await clients.s3.send(
+      new PutObjectCommand({
+        Bucket: BUCKET,
+        Key: `runs/${RUN}/lease.json`,
+        Body: JSON.stringify(held),
+      }),
+    );
+
+    const waiting = await pass();
+
+    expect(waiting.started).toBeUndefined();
+    expect(waiting.detail).toContain('waiting for i-0abc1234, which holds the run');
+    expect(await jobNames()).toEqual([]);
+    await clients.s3.send(
+      new PutObjectCommand({
+        Bucket: BUCKET,
+        Key: `runs/${RUN}/lease.json`,
+        Body: JSON.stringify({ ...held, released: true }),
+      }),
+    );
+    expect((await pass()).started).toBe(job(1));
+    expect(await lease()).toMatchObject({ holder: job(1), released: false });
+  });
+
+  test('the guard (cdk destroy, backend=ec2) releases it once the job ended, for the instance that waits', async () => {
+    await arrange();
+    await pass();
+
+    await handlerModule.guardJobs(clients, env, guardEvent('Delete'), Date.now() + 60_000);
+
+    expect(await lease()).toMatchObject({ holder: job(1), released: true });
+  });
+});

@@ -19,7 +19,8 @@
  *    ended: never for a completed or failed run, and for a stopped one only after a deploy that
  *    changed its settings (a redeploy of the same settings never starts a second job); never
  *    while the run's recorded cost is at `maxRunCostUsd`, nor while another job of the stack is
- *    live (a quota of one would refuse it). A refused start is tried again on later passes
+ *    live (a quota of one would refuse it), nor while another trainer (an EC2 instance of the
+ *    same run) holds the run's lease. A refused start is tried again on later passes
  *    (`startRefused`) unless the request itself is malformed.
  */
 import {
@@ -89,6 +90,11 @@ export interface RunView {
   readonly superseded?: string;
   /** What the live job shows from outside, for the idle check (undefined: not measured). */
   readonly activity?: JobActivity;
+  /**
+   * Another trainer's hold on the run's lease (contract section 7: an EC2 instance of the same
+   * run id after a backend switch): no job starts until it is released or expires.
+   */
+  readonly leaseHeldBy?: { readonly holder: string; readonly until: string };
 }
 
 /** A live job's signs of work, measured over the last `idleMinutes`. */
@@ -280,6 +286,14 @@ export function decideRun(view: RunView, now: Date): RunDecision {
       record,
       ...costs,
       detail: `waiting for ${busy.join(', ')} to end before starting (quota)`,
+    };
+  }
+  if (view.leaseHeldBy) {
+    const { holder, until } = view.leaseHeldBy;
+    return {
+      record,
+      ...costs,
+      detail: `waiting for ${holder}, which holds the run's lease (to ${until}), before starting`,
     };
   }
   const attempt = (jobs[jobs.length - 1]?.attempt ?? 0) + 1;

@@ -65,6 +65,7 @@ import {
 } from './decide';
 import { readJobsEnv, type JobsEnv } from './env';
 import { TRAINER_ENV, trainingJobRequest } from './request';
+import { holdLease, otherHolder, readLease, releaseLease } from './lease';
 import { hostActivity, publishJobProgress, type HostActivity } from './watch';
 
 export interface JobsClients {
@@ -146,6 +147,17 @@ export async function controlJobs(
     ? (await readJson(clients.s3, env.outputsBucket, `${finalPrefix(runId)}${MANIFEST_NAME}`))
         .value !== undefined
     : undefined;
+  const isOwn = (holder: string) =>
+    trainingJobAttempt(env.stackName, env.stackId, runId, holder) !== undefined;
+  let leaseHeldBy: { holder: string; until: string } | undefined;
+  try {
+    const lease = await readLease(clients.s3, env.outputsBucket, runId);
+    leaseHeldBy = otherHolder(lease.value, isOwn, now);
+  } catch (error) {
+    // Not knowing who holds the run, nothing starts this pass.
+    leaseHeldBy = { holder: 'an unknown holder (the lease could not be read)', until: '?' };
+    failures.push(`reading the lease failed: ${errorMessage(error)}`);
+  }
   const digest = settingsDigest(settings);
   const idleMinutes = settings.idleMinutes ?? null; // settings from before the idle check: none
   const activity = await watchNewestJob(clients, env, settings, idleMinutes, jobs, now, failures);
@@ -165,6 +177,7 @@ export async function controlJobs(
       finalModelPublished,
       otherLiveJobs,
       activity,
+      leaseHeldBy,
     },
     now,
   );
@@ -210,6 +223,15 @@ export async function controlJobs(
     await attempt(failures, `starting ${name}`, async () => {
       if (await startJob(ctx, name, ledger, resumed)) started = name;
     });
+  }
+  // The run's lease: held while one of its jobs is live (or just started), released after.
+  const live = jobs.find(isLiveJob)?.name ?? started;
+  if (!ledgerUnreadable) {
+    await attempt(failures, live ? `renewing the lease for ${live}` : 'releasing the lease', () =>
+      live
+        ? holdLease(clients.s3, env.outputsBucket, runId, live, isOwn, now)
+        : releaseLease(clients.s3, env.outputsBucket, runId, isOwn, now),
+    );
   }
   // What every write adds anyway: the settings seen, managed spot's interruptions.
   if (
@@ -456,6 +478,11 @@ export async function settleOtherRuns(
       if (decision.stop) {
         await requestStop(ctx, decision.stop, undefined);
         settled.stopped.push(decision.stop.jobName);
+      }
+      // Its jobs have ended: the run is free for whoever trains it next (an EC2 instance).
+      if (live.length === 0) {
+        const isOwn = (holder: string) => runGroupOf(holder) === group;
+        await releaseLease(clients.s3, env.outputsBucket, runId, isOwn, now);
       }
       settled.live.push(...live.map((j) => j.name));
     });
@@ -755,6 +782,13 @@ async function startJob(
     }),
   );
   const request = trainingJobRequest({ settings, jobName, outputsBucket: env.outputsBucket, imageUri });
+  // The lease first, so an instance of the same run that races for it cannot train alongside.
+  const isOwn = (holder: string) =>
+    trainingJobAttempt(env.stackName, env.stackId, settings.runId, holder) !== undefined;
+  if (!(await holdLease(clients.s3, env.outputsBucket, settings.runId, jobName, isOwn, ctx.now))) {
+    console.log(JSON.stringify({ message: 'lease taken by another trainer; not starting', jobName }));
+    return false;
+  }
   try {
     await clients.sagemaker.send(new CreateTrainingJobCommand(request));
   } catch (error) {
