@@ -279,6 +279,13 @@ export class TrainingJobs extends Construct {
         resources: [`${trainingLogs}:log-stream:*`],
       }),
     );
+    // Its own stack's status: no job starts while the stack is deleted or cleaned up.
+    fn.addToRolePolicy(
+      new iam.PolicyStatement({
+        actions: ['cloudformation:DescribeStacks'],
+        resources: [Aws.STACK_ID],
+      }),
+    );
     // SageMaker's per-host GPU and CPU metrics, for the idle check (no resource scope in IAM).
     fn.addToRolePolicy(
       new iam.PolicyStatement({ actions: ['cloudwatch:GetMetricData'], resources: ['*'] }),

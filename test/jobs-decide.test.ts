@@ -6,6 +6,7 @@ import type { Ledger, StopRequest } from '../lib/contract';
 import {
   decideRun,
   isTemporaryStartError,
+  mayStartDuring,
   runCost,
   START_RETRY_MINUTES,
   startRefused,
@@ -657,6 +658,20 @@ describe('starting only when nothing stands in the way', () => {
     const limits = { ...LIMITS, maxRunCostUsd: 3 };
     expect(decideRun(view({ limits }), NOW).start).toEqual({ attempt: 1, resumed: false });
   });
+});
+
+test.each<[string | undefined, boolean]>([
+  ['CREATE_COMPLETE', true],
+  ['UPDATE_COMPLETE', true],
+  ['UPDATE_IN_PROGRESS', true],
+  [undefined, true],
+  ['UPDATE_COMPLETE_CLEANUP_IN_PROGRESS', false],
+  ['UPDATE_ROLLBACK_COMPLETE_CLEANUP_IN_PROGRESS', false],
+  ['UPDATE_ROLLBACK_IN_PROGRESS', false],
+  ['DELETE_IN_PROGRESS', false],
+  ['DELETE_COMPLETE', false],
+])('a job may start while the stack is %s: %s', (status, may) => {
+  expect(mayStartDuring(status)).toBe(may);
 });
 
 describe('a refused start', () => {

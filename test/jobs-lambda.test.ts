@@ -5,6 +5,11 @@
  * second pass or a redeploy never starts a second job. moto marks a job Completed at once;
  * testing/sagemaker_jobs.py keeps it running and moves it as a test says (emulated only there).
  */
+import {
+  CloudFormationClient,
+  CreateStackCommand,
+  DeleteStackCommand,
+} from '@aws-sdk/client-cloudformation';
 import { CloudWatchClient, PutMetricDataCommand } from '@aws-sdk/client-cloudwatch';
 import {
   CloudWatchLogsClient,
@@ -82,6 +87,7 @@ beforeAll(async () => {
     ecr: new ECRClient(config),
     logs: new CloudWatchLogsClient(config),
     cloudwatch: new CloudWatchClient(config),
+    cloudformation: new CloudFormationClient(config),
   };
   jest.spyOn(console, 'log').mockImplementation(() => undefined); // the pass's JSON report
   Object.assign(process.env, {
@@ -888,6 +894,23 @@ test('with an unreadable ledger, an old (honoured) stop request does not stop a 
     new DescribeTrainingJobCommand({ TrainingJobName: job(1) }),
   );
   expect(described.TrainingJobStatus).toBe('InProgress');
+});
+
+test('no job starts once the stack is being deleted or is gone (a pass after the guard answered)', async () => {
+  await arrange();
+  const created = await clients.cloudformation.send(
+    new CreateStackCommand({
+      StackName: STACK,
+      TemplateBody: JSON.stringify({ Resources: { Topic: { Type: 'AWS::SNS::Topic' } } }),
+    }),
+  );
+  await clients.cloudformation.send(new DeleteStackCommand({ StackName: STACK }));
+  const gone = { ...env, stackId: created.StackId as string };
+
+  const report = await handlerModule.controlJobs(clients, gone, new Date());
+
+  expect(report.started).toBeUndefined();
+  expect(await jobNames()).toEqual([]);
 });
 
 test('no job starts for a run whose recorded cost reached the cap: it ends stopped-by-safety', async () => {

@@ -14,8 +14,8 @@ here:
   resource (``sns:Publish`` on one topic) would be refused although AWS allows it.
   :func:`bridge_iam_gaps` gives the response classes of the services the stack's roles
   call the ARN that AWS authorizes (the topic, the parameter, the group, the instance, the
-  repository, the log group and stream, the training job); S3 (bucket and key) and STS (the
-  role) moto has itself.
+  repository, the log group and stream, the training job, the stack); S3 (bucket and key) and
+  STS (the role) moto has itself.
 - moto compares a trust policy's principal with the caller's ARN literally, so a role session
   (``arn:aws:sts::<account>:assumed-role/<name>/<session>``) never matched a trust policy that
   names its role (``arn:aws:iam::<account>:role/<name>``), which AWS accepts: the trainer role
@@ -89,6 +89,15 @@ def _logs(self) -> str:
     return _arn(self, "logs", f"log-group:{group}" + (f":log-stream:{stream}" if stream else ""))
 
 
+def _cloudformation(self) -> str:
+    # The stack's id (its ARN) as AWS authorizes DescribeStacks; by name, the stack of that name.
+    name = self._get_param("StackName")
+    if not name or name.startswith("arn:"):
+        return name or "*"
+    stack = next((s for s in self.cloudformation_backend.stacks.values() if s.name == name), None)
+    return stack.stack_id if stack else "*"
+
+
 def _sagemaker(self) -> str:
     name = self._get_param("TrainingJobName")
     return _arn(self, "sagemaker", f"training-job/{name.lower()}") if name else "*"
@@ -102,6 +111,7 @@ RESOURCES: dict[tuple[str, str], Callable] = {
     ("moto.ecr.responses", "ECRResponse"): _ecr,
     ("moto.logs.responses", "LogsResponse"): _logs,
     ("moto.sagemaker.responses", "SageMakerResponse"): _sagemaker,
+    ("moto.cloudformation.responses", "CloudFormationResponse"): _cloudformation,
 }
 
 

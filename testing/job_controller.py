@@ -29,7 +29,8 @@ def bundle_job_controller(target: Path) -> Path:
 
 
 def run_job_controller(bundle: Path, *, function_env: dict, region: str, env: dict) -> dict:
-    """One pass of ``handler()`` as a state change event starts it; its report."""
+    """One pass of ``handler()`` as a state change event starts it; its report, with what the
+    pass printed before it under ``log``."""
     function_env = {**env, **function_env, "AWS_REGION": region}
     event = json.dumps({"detail-type": "SageMaker Training Job State Change"})
     call = (
@@ -41,4 +42,5 @@ def run_job_controller(bundle: Path, *, function_env: dict, region: str, env: di
     )
     if done.returncode != 0:
         raise JobPassError(f"the job controller's pass failed:\n{done.stdout}{done.stderr}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    lines = done.stdout.strip().splitlines()
+    return {**json.loads(lines[-1]), "log": lines[:-1]}

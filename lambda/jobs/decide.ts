@@ -603,6 +603,17 @@ export function withInterruptions(
 /** The `action` of a managed spot interruption in the ledger (EC2's notices say terminate, stop...). */
 export const SPOT_INTERRUPTION = 'spot-interruption';
 
+/**
+ * Whether a job may start while the stack is in `status` (its CloudFormation status; undefined
+ * when unknown): not while it is being deleted or cleaned up after an update (the job guard may
+ * already have stopped the run's jobs for good: `cdk destroy`, a switch to backend=ec2, a new
+ * run id), nor while it rolls back, nor once it is gone.
+ */
+export function mayStartDuring(status: string | undefined): boolean {
+  if (status === undefined) return true;
+  return !/^DELETE_|_CLEANUP_IN_PROGRESS$|ROLLBACK_IN_PROGRESS$/.test(status);
+}
+
 /** Why a start failed, as the ledger keeps it between passes (`lastStartError`). */
 export interface StartError {
   readonly message: string;

@@ -13,6 +13,7 @@
  * the invocation's failure reaches the alerts topic.
  */
 import { createHash } from 'node:crypto';
+import { CloudFormationClient, DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
 import { CloudWatchClient } from '@aws-sdk/client-cloudwatch';
 import { CloudWatchLogsClient } from '@aws-sdk/client-cloudwatch-logs';
 import { DescribeImagesCommand, ECRClient } from '@aws-sdk/client-ecr';
@@ -51,6 +52,7 @@ import {
   decideRun,
   isLiveJob,
   isTemporaryStartError,
+  mayStartDuring,
   REASON_CAPACITY,
   REASON_JOB_START_FAILED,
   REASON_SERVICE_ERROR,
@@ -76,6 +78,7 @@ export interface JobsClients {
   readonly ecr: ECRClient;
   readonly logs: CloudWatchLogsClient;
   readonly cloudwatch: CloudWatchClient;
+  readonly cloudformation: CloudFormationClient;
 }
 
 export interface JobsReport {
@@ -782,6 +785,11 @@ async function startJob(
     }),
   );
   const request = trainingJobRequest({ settings, jobName, outputsBucket: env.outputsBucket, imageUri });
+  const status = await stackStatus(clients.cloudformation, env.stackId);
+  if (!mayStartDuring(status)) {
+    console.log(JSON.stringify({ message: `the stack is ${status}: not starting`, jobName }));
+    return false;
+  }
   // The lease first, so an instance of the same run that races for it cannot train alongside.
   const isOwn = (holder: string) =>
     trainingJobAttempt(env.stackName, env.stackId, settings.runId, holder) !== undefined;
@@ -841,6 +849,20 @@ async function startFailed(
   console.log(JSON.stringify({ message: 'start refused', jobName, ...outcome }));
   if (changed && ledger && outcome?.giveUp) {
     await send(ctx, ledger, 'failed', REASON_JOB_START_FAILED, jobName, outcome.detail);
+  }
+}
+
+/** The stack's CloudFormation status, or undefined when it cannot be told. */
+async function stackStatus(
+  cloudformation: CloudFormationClient,
+  stackId: string,
+): Promise<string | undefined> {
+  try {
+    const found = await cloudformation.send(new DescribeStacksCommand({ StackName: stackId }));
+    return found.Stacks?.[0]?.StackStatus;
+  } catch (error) {
+    console.log(JSON.stringify({ message: 'stack status unknown', error: errorMessage(error) }));
+    return undefined;
   }
 }
 
@@ -1057,6 +1079,7 @@ const clients: JobsClients = {
   ecr: new ECRClient({ region: env.region }),
   logs: new CloudWatchLogsClient({ region: env.region }),
   cloudwatch: new CloudWatchClient({ region: env.region }),
+  cloudformation: new CloudFormationClient({ region: env.region }),
 };
 
 /**

@@ -130,6 +130,8 @@ def test_the_controller_starts_the_run_under_its_own_role(
     prefix, run = deployment.outputs["TrainingJobPrefix"], deployment.outputs["RunId"]
     assert re.fullmatch(rf"{re.escape(prefix)}[0-9a-f]{{8}}-{re.escape(run)}-a1", job), job
     assert first["failures"] == []
+    # Every call the start made was allowed, its own stack's status included.
+    assert not [line for line in first["log"] if "unknown" in line or "denied" in line.lower()]
     assert (second.get("started"), second["failures"]) == (None, [])
     described = deployment.client("sagemaker").describe_training_job(TrainingJobName=job)
     assert described["RoleArn"] == deployment.role_arn("ExecutionRole")
