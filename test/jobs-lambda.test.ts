@@ -211,6 +211,14 @@ async function messages(run = RUN): Promise<MessageRecord[]> {
   return records;
 }
 
+/** The job's status as SageMaker (moto) describes it. */
+async function statusOf(name: string): Promise<string | undefined> {
+  const described = await clients.sagemaker.send(
+    new DescribeTrainingJobCommand({ TrainingJobName: name }),
+  );
+  return described.TrainingJobStatus;
+}
+
 async function jobNames(): Promise<string[]> {
   const listed = await clients.sagemaker.send(new ListTrainingJobsCommand({}));
   return (listed.TrainingJobSummaries ?? []).map((j) => j.TrainingJobName as string).sort();
@@ -716,10 +724,7 @@ describe('runs the deploy no longer asks for', () => {
 
     expect(done.live).toEqual([]);
     expect(done.failures.join(' ')).toContain(`reading the ledger of ${RUN} failed`);
-    const described = await clients.sagemaker.send(
-      new DescribeTrainingJobCommand({ TrainingJobName: job(1) }),
-    );
-    expect(described.TrainingJobStatus).toBe('Stopped');
+    expect(await statusOf(job(1))).toBe('Stopped');
   });
 
   test('a run an EC2 instance took over (backend switch, same run id) is stopped here but its ledger left alone', async () => {
@@ -747,10 +752,7 @@ describe('runs the deploy no longer asks for', () => {
 
     expect(done.failures).toEqual([]);
     expect(await ledger()).toEqual(ec2);
-    const described = await clients.sagemaker.send(
-      new DescribeTrainingJobCommand({ TrainingJobName: job(1) }),
-    );
-    expect(described.TrainingJobStatus).toBe('Stopped');
+    expect(await statusOf(job(1))).toBe('Stopped');
   });
 
   test('the job guard on create does nothing', async () => {
@@ -864,10 +866,7 @@ test('an unreadable ledger does not keep a job past its cost cap, and starts not
   await expect(pass(now)).rejects.toThrow('reading the ledger failed (this pass only stops)');
   await expect(pass(now)).rejects.toThrow('reading the ledger failed');
 
-  const described = await clients.sagemaker.send(
-    new DescribeTrainingJobCommand({ TrainingJobName: job(1) }),
-  );
-  expect(described.TrainingJobStatus).toBe('Stopped');
+  expect(await statusOf(job(1))).toBe('Stopped');
   expect(await jobNames()).toEqual([job(1)]);
 });
 
@@ -890,10 +889,7 @@ test('with an unreadable ledger, an old (honoured) stop request does not stop a 
 
   await expect(pass()).rejects.toThrow('reading the ledger failed');
 
-  const described = await clients.sagemaker.send(
-    new DescribeTrainingJobCommand({ TrainingJobName: job(1) }),
-  );
-  expect(described.TrainingJobStatus).toBe('InProgress');
+  expect(await statusOf(job(1))).toBe('InProgress');
 });
 
 test('no job starts once the stack is being deleted or is gone (a pass after the guard answered)', async () => {
