@@ -1,12 +1,16 @@
 /**
  * The job controller (SageMaker backend): every 5 minutes, and at every state change of one of
  * this stack's training jobs (EventBridge), it brings the configured run's jobs in line with its
- * settings: starts the next attempt, stops a job past its limits, records how each job ended in
- * the run's ledger and sends one message per outcome (contract sections 4, 5, 12 and 14).
+ * settings: starts the next attempt, stops a job past its limits (idleness included), records
+ * how each job ended in the run's ledger and sends one message per outcome, holds the run's
+ * lease for its live job, publishes its progress, and stops and records the jobs of runs the
+ * deploy no longer asks for (contract sections 4, 5, 7, 11, 12 and 14). As the job guard (a
+ * CloudFormation custom resource) it does the last of these when a deploy changes the run or
+ * removes the backend, and waits for those jobs to end.
  *
  * Thin adapter: reads the job settings (SSM), the run's jobs (ListTrainingJobs,
- * DescribeTrainingJob), ledger and stop request, asks the pure core (decide.ts), then performs
- * its effects. Either trigger runs the same whole pass, so a lost event costs at most one
+ * DescribeTrainingJob), ledger, lease and stop request, the job's log lines and host metrics,
+ * asks the pure cores (decide.ts, progress.ts), then performs its effects. Either trigger runs the same whole pass, so a lost event costs at most one
  * schedule period. Every pass is idempotent: job names are deterministic (SageMaker refuses a
  * second job of the same attempt), ledger writes are conditional and each outcome is recorded
  * (and messaged) once. A failed step does not stop the others; the pass throws at the end so
