@@ -1,11 +1,4 @@
-import {
-  Annotations,
-  type CfnElement,
-  CfnResource,
-  Duration,
-  RemovalPolicy,
-  Stack,
-} from 'aws-cdk-lib';
+import { Annotations, type CfnElement, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import * as budgets from 'aws-cdk-lib/aws-budgets';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as cwActions from 'aws-cdk-lib/aws-cloudwatch-actions';
@@ -14,7 +7,6 @@ import * as targets from 'aws-cdk-lib/aws-events-targets';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
-import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as sns from 'aws-cdk-lib/aws-sns';
@@ -22,6 +14,7 @@ import * as subscriptions from 'aws-cdk-lib/aws-sns-subscriptions';
 import { Construct } from 'constructs';
 import { join } from 'node:path';
 import { SAFETY_ENV } from '../lambda/safety/env';
+import { newApiFunction } from './api-function';
 import { ledgerKey, messagesPrefix, meterKey, TAG_KEYS } from './contract';
 import {
   acknowledgeAlertsKeyUse,
@@ -158,46 +151,23 @@ export class TrainingSafety extends Construct {
       topic.addSubscription(new subscriptions.EmailSubscription(props.alertEmail));
     this.topic = topic;
 
-    this.functionLogGroup = new logs.LogGroup(this, 'SafetyFunctionLogs', {
-      retention: logs.RetentionDays.THREE_MONTHS,
-      removalPolicy: retainLogs ? RemovalPolicy.RETAIN : RemovalPolicy.DESTROY,
-    });
-    const role = new iam.Role(this, 'SafetyFunctionRole', {
-      description: 'tuning-lab safety Lambda',
-      assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
-    });
-    this.functionLogGroup.grantWrite(role);
-    const fn = new nodejs.NodejsFunction(this, 'SafetyFunction', {
-      role,
+    const { fn, role, logGroup } = newApiFunction(this, {
+      ids: { function: 'SafetyFunction', role: 'SafetyFunctionRole', logs: 'SafetyFunctionLogs' },
       description: 'Stops tuning-lab GPU instances past their runtime limit or run cost cap',
+      roleDescription: 'tuning-lab safety Lambda',
       entry: SAFETY_HANDLER_ENTRY,
-      handler: 'handler',
-      runtime: lambda.Runtime.NODEJS_24_X,
-      architecture: lambda.Architecture.ARM_64,
-      memorySize: 256,
       timeout: Duration.minutes(2),
-      logGroup: this.functionLogGroup,
-      loggingFormat: lambda.LoggingFormat.JSON,
-      applicationLogLevelV2: lambda.ApplicationLogLevel.INFO,
-      systemLogLevelV2: lambda.SystemLogLevel.WARN,
-      // The schedule retries in 5 minutes anyway; a failed invocation is reported to the topic.
-      retryAttempts: 0,
-      deadLetterTopic: topic,
       environment: {
         [SAFETY_ENV.stackName]: stack.stackName,
         [SAFETY_ENV.topicArn]: topic.topicArn,
         [SAFETY_ENV.outputsBucket]: props.outputsBucket.bucketName,
         [SAFETY_ENV.defaultMaxRuntimeHours]: String(props.defaultMaxRuntimeHours),
       },
-      bundling: { minify: true, sourceMap: true, target: 'node24' },
+      alertsTopic: topic,
+      retainLogs,
     });
+    this.functionLogGroup = logGroup;
     this.function = fn;
-    // cfn-lint W3005: the L2 adds DependsOn on the role although Fn::GetAtt already orders them.
-    (fn.node.defaultChild as CfnResource).addMetadata('cfn-lint', {
-      config: { ignore_checks: ['W3005'] },
-      reason:
-        'W3005: DependsOn on the role is added by the CDK Function construct; redundant, harmless.',
-    });
 
     // Finding instances, their groups and prices has no resource scope in IAM.
     fn.addToRolePolicy(

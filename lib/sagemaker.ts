@@ -1,25 +1,16 @@
-import {
-  ArnFormat,
-  Aws,
-  type CfnElement,
-  CfnResource,
-  CustomResource,
-  Duration,
-  RemovalPolicy,
-  Stack,
-} from 'aws-cdk-lib';
+import { ArnFormat, Aws, type CfnElement, CustomResource, Duration, Stack } from 'aws-cdk-lib';
 import * as ecr from 'aws-cdk-lib/aws-ecr';
 import * as events from 'aws-cdk-lib/aws-events';
 import * as targets from 'aws-cdk-lib/aws-events-targets';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
-import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import { Construct, type IConstruct } from 'constructs';
 import { join } from 'node:path';
 import { JOBS_ENV } from '../lambda/jobs/env';
+import { newApiFunction } from './api-function';
 import {
   finalPrefix,
   jobRunConfigKey,
@@ -136,15 +127,26 @@ export class TrainingJobs extends Construct {
     const jobPrefix = trainingJobStackPrefix(stack.stackName);
     const outputs = props.outputsBucket;
 
-    this.functionLogGroup = new logs.LogGroup(this, 'ControllerLogs', {
-      retention: logs.RetentionDays.THREE_MONTHS,
-      removalPolicy: retainLogs ? RemovalPolicy.RETAIN : RemovalPolicy.DESTROY,
+    const { fn, role, logGroup } = newApiFunction(this, {
+      ids: { function: 'ControllerFunction', role: 'ControllerRole', logs: 'ControllerLogs' },
+      description: "Starts, watches and stops the stack's SageMaker training jobs (tuning-lab)",
+      roleDescription:
+        'tuning-lab job controller: starts, watches and stops SageMaker training jobs',
+      entry: JOBS_HANDLER_ENTRY,
+      // A pass takes seconds; the job guard waits for stopping jobs (lambda/jobs/handler.ts).
+      timeout: CONTROLLER_TIMEOUT,
+      environment: {
+        [JOBS_ENV.stackName]: stack.stackName,
+        [JOBS_ENV.stackId]: Aws.STACK_ID,
+        [JOBS_ENV.topicArn]: props.alertsTopic.topicArn,
+        [JOBS_ENV.outputsBucket]: outputs.bucketName,
+        [JOBS_ENV.jobSettingsParameter]: jobSettingsParameterName(stack.stackName),
+      },
+      alertsTopic: props.alertsTopic,
+      retainLogs,
     });
-    const role = new iam.Role(this, 'ControllerRole', {
-      description: 'tuning-lab job controller: starts, watches and stops SageMaker training jobs',
-      assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
-    });
-    this.functionLogGroup.grantWrite(role);
+    this.functionLogGroup = logGroup;
+    this.function = fn;
 
     if (props.run) {
       this.executionRole = this.newExecutionRole(props, props.run.runId, jobPrefix);
@@ -186,39 +188,6 @@ export class TrainingJobs extends Construct {
         }),
       );
     }
-
-    const fn = new nodejs.NodejsFunction(this, 'ControllerFunction', {
-      role,
-      description: "Starts, watches and stops the stack's SageMaker training jobs (tuning-lab)",
-      entry: JOBS_HANDLER_ENTRY,
-      handler: 'handler',
-      runtime: lambda.Runtime.NODEJS_24_X,
-      architecture: lambda.Architecture.ARM_64,
-      memorySize: 256,
-      // A pass takes seconds; the job guard waits for stopping jobs (lambda/jobs/handler.ts).
-      timeout: CONTROLLER_TIMEOUT,
-      logGroup: this.functionLogGroup,
-      loggingFormat: lambda.LoggingFormat.JSON,
-      applicationLogLevelV2: lambda.ApplicationLogLevel.INFO,
-      systemLogLevelV2: lambda.SystemLogLevel.WARN,
-      // The schedule retries in 5 minutes anyway; a failed invocation is reported to the topic.
-      retryAttempts: 0,
-      deadLetterTopic: props.alertsTopic,
-      environment: {
-        [JOBS_ENV.stackName]: stack.stackName,
-        [JOBS_ENV.stackId]: Aws.STACK_ID,
-        [JOBS_ENV.topicArn]: props.alertsTopic.topicArn,
-        [JOBS_ENV.outputsBucket]: outputs.bucketName,
-        [JOBS_ENV.jobSettingsParameter]: jobSettingsParameterName(stack.stackName),
-      },
-      bundling: { minify: true, sourceMap: true, target: 'node24' },
-    });
-    this.function = fn;
-    (fn.node.defaultChild as CfnResource).addMetadata('cfn-lint', {
-      config: { ignore_checks: ['W3005'] },
-      reason:
-        'W3005: DependsOn on the role is added by the CDK Function construct; redundant, harmless.',
-    });
 
     // This stack's jobs only: every name starts with the stack's prefix.
     const jobsArn = stack.formatArn({
