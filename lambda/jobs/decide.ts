@@ -32,6 +32,7 @@ import {
   type RunStatus,
   type StopRequest,
 } from '../../lib/contract';
+import { round2 } from '../safety/decide';
 
 /** A training job of the run, from DescribeTrainingJob. */
 export interface JobView {
@@ -571,9 +572,6 @@ function billableSecondsOf(job: JobView, now: Date): number {
   return Math.max(elapsed, job.billableSeconds ?? 0);
 }
 
-function round2(value: number): number {
-  return Math.round(value * 100) / 100;
-}
 
 /** A spot interruption as the ledger records it (contract section 4, `interruptions`). */
 export interface Interruption {

@@ -163,7 +163,8 @@ function positiveNumber(value: string | undefined): number | undefined {
   return Number.isFinite(n) && n > 0 ? n : undefined;
 }
 
-function round2(value: number): number {
+/** USD to the cent, as the ledgers and messages show costs. */
+export function round2(value: number): number {
   return Math.round(value * 100) / 100;
 }
 

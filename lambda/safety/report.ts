@@ -13,7 +13,7 @@ import {
   type MessageRecord,
   type MessageStatus,
 } from '../../lib/contract';
-import type { Decision } from './decide';
+import { round2, type Decision } from './decide';
 
 export interface StoppedInstance {
   readonly decision: Decision;
@@ -207,9 +207,6 @@ function formatDuration(seconds: number | null): string {
   return m > 0 ? `${m} min ${two(s)} s` : `${s} s`;
 }
 
-function round2(value: number): number {
-  return Math.round(value * 100) / 100;
-}
 
 /** What one safety check decided, as the handler reports it. */
 export interface CheckSummary {
