@@ -52,6 +52,20 @@ const ROOT = join(__dirname, '..', '..');
 /** Repository-relative path of the generated file. */
 export const INSTANCE_PRICES_JSON = 'trainer-image/src/tuning_trainer/instance_prices.json';
 
+/** What an EC2 type and its SageMaker twin share: the hardware and the on-demand price. */
+function hardware(
+  info: (typeof INSTANCE_TYPES)[string] | (typeof SAGEMAKER_INSTANCE_TYPES)[string],
+) {
+  return {
+    gpus: info.gpus,
+    gpu_model: info.gpuModel,
+    gpu_memory_mib: info.gpuMemoryMiB,
+    gpu_memory_gib: gpuMemoryGiB(info),
+    vcpus: info.vcpus,
+    on_demand_usd_per_hour: info.onDemandUsdPerHour,
+  };
+}
+
 /** The JSON text the trainer reads (types in lib/instance-types.ts's order). */
 export function renderInstancePrices(): string {
   const instanceTypes = Object.fromEntries(
@@ -60,12 +74,7 @@ export function renderInstancePrices(): string {
       return [
         type,
         {
-          gpus: info.gpus,
-          gpu_model: info.gpuModel,
-          gpu_memory_mib: info.gpuMemoryMiB,
-          gpu_memory_gib: gpuMemoryGiB(info),
-          vcpus: info.vcpus,
-          on_demand_usd_per_hour: info.onDemandUsdPerHour,
+          ...hardware(info),
           spot: {
             min_usd_per_hour: spot.minUsdPerHour,
             mean_usd_per_hour: spot.meanUsdPerHour,
@@ -82,12 +91,7 @@ export function renderInstancePrices(): string {
       type,
       {
         ec2_type: info.ec2Type,
-        gpus: info.gpus,
-        gpu_model: info.gpuModel,
-        gpu_memory_mib: info.gpuMemoryMiB,
-        gpu_memory_gib: gpuMemoryGiB(info),
-        vcpus: info.vcpus,
-        on_demand_usd_per_hour: info.onDemandUsdPerHour,
+        ...hardware(info),
         training_price_confirmed: info.trainingPriceConfirmed,
       },
     ]),
