@@ -84,17 +84,23 @@ class CdkError(RuntimeError):
 
 
 def run_in_own_group(
-    argv: list, *, env: dict, cwd: Path = ROOT, timeout: float = CDK_TIMEOUT_SECONDS
+    argv: list,
+    *,
+    env: dict,
+    cwd: Path = ROOT,
+    timeout: float = CDK_TIMEOUT_SECONDS,
+    stderr: int = subprocess.PIPE,
 ) -> subprocess.CompletedProcess:
     """``subprocess.run`` whose child and grandchildren (the CDK CLI starts node and ts-node)
-    form one process group, killed whole on a timeout, Ctrl-C or any other exception."""
+    form one process group, killed whole on a timeout, Ctrl-C or any other exception.
+    ``stderr=subprocess.STDOUT`` interleaves both streams in ``stdout``."""
     process = subprocess.Popen(
         argv,
         cwd=cwd,
         env=env,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stderr=stderr,
         text=True,
         start_new_session=True,
     )

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import boto3
 import pytest
 
-from testing.emulated_stack import ROOT, STACK, kill_group
+from testing.emulated_stack import ROOT, STACK, kill_group, run_in_own_group
 
 READY_LINE = "Ctrl-C or SIGTERM stops the emulator"
 START_TIMEOUT_SECONDS = 180
@@ -84,22 +84,12 @@ class Emulator:
         # What a user's shell may hold: a profile would win over the printed keys in the CDK
         # CLI's SDK (the printed unset line removes it), a token would be sent with them.
         env.update(AWS_PROFILE="someones-real-account", AWS_SESSION_TOKEN="not-for-moto")
-        process = subprocess.Popen(
+        return run_in_own_group(
             ["bash", "-euo", "pipefail", "-c", script],
-            cwd=ROOT,
             env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
+            timeout=CDK_TIMEOUT_SECONDS,
             stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
         )
-        try:
-            output, _ = process.communicate(timeout=CDK_TIMEOUT_SECONDS)
-        except BaseException:
-            kill_group(process)
-            raise
-        return subprocess.CompletedProcess(script, process.returncode, output, "")
 
 
 def start_emulator(*flags: str) -> Emulator:
