@@ -51,7 +51,7 @@ import {
 } from '../../lib/contract';
 import { attempt, errorMessage, keepRunMessage, publishRunMessage } from '../safety/effects';
 import { formatRunMessage, messageRecord, type RunMessage } from '../safety/report';
-import { readJson, updateJson } from '../safety/store';
+import { readJson, updateJson, type Stored } from '../safety/store';
 import {
   decideRun,
   isLiveJob,
@@ -71,7 +71,13 @@ import {
 } from './decide';
 import { readJobsEnv, type JobsEnv } from './env';
 import { TRAINER_ENV, trainingJobRequest } from './request';
-import { holdLease, otherHolder, readLease, releaseLease } from './lease';
+import {
+  holdLease,
+  otherHolder,
+  readLease,
+  releaseLease,
+  type LeaseDocument,
+} from './lease';
 import { hostActivity, publishJobProgress, type HostActivity } from './watch';
 
 export interface JobsClients {
@@ -146,19 +152,12 @@ export async function controlJobs(
       .value;
   });
   const pendingStop = isPending(request, ledger, ledgerUnreadable, jobs);
-  const recordedEnds = new Set(
-    (ledger?.attempts ?? []).filter((a) => a.endedAt).map((a) => a.instanceId),
-  );
-  const completedUnrecorded = jobs.some((j) => j.status === 'Completed' && !recordedEnds.has(j.name));
-  const finalModelPublished = completedUnrecorded
-    ? (await readJson(clients.s3, env.outputsBucket, `${finalPrefix(runId)}${MANIFEST_NAME}`))
-        .value !== undefined
-    : undefined;
-  const isOwn = (holder: string) =>
-    trainingJobAttempt(env.stackName, env.stackId, runId, holder) !== undefined;
+  const finalModelPublished = await finalModelState(clients, env, runId, ledger, jobs);
+  const isOwn = jobOfRun(env, runId);
   let leaseHeldBy: { holder: string; until: string } | undefined;
+  let lease: Stored<LeaseDocument> | undefined;
   try {
-    const lease = await readLease(clients.s3, env.outputsBucket, runId);
+    lease = await readLease(clients.s3, env.outputsBucket, runId);
     leaseHeldBy = otherHolder(lease.value, isOwn, now);
   } catch (error) {
     // Not knowing who holds the run, nothing starts this pass.
@@ -170,8 +169,7 @@ export async function controlJobs(
   const activity = await watchNewestJob(clients, env, settings, idleMinutes, jobs, now, failures);
   // Every live job of the stack but the run's, the ones this pass just asked to stop included.
   const otherLiveJobs = stackJobs
-    .filter((j) => LIVE_STATUSES.has(j.status))
-    .filter((j) => trainingJobAttempt(env.stackName, env.stackId, runId, j.name) === undefined)
+    .filter((j) => LIVE_STATUSES.has(j.status) && !isOwn(j.name))
     .map((j) => j.name);
 
   const decided = decideRun(
@@ -231,13 +229,14 @@ export async function controlJobs(
       if (await startJob(ctx, name, ledger, resumed)) started = name;
     });
   }
-  // The run's lease: held while one of its jobs is live (or just started), released after.
+  // The run's lease: held while one of its jobs is live (or just started), released after. The
+  // read of the pass's start is written on (a start that took the lease since makes it re-read).
   const live = jobs.find(isLiveJob)?.name ?? started;
   if (!ledgerUnreadable) {
     await attempt(failures, live ? `renewing the lease for ${live}` : 'releasing the lease', () =>
       live
-        ? holdLease(clients.s3, env.outputsBucket, runId, live, isOwn, now)
-        : releaseLease(clients.s3, env.outputsBucket, runId, isOwn, now),
+        ? holdLease(clients.s3, env.outputsBucket, runId, live, isOwn, now, lease)
+        : releaseLease(clients.s3, env.outputsBucket, runId, isOwn, now, lease),
     );
   }
   // What every write adds anyway: the settings seen, managed spot's interruptions.
@@ -406,9 +405,7 @@ export async function settleOtherRuns(
   failures: string[],
 ): Promise<Settled> {
   const settled: Settled = { stopped: [], recorded: [], live: [] };
-  const isKept = (name: string) =>
-    keepRunId !== undefined &&
-    trainingJobAttempt(env.stackName, env.stackId, keepRunId, name) !== undefined;
+  const isKept = keepRunId === undefined ? () => false : jobOfRun(env, keepRunId);
   const recent = now.getTime() - SETTLE_HOURS * 3600_000;
   const groups = new Set(
     stackJobs
@@ -453,15 +450,7 @@ export async function settleOtherRuns(
         return;
       }
       const settings = settingsOfJob(env, runId, described[0], ledger);
-      const completedUnrecorded = jobs.some(
-        (j) =>
-          j.status === 'Completed' &&
-          !(ledger.attempts ?? []).some((a) => a.instanceId === j.name && a.endedAt),
-      );
-      const finalModelPublished = completedUnrecorded
-        ? (await readJson(clients.s3, env.outputsBucket, `${finalPrefix(runId)}${MANIFEST_NAME}`))
-            .value !== undefined
-        : undefined;
+      const finalModelPublished = await finalModelState(clients, env, runId, ledger, jobs);
       const seen = ledger.jobSettingsDigest;
       const limits = { ...settings, settingsDigest: typeof seen === 'string' ? seen : '' };
       const decision = decideRun(
@@ -495,6 +484,30 @@ export async function settleOtherRuns(
     });
   }
   return settled;
+}
+
+/** Whether a name is one of `runId`'s jobs in this deployment of the stack (started or not). */
+function jobOfRun(env: JobsEnv, runId: string): (name: string) => boolean {
+  return (name) => trainingJobAttempt(env.stackName, env.stackId, runId, name) !== undefined;
+}
+
+/**
+ * Whether the run's final manifest exists; asked only when a completed job is not recorded in
+ * the ledger yet (undefined otherwise).
+ */
+async function finalModelState(
+  clients: JobsClients,
+  env: JobsEnv,
+  runId: string,
+  ledger: Ledger | undefined,
+  jobs: readonly JobView[],
+): Promise<boolean | undefined> {
+  const recorded = new Set(
+    (ledger?.attempts ?? []).filter((a) => a.endedAt).map((a) => a.instanceId),
+  );
+  if (!jobs.some((j) => j.status === 'Completed' && !recorded.has(j.name))) return undefined;
+  const key = `${finalPrefix(runId)}${MANIFEST_NAME}`;
+  return (await readJson(clients.s3, env.outputsBucket, key)).value !== undefined;
 }
 
 /** The jobs of one run of one deployment share their name up to the attempt (`...-a<N>`). */
@@ -795,8 +808,7 @@ async function startJob(
     return false;
   }
   // The lease first, so an instance of the same run that races for it cannot train alongside.
-  const isOwn = (holder: string) =>
-    trainingJobAttempt(env.stackName, env.stackId, settings.runId, holder) !== undefined;
+  const isOwn = jobOfRun(env, settings.runId);
   if (!(await holdLease(clients.s3, env.outputsBucket, settings.runId, jobName, isOwn, ctx.now))) {
     console.log(JSON.stringify({ message: 'lease taken by another trainer; not starting', jobName }));
     return false;

@@ -89,13 +89,14 @@ export async function releaseLease(
   runId: string,
   isOwn: (holder: string) => boolean,
   now: Date,
+  stored?: Stored<LeaseDocument>,
 ): Promise<boolean> {
   let released = false;
   await updateJson<LeaseDocument>(
     s3,
     bucket,
     leaseKey(runId),
-    await readLease(s3, bucket, runId),
+    stored ?? (await readLease(s3, bucket, runId)),
     (current) => {
       if (!current || current.released || !isOwn(String(current.holder))) return undefined;
       released = true;
