@@ -154,6 +154,10 @@ function thin(points: Map<number, MetricPoint>): void {
 
 /** Where to read a job's stream from: just after the newest point already published. */
 export function readFrom(history: readonly MetricPoint[], jobCreatedAt: Date): number {
-  const newest = Math.max(0, ...history.map((p) => Date.parse(p.at) || 0));
-  return Math.max(newest + 1, jobCreatedAt.getTime());
+  return Math.max(newestPointAt(history) + 1, jobCreatedAt.getTime());
+}
+
+/** When the newest point was printed (ms since the epoch); 0 without points. */
+export function newestPointAt(points: readonly Pick<MetricPoint, 'at'>[]): number {
+  return Math.max(0, ...points.map((p) => Date.parse(p.at) || 0));
 }

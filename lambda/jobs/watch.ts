@@ -20,7 +20,7 @@ import {
 } from '../../lib/contract';
 import { readJson } from '../safety/store';
 import type { JobView } from './decide';
-import { foldProgress, readFrom, type LogLine } from './progress';
+import { foldProgress, newestPointAt, readFrom, type LogLine } from './progress';
 
 /** SageMaker's per-host training metrics (namespace and the `Host` dimension's form). */
 export const SAGEMAKER_JOB_METRICS = {
@@ -65,7 +65,7 @@ export async function publishJobProgress(
 }
 
 function lastStepAt(points: readonly { at: string }[]): Date | undefined {
-  const newest = Math.max(...points.map((p) => Date.parse(p.at) || 0));
+  const newest = newestPointAt(points);
   return newest > 0 ? new Date(newest) : undefined;
 }
 
