@@ -26,8 +26,7 @@ import time
 from pathlib import Path
 
 import pytest
-from safetensors.torch import load_file
-from trainer_testlib import llama_8b_shape, make_run
+from trainer_testlib import assert_same_training, llama_8b_shape, make_run
 from tuning_trainer import checkpoint, distributed, estimate
 from tuning_trainer.config import RunConfig
 from tuning_trainer.errors import ConfigError
@@ -78,24 +77,6 @@ def merged(base: dict, changes: dict) -> dict:
     return result
 
 
-def losses(final: Path) -> dict[int, float]:
-    state = json.loads((final / "trainer_state.json").read_text())
-    return {e["step"]: e["loss"] for e in state["log_history"] if "loss" in e}
-
-
-def assert_same_training(
-    final_a: Path, final_b: Path, weights: str, tolerance: float, steps: int = STEPS
-) -> None:
-    loss_a, loss_b = losses(final_a), losses(final_b)
-    assert loss_a.keys() == loss_b.keys() == set(range(1, steps + 1))
-    for step in loss_a:
-        assert loss_a[step] == pytest.approx(loss_b[step], rel=1e-4, abs=1e-5), step
-    tensors_a, tensors_b = load_file(final_a / weights), load_file(final_b / weights)
-    assert tensors_a.keys() == tensors_b.keys()
-    for name in tensors_a:
-        assert (tensors_a[name] - tensors_b[name]).abs().max() < tolerance, name
-
-
 def ranks_reported(stderr: str) -> str:
     match = re.search(r"torchrun exit (\d+), ranks (\{.*?\}) -> exit (\d+)", stderr)
     assert match, stderr[-3000:]
@@ -138,8 +119,8 @@ def test_fsdp_full_fine_tune_with_two_ranks_equals_one_process(tmp_path: Path) -
     assert_same_training(
         tmp_path / "fsdp" / "out" / "final",
         tmp_path / "single" / "out" / "final",
-        "model.safetensors",  # gathered whole: loads without FSDP
-        1e-4,
+        steps=STEPS,
+        weights="model.safetensors",  # gathered whole: loads without FSDP
     )
 
 
@@ -197,9 +178,7 @@ def test_ddp_sigterm_stops_every_rank_at_one_checkpoint_and_resume_equals_one_pr
     assert_same_training(
         tmp_path / "job" / "out" / "final",
         tmp_path / "reference" / "out" / "final",
-        "adapter_model.safetensors",
-        1e-4,
-        steps,
+        steps=steps,
     )
 
 

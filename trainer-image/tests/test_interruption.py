@@ -17,8 +17,7 @@ from pathlib import Path
 
 import boto3
 import pytest
-from safetensors.torch import load_file
-from trainer_testlib import make_run
+from trainer_testlib import assert_same_training, logged_losses, make_run
 from tuning_trainer import checkpoint
 from tuning_trainer.cli import main
 from tuning_trainer.storage import Store
@@ -62,10 +61,6 @@ def wait_for_step(
     raise AssertionError(f"step {step} not reached in {timeout} s")
 
 
-def losses(trainer_state: dict) -> dict[int, float]:
-    return {e["step"]: e["loss"] for e in trainer_state["log_history"] if "loss" in e}
-
-
 def test_sigterm_then_resume_reproduces_the_uninterrupted_run(tmp_path: Path) -> None:
     records = alpaca_examples(160, seed=5)
     reference = make_run(tmp_path / "reference", LONG_RUN, records)
@@ -93,15 +88,7 @@ def test_sigterm_then_resume_reproduces_the_uninterrupted_run(tmp_path: Path) ->
     state_i = json.loads((final_i / "trainer_state.json").read_text())
     state_r = json.loads((final_r / "trainer_state.json").read_text())
     assert state_i["global_step"] == state_r["global_step"] == STEPS
-    loss_i, loss_r = losses(state_i), losses(state_r)
-    assert loss_i.keys() == loss_r.keys() == set(range(1, STEPS + 1))
-    for step in loss_r:
-        assert loss_i[step] == pytest.approx(loss_r[step], rel=1e-4, abs=1e-5), step
-    weights_i = load_file(final_i / "adapter_model.safetensors")
-    weights_r = load_file(final_r / "adapter_model.safetensors")
-    assert weights_i.keys() == weights_r.keys()
-    for name in weights_r:
-        assert (weights_i[name] - weights_r[name]).abs().max() < 1e-4, name
+    assert_same_training(final_i, final_r, steps=STEPS)
 
 
 def test_spot_notice_publishes_to_s3_exits_75_and_the_run_resumes_from_s3(
@@ -139,7 +126,7 @@ def test_spot_notice_publishes_to_s3_exits_75_and_the_run_resumes_from_s3(
     final = checkpoint.read_manifest(run, checkpoint.FINAL)
     assert final is not None and final["step"] == STEPS
     state = json.loads(run.get_bytes("final/trainer_state.json"))
-    assert set(losses(state)) == set(range(1, STEPS + 1))  # no step lost or repeated
+    assert set(logged_losses(state)) == set(range(1, STEPS + 1))  # no step lost or repeated
 
 
 def test_bad_config_exits_2_with_one_message_and_no_traceback(tmp_path: Path) -> None:

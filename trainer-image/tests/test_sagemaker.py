@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file
-from trainer_testlib import make_run
+from trainer_testlib import assert_same_training, losses, make_run
 from tuning_trainer import checkpoint, sagemaker
 from tuning_trainer.storage import Store
 from tuning_trainer.synthetic import alpaca_examples
@@ -37,23 +37,6 @@ LONG_RUN = {
     "data": {"max_seq_length": 256, "packing": False},
     "training": {"max_steps": STEPS, "save_steps": 100},
 }
-
-
-def losses(final: Path) -> dict[int, float]:
-    state = json.loads((final / "trainer_state.json").read_text())
-    return {e["step"]: e["loss"] for e in state["log_history"] if "loss" in e}
-
-
-def assert_same(final_a: Path, final_b: Path, steps: int = STEPS, tolerance: float = 1e-4) -> None:
-    loss_a, loss_b = losses(final_a), losses(final_b)
-    assert loss_a.keys() == loss_b.keys() == set(range(1, steps + 1))
-    for step in loss_a:
-        assert loss_a[step] == pytest.approx(loss_b[step], rel=1e-4, abs=1e-5), step
-    a = load_file(final_a / "adapter_model.safetensors")
-    b = load_file(final_b / "adapter_model.safetensors")
-    assert a.keys() == b.keys()
-    for name in a:
-        assert (a[name] - b[name]).abs().max() < tolerance, name
 
 
 def wait_for_step(progress: Path, step: int, job: SageMakerJobHarness) -> None:
@@ -111,7 +94,7 @@ def test_a_managed_spot_interruption_resumes_from_the_copied_checkpoints(tmp_pat
     assert (second.root / "model" / "adapter_model.safetensors").is_file()
     assert checkpoint.is_final_complete(Store(str(run)))
     assert run_train(str(reference), {}, env={}) == 0
-    assert_same(run / "final", tmp_path / "reference" / "out" / "final")
+    assert_same_training(run / "final", tmp_path / "reference" / "out" / "final", steps=STEPS)
 
 
 def test_a_job_on_two_hosts_trains_like_one_process_and_publishes_once(tmp_path: Path) -> None:

@@ -8,7 +8,9 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
+from safetensors.torch import load_file
 from tuning_trainer.synthetic import alpaca_examples
 
 REPO = Path(__file__).resolve().parents[2]
@@ -34,6 +36,36 @@ BASE_CONFIG: dict[str, Any] = {
     "output": {"uri": "out"},
     "interruption": {"spot_polling": "never"},
 }
+
+
+def logged_losses(trainer_state: dict[str, Any]) -> dict[int, float]:
+    """Each logged step's training loss in a trainer_state.json document."""
+    return {e["step"]: e["loss"] for e in trainer_state["log_history"] if "loss" in e}
+
+
+def losses(final: Path) -> dict[int, float]:
+    """Each logged step's training loss of a run folder's final model."""
+    return logged_losses(json.loads((final / "trainer_state.json").read_text()))
+
+
+def assert_same_training(
+    final_a: Path,
+    final_b: Path,
+    *,
+    steps: int,
+    weights: str = "adapter_model.safetensors",
+    tolerance: float = 1e-4,
+) -> None:
+    """Two final models trained the same: a loss at every step 1..steps, equal to 1e-4, and
+    every tensor of ``weights`` within ``tolerance``."""
+    loss_a, loss_b = losses(final_a), losses(final_b)
+    assert loss_a.keys() == loss_b.keys() == set(range(1, steps + 1))
+    for step in loss_a:
+        assert loss_a[step] == pytest.approx(loss_b[step], rel=1e-4, abs=1e-5), step
+    tensors_a, tensors_b = load_file(final_a / weights), load_file(final_b / weights)
+    assert tensors_a.keys() == tensors_b.keys()
+    for name in tensors_a:
+        assert (tensors_a[name] - tensors_b[name]).abs().max() < tolerance, name
 
 
 def write_yaml(path: Path, text: str) -> Path:
