@@ -42,7 +42,6 @@ import argparse
 import contextlib
 import importlib.util
 import json
-import logging
 import os
 import re
 import shlex
@@ -73,6 +72,7 @@ try:
         EmulatedAws,
         EmulatorError,
     )
+    from testing.moto_server import SkippedTypes
     from testing.sns_inbox import SnsInbox
 except ImportError as missing:
     sys.exit(
@@ -101,36 +101,6 @@ RESUMED_FROM = re.compile(r"resuming from \S+/checkpoints/step-(\d+)")
 # the deploy test and testing/emulated_stack.py explain them; the demo's reader needs none.
 warnings.filterwarnings("ignore", message="Tried to parse", category=UserWarning)
 warnings.filterwarnings("ignore", message=r"Exception\(DependencyViolationError\)")
-
-
-class NotEmulated(logging.Handler):
-    """Collects the resource types moto's CloudFormation skips (it logs one warning per resource),
-    to name them once instead of a warning per resource."""
-
-    PATTERN = re.compile(r"^No Moto CloudFormation support for (\S+)$")
-
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.types: set[str] = set()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        found = self.PATTERN.match(record.getMessage())
-        if found:
-            self.types.add(found.group(1))
-        else:
-            sys.stderr.write(self.format(record) + "\n")
-
-    @contextlib.contextmanager
-    def installed(self) -> Iterator[NotEmulated]:
-        moto_log = logging.getLogger("moto")
-        saved = moto_log.propagate
-        moto_log.addHandler(self)
-        moto_log.propagate = False
-        try:
-            yield self
-        finally:
-            moto_log.removeHandler(self)
-            moto_log.propagate = saved
 
 
 class DemoError(RuntimeError):
@@ -430,7 +400,7 @@ def run_demo(
         if own_emulator:
             with phases("emulator: moto's server on 127.0.0.1, cdk bootstrap"):
                 emulator = EmulatedAws(port=options.port)
-                with NotEmulated().installed():
+                with SkippedTypes().installed():
                     emulator.start()
                 out(f"moto listens on {emulator.url}; CDK bootstrapped (aws://123456789012/"
                     f"{emulator.region})")  # fmt: skip
@@ -441,7 +411,7 @@ def run_demo(
 
         context = {"createInstance": "true", "runConfig": config}
         with phases(f"deploy: cdk deploy {STACK} -c createInstance=true -c runConfig={config}"):
-            with NotEmulated().installed() as skipped:
+            with SkippedTypes().installed() as skipped:
                 deployment = emulator.deploy(context, workdir / "cdk")
             out(
                 "deployed; moto's CloudFormation does not emulate "
@@ -494,7 +464,7 @@ def run_demo(
 
         with phases(f"destroy: cdk destroy {STACK}, stop the emulator"):
             inbox.delete()
-            with NotEmulated().installed():
+            with SkippedTypes().installed():
                 deployment.destroy()
             result.stack_status_after_destroy = emulator.stack_status()
             kept = {b["Name"] for b in deployment.client("s3").list_buckets()["Buckets"]}

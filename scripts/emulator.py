@@ -14,9 +14,7 @@ deployed into it.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
-import re
 import shlex
 import signal
 import sys
@@ -36,7 +34,7 @@ from testing.emulated_stack import (  # noqa: E402
     check_port_free,
     run_in_own_group,
 )
-from testing.moto_server import MotoServer  # noqa: E402
+from testing.moto_server import MotoServer, SkippedTypes  # noqa: E402
 
 # A profile would win over the keys below in the AWS SDK for JavaScript v3 (the CDK CLI's, the
 # operator CLI's); a session token would be sent with them.
@@ -46,31 +44,6 @@ CDK_ERROR_LINES = 20
 # moto warns twice for every resource its CloudFormation skips, on every deploy; said once here.
 warnings.filterwarnings("ignore", message="Tried to parse", category=UserWarning)
 warnings.filterwarnings("ignore", message=r"Exception\(DependencyViolationError\)")
-
-
-class SkippedTypes(logging.Handler):
-    """Names each resource type moto's CloudFormation skips once, the first time it skips it."""
-
-    PATTERN = re.compile(r"^No Moto CloudFormation support for (\S+)$")
-
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.seen: set[str] = set()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        found = self.PATTERN.match(record.getMessage())
-        if not found:
-            sys.stderr.write(self.format(record) + "\n")
-        elif found.group(1) not in self.seen:
-            self.seen.add(found.group(1))
-            print(
-                f"(moto does not emulate {found.group(1)}; its CloudFormation skips it)", flush=True
-            )
-
-    def install(self) -> None:
-        moto_log = logging.getLogger("moto")
-        moto_log.addHandler(self)
-        moto_log.propagate = False
 
 
 def client_env(url: str) -> dict[str, str]:
@@ -167,16 +140,21 @@ def main(argv: list[str] | None = None) -> int:
             )
         check_port_free(args.port)
         cdk_cli_gaps.install()
-        SkippedTypes().install()
-        moto = MotoServer(port=args.port).start()
-        env = client_env(moto.url)
-        out(f"moto listens on {moto.url}; bootstrapping CDK into it (about 20 s)...")
-        bootstrap(env)
-        out("")
-        for line in usage(moto.url, env):
-            out(line)
-        while True:
-            time.sleep(3600)
+        skipped = SkippedTypes(
+            announce=lambda kind: out(
+                f"(moto does not emulate {kind}; its CloudFormation skips it)"
+            )
+        )
+        with skipped.installed():
+            moto = MotoServer(port=args.port).start()
+            env = client_env(moto.url)
+            out(f"moto listens on {moto.url}; bootstrapping CDK into it (about 20 s)...")
+            bootstrap(env)
+            out("")
+            for line in usage(moto.url, env):
+                out(line)
+            while True:
+                time.sleep(3600)
     except KeyboardInterrupt:
         stopped = "\nemulator stopped; nothing deployed into it remains."
         code = 0

@@ -9,10 +9,13 @@ every emulated service between tests. From Node (jest), spawn the command above 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import re
 import sys
 import urllib.request
+from collections.abc import Callable, Iterator
 
 from moto.server import ThreadedMotoServer
 
@@ -25,6 +28,41 @@ DUMMY_CREDENTIALS = {
     "AWS_SECRET_ACCESS_KEY": "testing",
     "AWS_SESSION_TOKEN": "testing",
 }
+
+
+class SkippedTypes(logging.Handler):
+    """Collects the resource types moto's CloudFormation skips (it logs one warning per
+    resource), to name each once: ``announce`` hears a type the first time it is skipped. moto's
+    other warnings go to stderr as they come."""
+
+    PATTERN = re.compile(r"^No Moto CloudFormation support for (\S+)$")
+
+    def __init__(self, announce: Callable[[str], None] | None = None) -> None:
+        super().__init__(logging.WARNING)
+        self.types: set[str] = set()
+        self.announce = announce
+
+    def emit(self, record: logging.LogRecord) -> None:
+        found = self.PATTERN.match(record.getMessage())
+        if not found:
+            sys.stderr.write(self.format(record) + "\n")
+        elif found.group(1) not in self.types:
+            self.types.add(found.group(1))
+            if self.announce:
+                self.announce(found.group(1))
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[SkippedTypes]:
+        """In place of moto's own log output while the block runs."""
+        moto_log = logging.getLogger("moto")
+        saved = moto_log.propagate
+        moto_log.addHandler(self)
+        moto_log.propagate = False
+        try:
+            yield self
+        finally:
+            moto_log.removeHandler(self)
+            moto_log.propagate = saved
 
 
 class MotoServer:
