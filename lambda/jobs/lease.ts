@@ -51,7 +51,7 @@ export async function readLease(s3: S3Client, bucket: string, runId: string) {
  * Take or renew the lease for `holder` (a job of the run); false when another holder has it
  * (an instance took it first).
  */
-export async function holdLease(
+export function holdLease(
   s3: S3Client,
   bucket: string,
   runId: string,
@@ -60,30 +60,21 @@ export async function holdLease(
   now: Date,
   stored?: Stored<LeaseDocument>,
 ): Promise<boolean> {
-  let refused = false;
-  await updateJson<LeaseDocument>(
-    s3,
-    bucket,
-    leaseKey(runId),
-    stored ?? (await readLease(s3, bucket, runId)),
-    (current) => {
-      refused = otherHolder(current, isOwn, now) !== undefined;
-      if (refused) return undefined;
-      return {
-        schemaVersion: SCHEMA_VERSION,
-        runId,
-        holder,
-        renewedAt: now.toISOString(),
-        expiresAt: new Date(now.getTime() + JOB_LEASE_MINUTES * 60_000).toISOString(),
-        released: false,
-      };
-    },
-  );
-  return !refused;
+  return changeLease(s3, bucket, runId, stored, (current) => {
+    if (otherHolder(current, isOwn, now) !== undefined) return undefined;
+    return {
+      schemaVersion: SCHEMA_VERSION,
+      runId,
+      holder,
+      renewedAt: now.toISOString(),
+      expiresAt: new Date(now.getTime() + JOB_LEASE_MINUTES * 60_000).toISOString(),
+      released: false,
+    };
+  });
 }
 
 /** Release the lease if one of the run's jobs holds it (its job ended). */
-export async function releaseLease(
+export function releaseLease(
   s3: S3Client,
   bucket: string,
   runId: string,
@@ -91,17 +82,31 @@ export async function releaseLease(
   now: Date,
   stored?: Stored<LeaseDocument>,
 ): Promise<boolean> {
-  let released = false;
+  return changeLease(s3, bucket, runId, stored, (current) => {
+    if (!current || current.released || !isOwn(String(current.holder))) return undefined;
+    return { ...current, released: true, releasedAt: now.toISOString() };
+  });
+}
+
+/** Write `change(current)` conditionally (undefined: leave it); whether it wrote. */
+async function changeLease(
+  s3: S3Client,
+  bucket: string,
+  runId: string,
+  stored: Stored<LeaseDocument> | undefined,
+  change: (current?: LeaseDocument) => LeaseDocument | undefined,
+): Promise<boolean> {
+  let wrote = false;
   await updateJson<LeaseDocument>(
     s3,
     bucket,
     leaseKey(runId),
     stored ?? (await readLease(s3, bucket, runId)),
     (current) => {
-      if (!current || current.released || !isOwn(String(current.holder))) return undefined;
-      released = true;
-      return { ...current, released: true, releasedAt: now.toISOString() };
+      const next = change(current);
+      wrote = next !== undefined;
+      return next;
     },
   );
-  return released;
+  return wrote;
 }
